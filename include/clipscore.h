@@ -1,0 +1,173 @@
+/* clipscore.h - public C API of clipscore: CLIP similarity of image/caption
+ * pairs, on libtorch (CPU or CUDA).
+ *
+ * Typical use:
+ *
+ *     clipscore_params p = clipscore_default_params();
+ *     p.model = "ViT-B/32";              // a known name, hf:ORG/NAME or a path
+ *     char err[1024];
+ *     clipscore_context *ctx = clipscore_init(&p, err, sizeof err);
+ *     if (!ctx) { fprintf(stderr, "%s\n", err); ... }
+ *
+ *     clipscore_score_params sp = clipscore_default_score_params();
+ *     sp.input_csv = "input.csv";
+ *     clipscore_score_summary sum;
+ *     int rc = clipscore_score_csv(ctx, &sp, &sum);   // output.csv, figures
+ *     if (rc < 0) fprintf(stderr, "%s\n", clipscore_last_error(ctx));
+ *     clipscore_free(ctx);
+ *
+ * Errors: every function returning int returns CLIPSCORE_OK (0) or a negative
+ * clipscore_status; the message is then in clipscore_last_error(ctx). Nothing
+ * in the library exits the process or prints to stdout.
+ *
+ * Threads: a context may be used by one thread at a time (the scorer runs its
+ * own worker threads inside). clipscore_tokenize is safe to call from several
+ * threads at once on one context. */
+#ifndef CLIPSCORE_H
+#define CLIPSCORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(CLIPSCORE_SHARED)
+#define CLIPSCORE_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define CLIPSCORE_API __attribute__((visibility("default")))
+#else
+#define CLIPSCORE_API
+#endif
+
+#define CLIPSCORE_VERSION "0.1.0"
+
+typedef enum clipscore_status {
+    CLIPSCORE_OK = 0,
+    CLIPSCORE_EARG = -1,         /* invalid argument or option */
+    CLIPSCORE_EIO = -2,          /* file could not be read or written */
+    CLIPSCORE_EFORMAT = -3,      /* malformed input (CSV, image, model file) */
+    CLIPSCORE_EMODEL = -4,       /* model files missing, inconsistent or unsupported */
+    CLIPSCORE_EDEVICE = -5,      /* device unavailable (e.g. CUDA on a CPU build) */
+    CLIPSCORE_ENOMEM = -6,       /* out of memory */
+    CLIPSCORE_ENETWORK = -7,     /* download failed */
+    CLIPSCORE_ECHECKSUM = -8,    /* downloaded data does not match its SHA-256 */
+    CLIPSCORE_EUNSUPPORTED = -9, /* valid but unsupported (e.g. TIFF image) */
+    CLIPSCORE_ELIMIT = -10,      /* input over a configured limit (pixels, size) */
+    CLIPSCORE_EOFFLINE = -11,    /* needs the network but offline mode is on */
+    CLIPSCORE_EINTERNAL = -12    /* a bug: please report it */
+} clipscore_status;
+
+typedef struct clipscore_context clipscore_context;
+
+typedef struct clipscore_params {
+    const char *model;     /* "ViT-B/32" (default), other known name, hf:ORG/NAME[@REV],
+                              registry name, or a local model folder / file */
+    const char *device;    /* "auto" (default: cuda if available, else cpu), "cpu", "cuda", "cuda:N" */
+    const char *precision; /* "auto" (default: fp32 on CPU, fp16 on CUDA), "fp32", "fp16", "bf16" */
+    int threads;           /* worker threads; 0 (default): from the core count */
+    int64_t max_pixels;    /* images with more pixels are refused; default 100,000,000 */
+    int offline;           /* 1: never use the network (default 0; CLIPSCORE_OFFLINE=1 also sets it) */
+    int quiet;             /* 1: no progress output on stderr (default 0) */
+} clipscore_params;
+
+CLIPSCORE_API clipscore_params clipscore_default_params(void);
+
+/* Loads the model (fetching it first when it is a known name not yet cached).
+ * Returns NULL on failure with a message in err (if err is not NULL). */
+CLIPSCORE_API clipscore_context *clipscore_init(const clipscore_params *params, char *err,
+                                                size_t err_len);
+CLIPSCORE_API void clipscore_free(clipscore_context *ctx);
+CLIPSCORE_API const char *clipscore_last_error(const clipscore_context *ctx);
+/* Short name of a status code, e.g. "EFORMAT". */
+CLIPSCORE_API const char *clipscore_status_name(int status);
+
+typedef struct clipscore_model_info {
+    const char *name;         /* as requested, e.g. "ViT-B/32" */
+    const char *path;         /* resolved local folder or file */
+    const char *layout;       /* "hf-safetensors", "hf-bin", "openclip-safetensors", "openai-jit" */
+    const char *weights_file; /* the weight file that was loaded */
+    const char *device;       /* e.g. "cpu", "cuda:0" */
+    const char *precision;    /* "fp32", "fp16", "bf16" */
+    int image_size;           /* input resolution in pixels */
+    int embed_dim;            /* embedding width */
+    int context_length;       /* text tokens, start and end included */
+    int vision_width, vision_layers, vision_heads, patch_size;
+    int text_width, text_layers, text_heads, vocab_size;
+    int quick_gelu;           /* 1: x*sigmoid(1.702x), 0: exact GELU */
+} clipscore_model_info;
+
+/* Fills info; the strings stay valid until clipscore_free(ctx). */
+CLIPSCORE_API int clipscore_get_model_info(const clipscore_context *ctx, clipscore_model_info *info);
+/* SHA-256 (64 hex digits) of the weight file, computed on first call. */
+CLIPSCORE_API int clipscore_weights_sha256(clipscore_context *ctx, char out[65]);
+
+/* Token flags reported by clipscore_tokenize. */
+#define CLIPSCORE_TOKEN_TRUNCATED 1u    /* text was cut to the context length */
+#define CLIPSCORE_TOKEN_INVALID_UTF8 2u /* invalid UTF-8 bytes were replaced by U+FFFD */
+
+/* Tokenises text exactly as CLIP's reference tokenizer does: start token,
+ * BPE ids, end token, truncated to the context length with the end token
+ * last. Writes up to max_ids ids and their count; flags may be NULL. */
+CLIPSCORE_API int clipscore_tokenize(clipscore_context *ctx, const char *text, int32_t *ids,
+                                     int max_ids, int *n_ids, unsigned *flags);
+
+/* Decodes an image file and preprocesses it as CLIP does (bicubic resize of
+ * the shorter side, centre crop, normalisation) into pixels[3][R][R],
+ * R = info.image_size. */
+CLIPSCORE_API int clipscore_preprocess_image(clipscore_context *ctx, const char *path, float *pixels);
+
+/* Image embeddings (projections, not normalised): pixels [n][3][R][R] -> emb [n][D]. */
+CLIPSCORE_API int clipscore_encode_images(clipscore_context *ctx, const float *pixels, int n,
+                                          float *emb);
+/* Text embeddings (projections, not normalised): n UTF-8 strings -> emb [n][D].
+ * flags (may be NULL) receives the token flags of each text. */
+CLIPSCORE_API int clipscore_encode_texts(clipscore_context *ctx, const char *const *texts, int n,
+                                         float *emb, unsigned *flags);
+
+typedef enum clipscore_metric {
+    CLIPSCORE_METRIC_COSINE = 0,   /* similarity column only */
+    CLIPSCORE_METRIC_CLIPSCORE = 1 /* also clipscore = 2.5 * max(cosine, 0) */
+} clipscore_metric;
+
+typedef struct clipscore_score_params {
+    const char *input_csv;       /* required */
+    const char *output_dir;      /* NULL (default): the input's folder */
+    const char *image_column;    /* NULL: detect (image, image_path, filepath, file, path, url, ...) */
+    const char *caption_column;  /* NULL: detect (caption, text, title, ...) */
+    const char *image_root;      /* NULL: relative image paths resolve against the CSV's folder */
+    const char *caption_template; /* "{}" (default); "{}" is replaced by the caption */
+    clipscore_metric metric;     /* default CLIPSCORE_METRIC_COSINE */
+    int batch_size;              /* pairs per encoder batch; default 32 */
+    const char *save_embeddings; /* folder for image_/text_embeddings.npy, NULL: none */
+    int figures;                 /* 1 (default): write the two JPEG figures */
+    int figure_limit;            /* pairs shown in the figures; default 64 */
+    int progress;                /* 1 (default): progress on stderr (bar on a terminal) */
+} clipscore_score_params;
+
+CLIPSCORE_API clipscore_score_params clipscore_default_score_params(void);
+
+typedef struct clipscore_score_summary {
+    int64_t rows;           /* data rows read */
+    int64_t scored;         /* rows with a similarity */
+    int64_t failed;         /* rows with an error */
+    int64_t truncated;      /* captions cut to the context length */
+    int64_t invalid_utf8;   /* captions with invalid UTF-8 replaced */
+    double mean_similarity; /* over scored rows; NaN when none */
+    double seconds;         /* wall time of the whole run */
+} clipscore_score_summary;
+
+/* Scores every row of params->input_csv and writes output.csv, run.json and
+ * (unless disabled) image_captions.jpg and similarity_matrix.jpg. Returns 0
+ * when the outputs were written, even if some rows failed (see summary);
+ * negative when the run could not be completed (nothing half-written is
+ * left behind). */
+CLIPSCORE_API int clipscore_score_csv(clipscore_context *ctx, const clipscore_score_params *params,
+                                      clipscore_score_summary *summary);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

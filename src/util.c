@@ -1,0 +1,256 @@
+/* util.c - error messages, checked allocation, paths and atomic files. */
+#define _GNU_SOURCE
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int cs_fail(cs_error *e, int code, const char *fmt, ...) {
+    if (e) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        va_end(ap);
+        e->code = code;
+    }
+    return code;
+}
+
+int cs_fail_prefix(cs_error *e, const char *fmt, ...) {
+    if (!e) return CLIPSCORE_EINTERNAL;
+    char prefix[512], old[sizeof e->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, e->msg, sizeof old);
+    /* Keep the end of long messages rather than failing on truncation. */
+    size_t pl = strlen(prefix);
+    if (pl > sizeof e->msg / 2) pl = sizeof e->msg / 2;
+    memcpy(e->msg, prefix, pl);
+    memcpy(e->msg + pl, ": ", 2);
+    size_t room = sizeof e->msg - pl - 3;
+    size_t ol = strnlen(old, room);
+    memcpy(e->msg + pl + 2, old, ol);
+    e->msg[pl + 2 + ol] = '\0';
+    if (e->code == 0) e->code = CLIPSCORE_EINTERNAL;
+    return e->code;
+}
+
+void cs_error_clear(cs_error *e) {
+    if (e) {
+        e->code = 0;
+        e->msg[0] = '\0';
+    }
+}
+
+void *cs_malloc(size_t n, size_t size, cs_error *e) {
+    if (size && n > SIZE_MAX / size) {
+        cs_fail(e, CLIPSCORE_ENOMEM, "allocation of %zu x %zu bytes overflows", n, size);
+        return NULL;
+    }
+    void *p = malloc(n * size != 0 ? n * size : 1);
+    if (!p) cs_fail(e, CLIPSCORE_ENOMEM, "out of memory allocating %zu bytes", n * size);
+    return p;
+}
+
+void *cs_calloc(size_t n, size_t size, cs_error *e) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) cs_fail(e, CLIPSCORE_ENOMEM, "out of memory allocating %zu x %zu bytes", n, size);
+    return p;
+}
+
+char *cs_strdup(const char *s, cs_error *e) {
+    size_t n = strlen(s) + 1;
+    char *p = cs_malloc(n, 1, e);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+char *cs_asprintf(cs_error *e, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        cs_fail(e, CLIPSCORE_EINTERNAL, "bad format string");
+        return NULL;
+    }
+    char *p = cs_malloc((size_t)n + 1, 1, e);
+    if (!p) return NULL;
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+int cs_read_file(const char *path, size_t max_bytes, char **data, size_t *len, cs_error *e) {
+    *data = NULL;
+    if (len) *len = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return cs_fail(e, CLIPSCORE_EIO, "%s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = cs_malloc(cap, 1, e);
+    if (!buf) {
+        fclose(fp);
+        return CLIPSCORE_ENOMEM;
+    }
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (max_bytes && cap > max_bytes + 1) break;
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                fclose(fp);
+                return cs_fail(e, CLIPSCORE_ENOMEM, "%s: out of memory reading file", path);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - 1 - n, fp);
+        n += got;
+        if (max_bytes && n > max_bytes) {
+            free(buf);
+            fclose(fp);
+            return cs_fail(e, CLIPSCORE_ELIMIT, "%s: larger than %zu bytes", path, max_bytes);
+        }
+        if (got == 0) break;
+    }
+    int err = ferror(fp);
+    fclose(fp);
+    if (err) {
+        free(buf);
+        return cs_fail(e, CLIPSCORE_EIO, "%s: read error", path);
+    }
+    buf[n] = '\0';
+    *data = buf;
+    if (len) *len = n;
+    return 0;
+}
+
+int cs_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int cs_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+char *cs_path_join(const char *dir, const char *name, cs_error *e) {
+    if (name[0] == '/' || !dir || !dir[0]) return cs_strdup(name, e);
+    size_t dl = strlen(dir);
+    int slash = dir[dl - 1] == '/';
+    return cs_asprintf(e, "%s%s%s", dir, slash ? "" : "/", name);
+}
+
+char *cs_path_dirname(const char *path, cs_error *e) {
+    const char *s = strrchr(path, '/');
+    if (!s) return cs_strdup(".", e);
+    if (s == path) return cs_strdup("/", e);
+    return cs_asprintf(e, "%.*s", (int)(s - path), path);
+}
+
+int cs_mkdir_p(const char *path, cs_error *e) {
+    char *p = cs_strdup(path, e);
+    if (!p) return CLIPSCORE_ENOMEM;
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char c = *s;
+            *s = '\0';
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+                int rc = cs_fail(e, CLIPSCORE_EIO, "cannot create folder %s: %s", p, strerror(errno));
+                free(p);
+                return rc;
+            }
+            *s = c;
+            if (c == '\0') break;
+        }
+    }
+    free(p);
+    if (!cs_is_dir(path)) return cs_fail(e, CLIPSCORE_EIO, "%s exists and is not a folder", path);
+    return 0;
+}
+
+int cs_atomic_open(cs_atomic_file *f, const char *path, cs_error *e) {
+    memset(f, 0, sizeof *f);
+    f->path = cs_strdup(path, e);
+    if (!f->path) return CLIPSCORE_ENOMEM;
+    /* The temporary lives in the destination folder so rename() is atomic. */
+    f->tmp_path = cs_asprintf(e, "%s.tmp.%ld", path, (long)getpid());
+    if (!f->tmp_path) {
+        free(f->path);
+        f->path = NULL;
+        return CLIPSCORE_ENOMEM;
+    }
+    f->fp = fopen(f->tmp_path, "wb");
+    if (!f->fp) {
+        int rc = cs_fail(e, CLIPSCORE_EIO, "cannot write %s: %s", f->tmp_path, strerror(errno));
+        free(f->path);
+        free(f->tmp_path);
+        memset(f, 0, sizeof *f);
+        return rc;
+    }
+    return 0;
+}
+
+static void atomic_release(cs_atomic_file *f) {
+    free(f->path);
+    free(f->tmp_path);
+    memset(f, 0, sizeof *f);
+}
+
+int cs_atomic_commit(cs_atomic_file *f, cs_error *e) {
+    if (!f->fp) return cs_fail(e, CLIPSCORE_EINTERNAL, "atomic file not open");
+    FILE *fp = f->fp;
+    int bad = ferror(fp);
+    bad |= fflush(fp) != 0;
+    bad |= fsync(fileno(fp)) != 0 && errno != EINVAL;
+    int saved = errno;
+    bad |= fclose(fp) != 0;
+    f->fp = NULL;
+    if (bad) {
+        int rc = cs_fail(e, CLIPSCORE_EIO, "writing %s failed: %s", f->path, strerror(saved ? saved : EIO));
+        unlink(f->tmp_path);
+        atomic_release(f);
+        return rc;
+    }
+    if (rename(f->tmp_path, f->path) != 0) {
+        int rc = cs_fail(e, CLIPSCORE_EIO, "cannot move %s into place: %s", f->path, strerror(errno));
+        unlink(f->tmp_path);
+        atomic_release(f);
+        return rc;
+    }
+    atomic_release(f);
+    return 0;
+}
+
+void cs_atomic_abort(cs_atomic_file *f) {
+    if (f->fp) fclose(f->fp);
+    if (f->tmp_path) unlink(f->tmp_path);
+    atomic_release(f);
+}
+
+int cs_write_file_atomic(const char *path, const void *data, size_t len, cs_error *e) {
+    cs_atomic_file f;
+    int rc = cs_atomic_open(&f, path, e);
+    if (rc) return rc;
+    if (len && fwrite(data, 1, len, f.fp) != len) {
+        cs_atomic_abort(&f);
+        return cs_fail(e, CLIPSCORE_EIO, "writing %s failed: %s", path, strerror(errno));
+    }
+    return cs_atomic_commit(&f, e);
+}
+
+double cs_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
