@@ -1,1 +1,235 @@
-/* placeholder: being written */
+/* clipscore.c - the public API's context: resolving and loading a model,
+ * tokenising, preprocessing and encoding. The batch scorer is pipeline.c. */
+#define _GNU_SOURCE
+#include "clipscore.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include "context.h"
+#include "model_files.h"
+#include "sha256.h"
+#ifdef CLIPSCORE_HAVE_FETCH
+#include "fetch.h"
+#endif
+
+clipscore_params clipscore_default_params(void) {
+    clipscore_params p;
+    memset(&p, 0, sizeof p);
+    p.model = "ViT-B/32";
+    p.device = "auto";
+    p.precision = "auto";
+    p.threads = 0;
+    p.max_pixels = 100000000;
+    p.offline = 0;
+    p.quiet = 0;
+    return p;
+}
+
+const char *clipscore_status_name(int status) {
+    switch (status) {
+    case CLIPSCORE_OK: return "OK";
+    case CLIPSCORE_EARG: return "EARG";
+    case CLIPSCORE_EIO: return "EIO";
+    case CLIPSCORE_EFORMAT: return "EFORMAT";
+    case CLIPSCORE_EMODEL: return "EMODEL";
+    case CLIPSCORE_EDEVICE: return "EDEVICE";
+    case CLIPSCORE_ENOMEM: return "ENOMEM";
+    case CLIPSCORE_ENETWORK: return "ENETWORK";
+    case CLIPSCORE_ECHECKSUM: return "ECHECKSUM";
+    case CLIPSCORE_EUNSUPPORTED: return "EUNSUPPORTED";
+    case CLIPSCORE_ELIMIT: return "ELIMIT";
+    case CLIPSCORE_EOFFLINE: return "EOFFLINE";
+    case CLIPSCORE_EINTERNAL: return "EINTERNAL";
+    default: return "UNKNOWN";
+    }
+}
+
+/* Worker threads: the cores this process may use. */
+static int default_threads(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) n = CPU_COUNT(&set);
+#endif
+    return n > 0 ? (int)n : 1;
+}
+
+static int resolve_model(clipscore_context *ctx, cs_error *e) {
+    const char *spec = ctx->params.model;
+#ifdef CLIPSCORE_HAVE_FETCH
+    cs_fetch_opts fo = cs_fetch_default_opts();
+    if (ctx->params.offline) fo.offline = 1;
+    fo.progress = !ctx->params.quiet;
+    return cs_model_resolve(spec, &fo, &ctx->model_path, e);
+#else
+    if (!cs_is_dir(spec) && !cs_file_exists(spec))
+        return cs_fail(e, CLIPSCORE_EMODEL,
+                       "--model %s: no such folder or file (this build cannot download models: "
+                       "it was configured with CLIPSCORE_FETCH=OFF)",
+                       spec);
+    ctx->model_path = cs_strdup(spec, e);
+    return ctx->model_path ? 0 : CLIPSCORE_ENOMEM;
+#endif
+}
+
+static int load_model(clipscore_context *ctx, cs_error *e) {
+    cs_model_files mf;
+    int rc = cs_model_files_open(ctx->model_path, &mf, e);
+    if (rc) return rc;
+    ctx->clip = mf.clip;
+    ctx->preprocess = mf.preprocess;
+    if (!(ctx->layout = cs_strdup(mf.layout, e)) || !(ctx->weights_path = cs_strdup(mf.weights_path, e))) {
+        cs_model_files_close(&mf);
+        return CLIPSCORE_ENOMEM;
+    }
+    if (mf.vocab_path) rc = cs_tokenizer_load_hf(mf.vocab_path, mf.merges_path, &ctx->tok, e);
+    else rc = cs_tokenizer_load_bpe_gz(mf.bpe_gz_path, &ctx->tok, e);
+    if (!rc && cs_tokenizer_vocab_size(ctx->tok) > mf.clip.vocab_size)
+        rc = cs_fail(e, CLIPSCORE_EMODEL, "%s: the tokenizer has %d tokens but the model only %d",
+                     mf.dir, cs_tokenizer_vocab_size(ctx->tok), mf.clip.vocab_size);
+    if (!rc) rc = cs_torch_model_create(&mf.clip, ctx->params.device, ctx->params.precision, &ctx->model, e);
+    for (int i = 0; !rc && i < mf.n; i++) {
+        rc = cs_torch_model_set(ctx->model, &mf.weights[i], e);
+        if (rc > 0) rc = 0; /* a tensor the model does not use (logit_scale, ...) */
+    }
+    if (!rc) rc = cs_torch_model_ready(ctx->model, e);
+    if (rc) cs_fail_prefix(e, "loading %s", mf.weights_path);
+    cs_model_files_close(&mf);
+    return rc;
+}
+
+clipscore_context *clipscore_init(const clipscore_params *params, char *err, size_t err_len) {
+    cs_error e;
+    cs_error_clear(&e);
+    clipscore_context *ctx = cs_calloc(1, sizeof *ctx, &e);
+    int rc = ctx ? 0 : CLIPSCORE_ENOMEM;
+    if (ctx) {
+        ctx->params = params ? *params : clipscore_default_params();
+        if (!ctx->params.model || !*ctx->params.model) ctx->params.model = "ViT-B/32";
+        const char *off = getenv("CLIPSCORE_OFFLINE");
+        if (off && *off && strcmp(off, "0") != 0) ctx->params.offline = 1;
+        if (ctx->params.max_pixels <= 0) ctx->params.max_pixels = 100000000;
+        ctx->threads = ctx->params.threads > 0 ? ctx->params.threads : default_threads();
+        /* Copy the strings the context keeps so callers may free theirs. */
+        ctx->model_name = cs_strdup(ctx->params.model, &e);
+        if (!ctx->model_name) rc = CLIPSCORE_ENOMEM;
+        ctx->params.model = ctx->model_name;
+    }
+    double t0 = cs_now();
+    if (!rc) rc = resolve_model(ctx, &e);
+    if (!rc) rc = load_model(ctx, &e);
+    if (rc) {
+        if (err && err_len) snprintf(err, err_len, "%s", e.msg[0] ? e.msg : clipscore_status_name(rc));
+        clipscore_free(ctx);
+        return NULL;
+    }
+    ctx->load_seconds = cs_now() - t0;
+    ctx->params.device = cs_torch_model_device(ctx->model);
+    ctx->params.precision = cs_torch_model_precision(ctx->model);
+    return ctx;
+}
+
+void clipscore_free(clipscore_context *ctx) {
+    if (!ctx) return;
+    cs_torch_model_free(ctx->model);
+    cs_tokenizer_free(ctx->tok);
+    free(ctx->model_name);
+    free(ctx->model_path);
+    free(ctx->layout);
+    free(ctx->weights_path);
+    free(ctx);
+}
+
+const char *clipscore_last_error(const clipscore_context *ctx) {
+    return ctx ? ctx->err.msg : "no context";
+}
+
+int clipscore_get_model_info(const clipscore_context *ctx, clipscore_model_info *info) {
+    memset(info, 0, sizeof *info);
+    info->name = ctx->model_name;
+    info->path = ctx->model_path;
+    info->layout = ctx->layout;
+    info->weights_file = ctx->weights_path;
+    info->device = cs_torch_model_device(ctx->model);
+    info->precision = cs_torch_model_precision(ctx->model);
+    info->image_size = ctx->clip.image_size;
+    info->embed_dim = ctx->clip.embed_dim;
+    info->context_length = ctx->clip.context_length;
+    info->vision_width = ctx->clip.vision_width;
+    info->vision_layers = ctx->clip.vision_layers;
+    info->vision_heads = ctx->clip.vision_heads;
+    info->patch_size = ctx->clip.patch_size;
+    info->text_width = ctx->clip.text_width;
+    info->text_layers = ctx->clip.text_layers;
+    info->text_heads = ctx->clip.text_heads;
+    info->vocab_size = ctx->clip.vocab_size;
+    info->quick_gelu = ctx->clip.quick_gelu;
+    return 0;
+}
+
+int clipscore_weights_sha256(clipscore_context *ctx, char out[65]) {
+    if (!ctx->sha256[0]) {
+        int rc = cs_sha256_file(ctx->weights_path, ctx->sha256, &ctx->err);
+        if (rc) {
+            ctx->sha256[0] = '\0';
+            return rc;
+        }
+    }
+    memcpy(out, ctx->sha256, 65);
+    return 0;
+}
+
+int cs_ctx_tokenize(clipscore_context *ctx, const char *text, int32_t *ids, int *n_ids,
+                    unsigned *flags, cs_error *e) {
+    return cs_tokenizer_encode(ctx->tok, text, ctx->clip.context_length, ids, n_ids, flags, e);
+}
+
+int clipscore_tokenize(clipscore_context *ctx, const char *text, int32_t *ids, int max_ids,
+                       int *n_ids, unsigned *flags) {
+    int ctxlen = ctx->clip.context_length;
+    int32_t *buf = cs_malloc((size_t)ctxlen, sizeof *buf, &ctx->err);
+    if (!buf) return CLIPSCORE_ENOMEM;
+    int n = 0;
+    int rc = cs_ctx_tokenize(ctx, text, buf, &n, flags, &ctx->err);
+    if (!rc) {
+        if (n > max_ids) rc = cs_fail(&ctx->err, CLIPSCORE_EARG, "%d ids do not fit in %d", n, max_ids);
+        else memcpy(ids, buf, (size_t)n * sizeof *ids);
+        *n_ids = n;
+    }
+    free(buf);
+    return rc;
+}
+
+int clipscore_preprocess_image(clipscore_context *ctx, const char *path, float *pixels) {
+    cs_image img;
+    int rc = cs_image_load(path, ctx->params.max_pixels, &img, &ctx->err);
+    if (rc) return rc;
+    rc = cs_image_preprocess(&img, &ctx->preprocess, pixels, &ctx->err);
+    cs_image_free(&img);
+    return rc;
+}
+
+int clipscore_encode_images(clipscore_context *ctx, const float *pixels, int n, float *emb) {
+    return cs_torch_encode_images(ctx->model, pixels, n, emb, &ctx->err);
+}
+
+int clipscore_encode_texts(clipscore_context *ctx, const char *const *texts, int n, float *emb,
+                           unsigned *flags) {
+    int ctxlen = ctx->clip.context_length;
+    int32_t *ids = cs_malloc((size_t)n * (size_t)ctxlen, sizeof *ids, &ctx->err);
+    int *lens = cs_malloc((size_t)n, sizeof *lens, &ctx->err);
+    int rc = ids && lens ? 0 : CLIPSCORE_ENOMEM;
+    for (int i = 0; !rc && i < n; i++) {
+        unsigned f = 0;
+        rc = cs_ctx_tokenize(ctx, texts[i], ids + (size_t)i * ctxlen, &lens[i], &f, &ctx->err);
+        if (flags) flags[i] = f;
+    }
+    if (!rc) rc = cs_torch_encode_texts(ctx->model, ids, lens, n, ctxlen, emb, &ctx->err);
+    free(ids);
+    free(lens);
+    return rc;
+}

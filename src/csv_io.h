@@ -15,11 +15,11 @@
 typedef struct cs_csv_reader cs_csv_reader;
 
 typedef struct cs_csv_record {
-    int n;          /* number of fields */
-    char **fields;  /* NUL-terminated copies, owned by the reader until the next call */
-    size_t *lens;   /* byte length of each field (a field may contain NUL bytes) */
-    long line;      /* 1-based line in the file where the record starts */
-    long index;     /* 0-based data row index (header excluded) */
+    int n;         /* number of fields */
+    char **fields; /* NUL-terminated copies, owned by the reader until the next call */
+    size_t *lens;  /* byte length of each field (a field may contain NUL bytes) */
+    long line;     /* 1-based line in the file where the record starts */
+    long index;    /* 0-based data row index (header excluded) */
 } cs_csv_record;
 
 /* Opens the file and reads the header row. An empty file or a file whose
@@ -34,6 +34,9 @@ const cs_csv_record *cs_csv_header(const cs_csv_reader *r);
  * errors (I/O) are fatal. Blank lines are skipped. */
 int cs_csv_next(cs_csv_reader *r, cs_csv_record *rec, int *malformed, cs_error *e);
 void cs_csv_close(cs_csv_reader *r);
+/* Bytes the reader currently holds in buffers (for tests: it stays bounded by
+ * the largest record, not the file size). */
+size_t cs_csv_memory_bytes(const cs_csv_reader *r);
 
 /* Finds a column: `want` (exact name, case-sensitive, or a 1-based number
  * like "#2") when not NULL, else the first header matching one of the

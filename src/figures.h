@@ -4,7 +4,8 @@
  * Both functions draw the first n pairs they are given (the caller keeps at
  * most --figure-limit of them, so memory never grows with the row count) and
  * say in the title when total_rows is larger than n. Files are written
- * atomically. */
+ * atomically. n may be 0: the figures then only say there is nothing to
+ * show. */
 #ifndef CLIPSCORE_FIGURES_H
 #define CLIPSCORE_FIGURES_H
 
@@ -26,5 +27,10 @@ int cs_figure_image_captions(const char *path, int n, const cs_image *thumbs,
  * columns; the diagonal (each image with its own caption) is marked. */
 int cs_figure_similarity_matrix(const char *path, int n, const float *sim,
                                 const char *const *captions, int64_t total_rows, cs_error *e);
+
+/* Releases the font caches pango, cairo and fontconfig keep for the whole
+ * process (LeakSanitizer reports them otherwise). Call at exit, after the
+ * last figure, while no other thread draws; figures drawn later still work. */
+void cs_figures_shutdown(void);
 
 #endif

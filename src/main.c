@@ -1,1 +1,483 @@
-int main(void) { return 1; }
+/* main.c - the clipscore command line: a thin client of include/clipscore.h.
+ *
+ *   clipscore [score] INPUT.csv [options]   score pairs (the main job)
+ *   clipscore tokenize | preprocess | embed  inspection commands
+ *   clipscore models [list | fetch NAME]     known models and the cache
+ *
+ * The only file that exits. Exit status: 0 every row scored; 3 outputs
+ * written but some rows failed; 2 usage error; 1 fatal error. */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clipscore.h"
+#include "npy.h"
+#include "util.h"
+#ifdef CLIPSCORE_HAVE_FETCH
+#include "fetch.h"
+#endif
+
+enum { EXIT_OK = 0, EXIT_FATAL = 1, EXIT_USAGE = 2, EXIT_PARTIAL = 3 };
+
+static const char *const usage_text =
+    "usage: clipscore [score] INPUT.csv [options]\n"
+    "       clipscore tokenize   --model M [--jsonl] [TEXT...]      (stdin when no TEXT)\n"
+    "       clipscore preprocess --model M -o OUT.npy IMAGE...\n"
+    "       clipscore embed      --model M -o OUT.npy (--images IMAGE... | --texts FILE [--jsonl])\n"
+    "       clipscore models     [list | fetch NAME]\n"
+    "       clipscore info       --model M\n"
+    "\n"
+    "Scores how well each caption matches its image with CLIP (cosine similarity of\n"
+    "the image and text embeddings) and writes, beside INPUT.csv unless -o is given:\n"
+    "  output.csv             the input, unchanged, plus `similarity` and `error` columns\n"
+    "  run.json               model, weight SHA-256, device, counts and timings\n"
+    "  image_captions.jpg     each image with its caption and score\n"
+    "  similarity_matrix.jpg  every image against every caption\n"
+    "\n"
+    "Options (defaults in brackets):\n"
+    "  -m, --model M          ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px, hf:ORG/NAME[@REV],\n"
+    "                         a CLIPSCORE_REGISTRY name, or a local folder/file [ViT-B/32]\n"
+    "      --device D         auto, cpu, cuda, cuda:N [auto: cuda when available]\n"
+    "      --precision P      auto, fp32, fp16, bf16 [auto: fp32 on CPU, fp16 on CUDA]\n"
+    "  -b, --batch-size N     pairs per encoder batch [32]\n"
+    "  -t, --threads N        worker threads [number of cores]\n"
+    "  -o, --output DIR       output folder [the input's folder]\n"
+    "      --image-column C   image column name or #N [detected: image, image_path, filepath, ...]\n"
+    "      --caption-column C caption column name or #N [detected: caption, text, title, ...]\n"
+    "      --image-root DIR   folder for relative image paths [the input's folder]\n"
+    "      --template T       caption template, {} is the caption, e.g. \"This is {}\" [{}]\n"
+    "      --metric M         cosine, or clipscore to add clipscore = 2.5*max(cos,0) [cosine]\n"
+    "      --save-embeddings DIR  write image_embeddings.npy, text_embeddings.npy (L2-normalised)\n"
+    "      --no-figures       do not draw the two JPEG figures\n"
+    "      --figure-limit N   pairs shown in the figures [64]\n"
+    "      --max-pixels N     refuse larger images [100000000]\n"
+    "      --offline          never use the network (also CLIPSCORE_OFFLINE=1)\n"
+    "  -q, --quiet            no progress or summary on stderr\n"
+    "  -h, --help             this text\n"
+    "      --version          version and libtorch build\n"
+    "\n"
+    "Exit status: 0 every row scored; 3 outputs written but some rows failed;\n"
+    "2 usage error; 1 fatal error (nothing written).\n";
+
+typedef struct cli {
+    const char *command;
+    clipscore_params params;
+    clipscore_score_params score;
+    const char *output; /* -o for the inspection commands */
+    int jsonl;
+    int images_mode, texts_mode;
+    const char *texts_file;
+    const char **positional;
+    int n_positional;
+} cli;
+
+static int usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, "clipscore: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'clipscore --help'.\n");
+    return EXIT_USAGE;
+}
+
+static int parse_int(const char *opt, const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "clipscore: %s expects a number from %ld to %ld, not '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parses argv into c; returns -1 to exit with usage error, 1 for --help/--version. */
+static int parse_args(int argc, char **argv, cli *c) {
+    memset(c, 0, sizeof *c);
+    c->params = clipscore_default_params();
+    c->score = clipscore_default_score_params();
+    c->command = "score";
+    c->positional = calloc((size_t)argc, sizeof *c->positional);
+    if (!c->positional) return -1;
+    int i = 1;
+    static const char *const commands[] = {"score", "tokenize", "preprocess", "embed", "models", "info"};
+    if (argc > 1)
+        for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+            if (strcmp(argv[1], commands[k]) == 0) {
+                c->command = commands[k];
+                i = 2;
+            }
+    for (; i < argc; i++) {
+        char *a = argv[i];
+        if (a[0] != '-' || strcmp(a, "-") == 0) {
+            c->positional[c->n_positional++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            while (++i < argc) c->positional[c->n_positional++] = argv[i];
+            break;
+        }
+        /* --opt=value or --opt value */
+        char name[64];
+        const char *val = NULL;
+        const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        if (eq) {
+            snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
+            val = eq + 1;
+        } else {
+            snprintf(name, sizeof name, "%s", a);
+        }
+#define FLAG(s) (strcmp(name, s) == 0)
+#define VALUE()                                                                          \
+    (val ? val : (i + 1 < argc ? argv[++i] : (usage_error("option %s needs a value", name), (char *)NULL)))
+        long n;
+        if (FLAG("-h") || FLAG("--help")) {
+            fputs(usage_text, stdout);
+            return 1;
+        } else if (FLAG("--version")) {
+            return 2;
+        } else if (FLAG("-q") || FLAG("--quiet")) {
+            c->params.quiet = 1;
+            c->score.progress = 0;
+        } else if (FLAG("--no-figures")) {
+            c->score.figures = 0;
+        } else if (FLAG("--offline")) {
+            c->params.offline = 1;
+        } else if (FLAG("--jsonl")) {
+            c->jsonl = 1;
+        } else if (FLAG("--images")) {
+            c->images_mode = 1;
+        } else if (FLAG("--texts")) {
+            c->texts_mode = 1;
+            if (!(c->texts_file = VALUE())) return -1;
+        } else if (FLAG("-m") || FLAG("--model")) {
+            if (!(c->params.model = VALUE())) return -1;
+        } else if (FLAG("--device")) {
+            if (!(c->params.device = VALUE())) return -1;
+        } else if (FLAG("--precision")) {
+            if (!(c->params.precision = VALUE())) return -1;
+        } else if (FLAG("-o") || FLAG("--output")) {
+            if (!(c->output = VALUE())) return -1;
+            c->score.output_dir = c->output;
+        } else if (FLAG("--image-column")) {
+            if (!(c->score.image_column = VALUE())) return -1;
+        } else if (FLAG("--caption-column")) {
+            if (!(c->score.caption_column = VALUE())) return -1;
+        } else if (FLAG("--image-root")) {
+            if (!(c->score.image_root = VALUE())) return -1;
+        } else if (FLAG("--template")) {
+            if (!(c->score.caption_template = VALUE())) return -1;
+            if (!strstr(c->score.caption_template, "{}")) {
+                usage_error("--template '%s' has no {} for the caption", c->score.caption_template);
+                return -1;
+            }
+        } else if (FLAG("--metric")) {
+            const char *m = VALUE();
+            if (!m) return -1;
+            if (strcmp(m, "cosine") == 0) c->score.metric = CLIPSCORE_METRIC_COSINE;
+            else if (strcmp(m, "clipscore") == 0) c->score.metric = CLIPSCORE_METRIC_CLIPSCORE;
+            else {
+                usage_error("--metric %s: expected cosine or clipscore", m);
+                return -1;
+            }
+        } else if (FLAG("--save-embeddings")) {
+            if (!(c->score.save_embeddings = VALUE())) return -1;
+        } else if (FLAG("-b") || FLAG("--batch-size")) {
+            const char *v = VALUE();
+            if (!v || parse_int(name, v, 1, 4096, &n)) return -1;
+            c->score.batch_size = (int)n;
+        } else if (FLAG("-t") || FLAG("--threads")) {
+            const char *v = VALUE();
+            if (!v || parse_int(name, v, 1, 1024, &n)) return -1;
+            c->params.threads = (int)n;
+        } else if (FLAG("--figure-limit")) {
+            const char *v = VALUE();
+            if (!v || parse_int(name, v, 1, 1024, &n)) return -1;
+            c->score.figure_limit = (int)n;
+        } else if (FLAG("--max-pixels")) {
+            const char *v = VALUE();
+            if (!v || parse_int(name, v, 1, 2000000000L, &n)) return -1;
+            c->params.max_pixels = n;
+        } else {
+            usage_error("unknown option %s", a);
+            return -1;
+        }
+#undef FLAG
+#undef VALUE
+    }
+    return 0;
+}
+
+/* One text per line of f; with jsonl each line is a JSON string. Returns the
+ * count, or -1 with a message. *texts is a malloc'd array of malloc'd strings. */
+static long read_texts(FILE *f, const char *label, int jsonl, char ***texts) {
+    size_t cap = 0, n = 0;
+    char **v = NULL, *line = NULL;
+    size_t lcap = 0;
+    ssize_t len;
+    long lineno = 0;
+    while ((len = getline(&line, &lcap, f)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        char *s;
+        if (jsonl) {
+            if (len == 0) continue;
+            cJSON *j = cJSON_ParseWithLength(line, (size_t)len);
+            if (!cJSON_IsString(j)) {
+                fprintf(stderr, "clipscore: %s:%ld: expected a JSON string\n", label, lineno);
+                cJSON_Delete(j);
+                goto fail;
+            }
+            s = strdup(j->valuestring);
+            cJSON_Delete(j);
+        } else {
+            s = strdup(line);
+        }
+        if (!s) goto fail;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            char **nv = realloc(v, cap * sizeof *nv);
+            if (!nv) {
+                free(s);
+                goto fail;
+            }
+            v = nv;
+        }
+        v[n++] = s;
+    }
+    free(line);
+    *texts = v;
+    return (long)n;
+fail:
+    free(line);
+    for (size_t k = 0; k < n; k++) free(v[k]);
+    free(v);
+    return -1;
+}
+
+static void free_texts(char **t, long n) {
+    for (long i = 0; i < n; i++) free(t[i]);
+    free(t);
+}
+
+static clipscore_context *open_context(cli *c) {
+    char err[1024];
+    clipscore_context *ctx = clipscore_init(&c->params, err, sizeof err);
+    if (!ctx) fprintf(stderr, "clipscore: %s\n", err);
+    return ctx;
+}
+
+static int cmd_tokenize(cli *c) {
+    clipscore_context *ctx = open_context(c);
+    if (!ctx) return EXIT_FATAL;
+    char **texts = NULL;
+    long n;
+    if (c->n_positional) {
+        n = c->n_positional;
+        texts = calloc((size_t)n, sizeof *texts);
+        for (long i = 0; texts && i < n; i++) texts[i] = strdup(c->positional[i]);
+    } else {
+        n = read_texts(stdin, "stdin", c->jsonl, &texts);
+    }
+    int rc = n < 0 || !texts ? EXIT_FATAL : EXIT_OK;
+    clipscore_model_info info;
+    clipscore_get_model_info(ctx, &info);
+    int32_t *ids = malloc((size_t)info.context_length * sizeof *ids);
+    for (long i = 0; rc == EXIT_OK && ids && i < n; i++) {
+        int k;
+        if (clipscore_tokenize(ctx, texts[i], ids, info.context_length, &k, NULL)) {
+            fprintf(stderr, "clipscore: text %ld: %s\n", i + 1, clipscore_last_error(ctx));
+            rc = EXIT_FATAL;
+            break;
+        }
+        for (int j = 0; j < k; j++) printf(j ? " %d" : "%d", ids[j]);
+        putchar('\n');
+    }
+    free(ids);
+    if (texts) free_texts(texts, n);
+    clipscore_free(ctx);
+    return rc;
+}
+
+static int write_npy(const char *path, const float *data, int ndim, const int64_t *shape) {
+    cs_error e;
+    cs_error_clear(&e);
+    if (cs_npy_write_f32(path, data, ndim, shape, &e)) {
+        fprintf(stderr, "clipscore: %s\n", e.msg);
+        return EXIT_FATAL;
+    }
+    return EXIT_OK;
+}
+
+static int cmd_preprocess(cli *c) {
+    if (!c->output || !c->n_positional) return usage_error("%s", "preprocess needs -o OUT.npy and images");
+    clipscore_context *ctx = open_context(c);
+    if (!ctx) return EXIT_FATAL;
+    clipscore_model_info info;
+    clipscore_get_model_info(ctx, &info);
+    size_t per = 3 * (size_t)info.image_size * (size_t)info.image_size;
+    float *px = malloc((size_t)c->n_positional * per * sizeof *px);
+    int rc = px ? EXIT_OK : EXIT_FATAL;
+    for (int i = 0; rc == EXIT_OK && i < c->n_positional; i++) {
+        if (clipscore_preprocess_image(ctx, c->positional[i], px + (size_t)i * per)) {
+            fprintf(stderr, "clipscore: %s\n", clipscore_last_error(ctx));
+            rc = EXIT_FATAL;
+        }
+    }
+    if (rc == EXIT_OK) {
+        int64_t shape[4] = {c->n_positional, 3, info.image_size, info.image_size};
+        rc = write_npy(c->output, px, 4, shape);
+    }
+    free(px);
+    clipscore_free(ctx);
+    return rc;
+}
+
+static int cmd_embed(cli *c) {
+    if (!c->output || c->images_mode == c->texts_mode)
+        return usage_error("%s", "embed needs -o OUT.npy and either --images IMAGE... or --texts FILE");
+    clipscore_context *ctx = open_context(c);
+    if (!ctx) return EXIT_FATAL;
+    clipscore_model_info info;
+    clipscore_get_model_info(ctx, &info);
+    const int batch = c->score.batch_size > 0 ? c->score.batch_size : 32;
+    const size_t d = (size_t)info.embed_dim, per = 3 * (size_t)info.image_size * info.image_size;
+    int rc = EXIT_OK;
+    float *emb = NULL;
+    long n = 0;
+    if (c->images_mode) {
+        n = c->n_positional;
+        emb = malloc((size_t)(n ? n : 1) * d * sizeof *emb);
+        float *px = malloc((size_t)batch * per * sizeof *px);
+        if (!emb || !px) rc = EXIT_FATAL;
+        for (long i = 0; rc == EXIT_OK && i < n; i += batch) {
+            int k = (int)(n - i < batch ? n - i : batch);
+            for (int j = 0; rc == EXIT_OK && j < k; j++)
+                if (clipscore_preprocess_image(ctx, c->positional[i + j], px + (size_t)j * per)) rc = EXIT_FATAL;
+            if (rc == EXIT_OK && clipscore_encode_images(ctx, px, k, emb + (size_t)i * d)) rc = EXIT_FATAL;
+        }
+        free(px);
+    } else {
+        FILE *f = strcmp(c->texts_file, "-") == 0 ? stdin : fopen(c->texts_file, "rb");
+        char **texts = NULL;
+        if (!f) {
+            fprintf(stderr, "clipscore: %s: %s\n", c->texts_file, strerror(errno));
+            clipscore_free(ctx);
+            return EXIT_FATAL;
+        }
+        n = read_texts(f, c->texts_file, c->jsonl, &texts);
+        if (f != stdin) fclose(f);
+        if (n < 0) rc = EXIT_FATAL;
+        else emb = malloc((size_t)(n ? n : 1) * d * sizeof *emb);
+        if (n >= 0 && !emb) rc = EXIT_FATAL;
+        for (long i = 0; rc == EXIT_OK && i < n; i += batch) {
+            int k = (int)(n - i < batch ? n - i : batch);
+            if (clipscore_encode_texts(ctx, (const char *const *)texts + i, k, emb + (size_t)i * d, NULL))
+                rc = EXIT_FATAL;
+        }
+        if (n >= 0) free_texts(texts, n);
+    }
+    if (rc != EXIT_OK && clipscore_last_error(ctx)[0])
+        fprintf(stderr, "clipscore: %s\n", clipscore_last_error(ctx));
+    if (rc == EXIT_OK) {
+        int64_t shape[2] = {n, (int64_t)d};
+        rc = write_npy(c->output, emb, 2, shape);
+    }
+    free(emb);
+    clipscore_free(ctx);
+    return rc;
+}
+
+static int cmd_info(cli *c) {
+    clipscore_context *ctx = open_context(c);
+    if (!ctx) return EXIT_FATAL;
+    clipscore_model_info m;
+    clipscore_get_model_info(ctx, &m);
+    printf("model        %s\npath         %s\nlayout       %s\nweights      %s\n"
+           "device       %s\nprecision    %s\nimage        %d px, patch %d, width %d, %d layers, %d heads\n"
+           "text         context %d, vocab %d, width %d, %d layers, %d heads\n"
+           "embedding    %d\nactivation   %s\n",
+           m.name, m.path, m.layout, m.weights_file, m.device, m.precision, m.image_size,
+           m.patch_size, m.vision_width, m.vision_layers, m.vision_heads, m.context_length,
+           m.vocab_size, m.text_width, m.text_layers, m.text_heads, m.embed_dim,
+           m.quick_gelu ? "quick_gelu" : "gelu");
+    clipscore_free(ctx);
+    return EXIT_OK;
+}
+
+static int cmd_models(cli *c) {
+#ifdef CLIPSCORE_HAVE_FETCH
+    cs_error e;
+    cs_error_clear(&e);
+    cs_fetch_opts fo = cs_fetch_default_opts();
+    if (c->params.offline) fo.offline = 1;
+    fo.progress = !c->params.quiet;
+    int rc;
+    if (c->n_positional == 0 || strcmp(c->positional[0], "list") == 0) {
+        rc = cs_models_list(stdout, &fo, &e);
+    } else if (strcmp(c->positional[0], "fetch") == 0) {
+        if (c->n_positional < 2) return usage_error("%s", "models fetch needs a model NAME");
+        rc = 0;
+        for (int i = 1; !rc && i < c->n_positional; i++) {
+            char *where = NULL;
+            rc = cs_models_fetch(c->positional[i], &fo, &where, &e);
+            if (!rc) printf("%s\t%s\n", c->positional[i], where);
+            free(where);
+        }
+    } else {
+        return usage_error("models: unknown action '%s' (list, fetch NAME)", c->positional[0]);
+    }
+    if (rc) {
+        fprintf(stderr, "clipscore: %s\n", e.msg);
+        return EXIT_FATAL;
+    }
+    return EXIT_OK;
+#else
+    (void)c;
+    fprintf(stderr, "clipscore: this build has no model downloads (CLIPSCORE_FETCH=OFF)\n");
+    return EXIT_FATAL;
+#endif
+}
+
+static int cmd_score(cli *c) {
+    if (c->n_positional != 1) {
+        if (c->n_positional == 0) return usage_error("%s", "no input CSV given");
+        return usage_error("expected one input CSV, got also '%s'", c->positional[1]);
+    }
+    c->score.input_csv = c->positional[0];
+    clipscore_context *ctx = open_context(c);
+    if (!ctx) return EXIT_FATAL;
+    clipscore_score_summary sum;
+    int rc = clipscore_score_csv(ctx, &c->score, &sum);
+    if (rc < 0) {
+        fprintf(stderr, "clipscore: %s\n", clipscore_last_error(ctx));
+        clipscore_free(ctx);
+        return rc == CLIPSCORE_EARG ? EXIT_USAGE : EXIT_FATAL;
+    }
+    clipscore_free(ctx);
+    return sum.failed > 0 ? EXIT_PARTIAL : EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+    cli c;
+    int p = parse_args(argc, argv, &c);
+    int rc;
+    if (p < 0) rc = EXIT_USAGE;
+    else if (p == 1) rc = EXIT_OK;
+    else if (p == 2) {
+        printf("clipscore %s\n", CLIPSCORE_VERSION);
+        rc = EXIT_OK;
+    } else if (argc < 2) {
+        fputs(usage_text, stderr);
+        rc = EXIT_USAGE;
+    } else if (strcmp(c.command, "tokenize") == 0) rc = cmd_tokenize(&c);
+    else if (strcmp(c.command, "preprocess") == 0) rc = cmd_preprocess(&c);
+    else if (strcmp(c.command, "embed") == 0) rc = cmd_embed(&c);
+    else if (strcmp(c.command, "models") == 0) rc = cmd_models(&c);
+    else if (strcmp(c.command, "info") == 0) rc = cmd_info(&c);
+    else rc = cmd_score(&c);
+    free(c.positional);
+    return rc;
+}

@@ -1,1 +1,577 @@
-/* placeholder: being written */
+// torch_shim.cpp - libtorch behind a C API: weight archives and the CLIP
+// image and text transformers (the project's only C++).
+//
+// Covers: reading torch.save'd state dicts and TorchScript archives into
+// tensor views; the forward passes of CLIP's vision transformer (patch
+// convolution, class token, positions, ln_pre, residual attention blocks,
+// ln_post on the class token, projection) and text transformer (token and
+// position embeddings, causal blocks, ln_final, the end token's features,
+// projection), on CPU or CUDA in fp32, fp16 or bf16.
+// Leaves out: training, the logit scale, any Python-side preprocessing.
+//
+// Every entry point catches C++ exceptions and returns a status and message.
+
+#include "torch_shim.h"
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "util.h"
+}
+
+// --------------------------------------------------------------- helpers
+
+namespace {
+
+int fail(cs_error *e, int code, const std::string &msg) {
+    return cs_fail(e, code, "%s", msg.c_str());
+}
+
+// First line of a libtorch error, without its C++ backtrace.
+std::string short_what(const c10::Error &err) {
+    std::string s = err.what_without_backtrace();
+    size_t nl = s.find('\n');
+    return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+#define SHIM_TRY try {
+#define SHIM_CATCH(E_, WHAT_)                                                                      \
+    }                                                                                              \
+    catch (const c10::Error &err) {                                                                \
+        return fail(E_, CLIPSCORE_EINTERNAL, std::string(WHAT_) + ": libtorch: " + short_what(err)); \
+    }                                                                                              \
+    catch (const std::bad_alloc &) {                                                               \
+        return fail(E_, CLIPSCORE_ENOMEM, std::string(WHAT_) + ": out of memory");                 \
+    }                                                                                              \
+    catch (const std::exception &err) {                                                            \
+        return fail(E_, CLIPSCORE_EINTERNAL, std::string(WHAT_) + ": " + err.what());              \
+    }                                                                                              \
+    catch (...) {                                                                                  \
+        return fail(E_, CLIPSCORE_EINTERNAL, std::string(WHAT_) + ": unknown C++ exception");      \
+    }
+
+bool to_cs_dtype(at::ScalarType t, cs_dtype *out) {
+    switch (t) {
+    case at::kFloat: *out = CS_DTYPE_F32; return true;
+    case at::kHalf: *out = CS_DTYPE_F16; return true;
+    case at::kBFloat16: *out = CS_DTYPE_BF16; return true;
+    case at::kDouble: *out = CS_DTYPE_F64; return true;
+    case at::kLong: *out = CS_DTYPE_I64; return true;
+    case at::kInt: *out = CS_DTYPE_I32; return true;
+    case at::kShort: *out = CS_DTYPE_I16; return true;
+    case at::kChar: *out = CS_DTYPE_I8; return true;
+    case at::kByte: *out = CS_DTYPE_U8; return true;
+    case at::kBool: *out = CS_DTYPE_BOOL; return true;
+    default: return false;
+    }
+}
+
+bool to_torch_dtype(cs_dtype t, at::ScalarType *out) {
+    switch (t) {
+    case CS_DTYPE_F32: *out = at::kFloat; return true;
+    case CS_DTYPE_F16: *out = at::kHalf; return true;
+    case CS_DTYPE_BF16: *out = at::kBFloat16; return true;
+    case CS_DTYPE_F64: *out = at::kDouble; return true;
+    default: return false;
+    }
+}
+
+std::string shape_str(at::IntArrayRef s) {
+    std::string r = "[";
+    for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
+    return r + "]";
+}
+
+} // namespace
+
+// --------------------------------------------------------------- archives
+
+struct cs_archive {
+    std::vector<std::string> names;
+    std::vector<torch::Tensor> tensors; // contiguous, CPU; own the data the views point at
+    std::vector<cs_tensor> views;
+};
+
+static void archive_add(cs_archive *a, const std::string &name, const torch::Tensor &t) {
+    cs_dtype dt;
+    if (!to_cs_dtype(t.scalar_type(), &dt)) return; // e.g. complex: no CLIP weight is
+    if (t.dim() > CS_MAX_DIMS) return;
+    a->names.push_back(name);
+    a->tensors.push_back(t.detach().to(torch::kCPU).contiguous());
+}
+
+extern "C" int cs_archive_open(const char *path, cs_archive **out, cs_error *e) {
+    *out = nullptr;
+    std::unique_ptr<cs_archive> a(new (std::nothrow) cs_archive());
+    if (!a) return cs_fail(e, CLIPSCORE_ENOMEM, "%s: out of memory", path);
+    std::string pickle_err, jit_err;
+    SHIM_TRY
+    std::ifstream f(path, std::ios::binary);
+    if (!f) return cs_fail(e, CLIPSCORE_EIO, "%s: %s", path, strerror(errno));
+    std::vector<char> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (data.size() < 4 || data[0] != 'P' || data[1] != 'K')
+        return cs_fail(e, CLIPSCORE_EFORMAT,
+                       "%s: not a zip-format torch file (re-save it with a current PyTorch, or "
+                       "convert it to safetensors)",
+                       path);
+    // A torch.save'd state dict first; a TorchScript archive's pickle names
+    // its own classes, which the plain unpickler refuses, so that comes next.
+    try {
+        torch::IValue v = torch::pickle_load(data);
+        if (v.isGenericDict()) {
+            for (const auto &kv : v.toGenericDict()) {
+                if (kv.key().isString() && kv.value().isTensor())
+                    archive_add(a.get(), kv.key().toStringRef(), kv.value().toTensor());
+            }
+        } else {
+            pickle_err = "the pickle holds " + std::string(v.tagKind()) + ", not a state dict";
+        }
+    } catch (const c10::Error &err) {
+        pickle_err = short_what(err);
+    }
+    if (a->tensors.empty()) {
+        data.clear();
+        data.shrink_to_fit();
+        try {
+            torch::jit::Module m = torch::jit::load(path, torch::kCPU);
+            for (const auto &p : m.named_parameters(true)) archive_add(a.get(), p.name, p.value);
+            for (const auto &b : m.named_buffers(true)) archive_add(a.get(), b.name, b.value);
+        } catch (const c10::Error &err) {
+            jit_err = short_what(err);
+        }
+    }
+    if (a->tensors.empty())
+        return cs_fail(e, CLIPSCORE_EFORMAT,
+                       "%s: no tensors found (as a state dict: %s; as TorchScript: %s)", path,
+                       pickle_err.empty() ? "empty" : pickle_err.c_str(),
+                       jit_err.empty() ? "empty" : jit_err.c_str());
+    a->views.resize(a->tensors.size());
+    for (size_t i = 0; i < a->tensors.size(); i++) {
+        const torch::Tensor &t = a->tensors[i];
+        cs_tensor &v = a->views[i];
+        memset(&v, 0, sizeof v);
+        v.name = a->names[i].c_str();
+        to_cs_dtype(t.scalar_type(), &v.dtype);
+        v.ndim = (int)t.dim();
+        for (int d = 0; d < v.ndim; d++) v.shape[d] = t.size(d);
+        v.data = t.data_ptr();
+        v.nbytes = (size_t)t.numel() * t.element_size();
+    }
+    *out = a.release();
+    return 0;
+    SHIM_CATCH(e, path)
+}
+
+extern "C" int cs_archive_count(const cs_archive *a) {
+    return a ? (int)a->views.size() : 0;
+}
+
+extern "C" const cs_tensor *cs_archive_tensor(const cs_archive *a, int i) {
+    if (!a || i < 0 || (size_t)i >= a->views.size()) return nullptr;
+    return &a->views[(size_t)i];
+}
+
+extern "C" void cs_archive_free(cs_archive *a) {
+    delete a;
+}
+
+// --------------------------------------------------------------- the model
+
+namespace {
+
+struct Block {
+    torch::Tensor ln_1_w, ln_1_b;     // [W]
+    torch::Tensor in_w, in_b;         // [3W, W], [3W]: q, k, v stacked
+    torch::Tensor out_w, out_b;       // [W, W], [W]
+    torch::Tensor ln_2_w, ln_2_b;     // [W]
+    torch::Tensor fc_w, fc_b;         // [M, W], [M]
+    torch::Tensor proj_w, proj_b;     // [W, M], [W]
+};
+
+} // namespace
+
+struct cs_torch_model {
+    cs_clip_config cfg;
+    torch::Device device = torch::kCPU;
+    at::ScalarType dtype = at::kFloat;
+    std::string device_name, precision_name;
+    // name -> (expected shape, tensor once given)
+    std::map<std::string, std::pair<std::vector<int64_t>, torch::Tensor>> weights;
+    bool ready = false;
+    // Resolved after ready(): the forward passes read these.
+    torch::Tensor v_conv, v_cls, v_pos, v_ln_pre_w, v_ln_pre_b, v_ln_post_w, v_ln_post_b, v_proj;
+    torch::Tensor t_tok, t_pos, t_ln_w, t_ln_b, t_proj;
+    std::vector<Block> v_blocks, t_blocks;
+};
+
+namespace {
+
+bool is_norm_param(const std::string &name) {
+    return name.find("ln_") != std::string::npos;
+}
+
+void expect(cs_torch_model *m, const std::string &name, std::vector<int64_t> shape) {
+    m->weights[name] = {std::move(shape), torch::Tensor()};
+}
+
+void expect_blocks(cs_torch_model *m, const std::string &prefix, int layers, int w, int mlp) {
+    for (int i = 0; i < layers; i++) {
+        std::string p = prefix + std::to_string(i) + ".";
+        expect(m, p + "ln_1.weight", {w});
+        expect(m, p + "ln_1.bias", {w});
+        expect(m, p + "attn.in_proj_weight", {3 * w, w});
+        expect(m, p + "attn.in_proj_bias", {3 * w});
+        expect(m, p + "attn.out_proj.weight", {w, w});
+        expect(m, p + "attn.out_proj.bias", {w});
+        expect(m, p + "ln_2.weight", {w});
+        expect(m, p + "ln_2.bias", {w});
+        expect(m, p + "mlp.c_fc.weight", {mlp, w});
+        expect(m, p + "mlp.c_fc.bias", {mlp});
+        expect(m, p + "mlp.c_proj.weight", {w, mlp});
+        expect(m, p + "mlp.c_proj.bias", {w});
+    }
+}
+
+std::vector<Block> take_blocks(cs_torch_model *m, const std::string &prefix, int layers) {
+    std::vector<Block> bs((size_t)layers);
+    for (int i = 0; i < layers; i++) {
+        std::string p = prefix + std::to_string(i) + ".";
+        auto g = [&](const char *n) { return m->weights.at(p + n).second; };
+        Block &b = bs[(size_t)i];
+        b.ln_1_w = g("ln_1.weight");
+        b.ln_1_b = g("ln_1.bias");
+        b.in_w = g("attn.in_proj_weight");
+        b.in_b = g("attn.in_proj_bias");
+        b.out_w = g("attn.out_proj.weight");
+        b.out_b = g("attn.out_proj.bias");
+        b.ln_2_w = g("ln_2.weight");
+        b.ln_2_b = g("ln_2.bias");
+        b.fc_w = g("mlp.c_fc.weight");
+        b.fc_b = g("mlp.c_fc.bias");
+        b.proj_w = g("mlp.c_proj.weight");
+        b.proj_b = g("mlp.c_proj.bias");
+    }
+    return bs;
+}
+
+// Layer norm in fp32 whatever the compute type, as the reference does for
+// fp16 (its LayerNorm subclass casts up and back); the norm's parameters
+// are kept in fp32 for that reason.
+torch::Tensor layer_norm(const torch::Tensor &x, const torch::Tensor &w, const torch::Tensor &b,
+                         float eps) {
+    if (x.scalar_type() == at::kFloat) return torch::layer_norm(x, {x.size(-1)}, w, b, eps);
+    return torch::layer_norm(x.to(at::kFloat), {x.size(-1)}, w, b, eps).to(x.scalar_type());
+}
+
+// x [N, L, W] -> [N, L, W]; causal: each position sees itself and earlier ones.
+torch::Tensor attention(const torch::Tensor &x, const Block &b, int heads, bool causal) {
+    const int64_t n = x.size(0), l = x.size(1), w = x.size(2), hd = w / heads;
+    // [N, L, 3W] -> [3, N, H, L, hd]
+    torch::Tensor qkv = torch::linear(x, b.in_w, b.in_b).view({n, l, 3, heads, hd}).permute({2, 0, 3, 1, 4});
+    torch::Tensor q = qkv[0], k = qkv[1], v = qkv[2];
+    torch::Tensor o;
+#if TORCH_VERSION_MAJOR >= 2
+    o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, causal);
+#else
+    // As torch.nn.MultiheadAttention: scale q, then q k^T, mask, softmax.
+    torch::Tensor s = torch::matmul(q * (1.0 / std::sqrt((double)hd)), k.transpose(-2, -1));
+    if (causal) {
+        torch::Tensor mask = torch::full({l, l}, -INFINITY, s.options()).triu(1);
+        s = s + mask;
+    }
+    o = torch::matmul(torch::softmax(s, -1), v); // [N, H, L, hd]
+#endif
+    o = o.transpose(1, 2).reshape({n, l, w});
+    return torch::linear(o, b.out_w, b.out_b);
+}
+
+torch::Tensor mlp(const torch::Tensor &x, const Block &b, bool quick_gelu) {
+    torch::Tensor h = torch::linear(x, b.fc_w, b.fc_b);
+    h = quick_gelu ? h * torch::sigmoid(1.702 * h) : torch::gelu(h);
+    return torch::linear(h, b.proj_w, b.proj_b);
+}
+
+torch::Tensor transformer(torch::Tensor x, const std::vector<Block> &blocks, int heads, bool causal,
+                          const cs_clip_config &cfg) {
+    for (const Block &b : blocks) {
+        x = x + attention(layer_norm(x, b.ln_1_w, b.ln_1_b, cfg.ln_eps), b, heads, causal);
+        x = x + mlp(layer_norm(x, b.ln_2_w, b.ln_2_b, cfg.ln_eps), b, cfg.quick_gelu != 0);
+    }
+    return x;
+}
+
+void copy_out(const torch::Tensor &y, float *out) {
+    torch::Tensor c = y.to(torch::kCPU, at::kFloat).contiguous();
+    memcpy(out, c.data_ptr<float>(), (size_t)c.numel() * sizeof(float));
+}
+
+int parse_device(const char *device, torch::Device *out, std::string *name, cs_error *e) {
+    std::string d = device && *device ? device : "auto";
+    int n_cuda = (int)torch::cuda::device_count();
+    if (d == "auto") d = n_cuda > 0 ? "cuda:0" : "cpu";
+    if (d == "cpu") {
+        *out = torch::kCPU;
+        *name = "cpu";
+        return 0;
+    }
+    if (d == "cuda" || d.rfind("cuda:", 0) == 0) {
+        int idx = 0;
+        if (d.size() > 5) {
+            char *end = nullptr;
+            long v = strtol(d.c_str() + 5, &end, 10);
+            if (*end || v < 0 || v > 1024)
+                return cs_fail(e, CLIPSCORE_EARG, "--device %s: expected cuda:N", d.c_str());
+            idx = (int)v;
+        }
+        if (!torch::cuda::is_available())
+            return cs_fail(e, CLIPSCORE_EDEVICE,
+                           "--device %s: this clipscore was built against a libtorch without "
+                           "CUDA (or no GPU is visible); use --device cpu, or rebuild with "
+                           "CMAKE_PREFIX_PATH pointing at a CUDA libtorch",
+                           d.c_str());
+        if (idx >= n_cuda)
+            return cs_fail(e, CLIPSCORE_EDEVICE, "--device %s: only %d CUDA device(s) visible",
+                           d.c_str(), n_cuda);
+        *out = torch::Device(torch::kCUDA, (c10::DeviceIndex)idx);
+        *name = "cuda:" + std::to_string(idx);
+        return 0;
+    }
+    return cs_fail(e, CLIPSCORE_EARG, "--device %s: expected auto, cpu, cuda or cuda:N", d.c_str());
+}
+
+int parse_precision(const char *precision, bool cuda, at::ScalarType *out, std::string *name,
+                    cs_error *e) {
+    std::string p = precision && *precision ? precision : "auto";
+    if (p == "auto") p = cuda ? "fp16" : "fp32"; // as the reference: fp16 on GPU
+    if (p == "fp32" || p == "float32") {
+        *out = at::kFloat;
+        *name = "fp32";
+    } else if (p == "fp16" || p == "float16" || p == "half") {
+        if (!cuda)
+            return cs_fail(e, CLIPSCORE_EARG,
+                           "--precision fp16 needs a CUDA device (libtorch's CPU kernels lack "
+                           "fp16 support); use fp32 or bf16 on the CPU");
+        *out = at::kHalf;
+        *name = "fp16";
+    } else if (p == "bf16" || p == "bfloat16") {
+        *out = at::kBFloat16;
+        *name = "bf16";
+    } else {
+        return cs_fail(e, CLIPSCORE_EARG, "--precision %s: expected auto, fp32, fp16 or bf16",
+                       p.c_str());
+    }
+    return 0;
+}
+
+} // namespace
+
+extern "C" int cs_torch_model_create(const cs_clip_config *cfg, const char *device,
+                                     const char *precision, cs_torch_model **out, cs_error *e) {
+    *out = nullptr;
+    SHIM_TRY
+    const cs_clip_config &c = *cfg;
+    if (c.image_size <= 0 || c.patch_size <= 0 || c.image_size % c.patch_size ||
+        c.vision_width <= 0 || c.vision_heads <= 0 || c.vision_width % c.vision_heads ||
+        c.text_width <= 0 || c.text_heads <= 0 || c.text_width % c.text_heads ||
+        c.vision_layers <= 0 || c.text_layers <= 0 || c.context_length <= 1 || c.vocab_size <= 0 ||
+        c.embed_dim <= 0 || c.vision_mlp <= 0 || c.text_mlp <= 0)
+        return cs_fail(e, CLIPSCORE_EMODEL, "inconsistent model configuration");
+    std::unique_ptr<cs_torch_model> m(new cs_torch_model());
+    m->cfg = c;
+    if (!(m->cfg.ln_eps > 0)) m->cfg.ln_eps = 1e-5f;
+    int rc = parse_device(device, &m->device, &m->device_name, e);
+    if (rc) return rc;
+    rc = parse_precision(precision, m->device.is_cuda(), &m->dtype, &m->precision_name, e);
+    if (rc) return rc;
+
+    const int64_t g = c.image_size / c.patch_size;
+    expect(m.get(), "visual.conv1.weight", {c.vision_width, 3, c.patch_size, c.patch_size});
+    expect(m.get(), "visual.class_embedding", {c.vision_width});
+    expect(m.get(), "visual.positional_embedding", {g * g + 1, c.vision_width});
+    expect(m.get(), "visual.ln_pre.weight", {c.vision_width});
+    expect(m.get(), "visual.ln_pre.bias", {c.vision_width});
+    expect_blocks(m.get(), "visual.transformer.resblocks.", c.vision_layers, c.vision_width,
+                  c.vision_mlp);
+    expect(m.get(), "visual.ln_post.weight", {c.vision_width});
+    expect(m.get(), "visual.ln_post.bias", {c.vision_width});
+    expect(m.get(), "visual.proj", {c.vision_width, c.embed_dim});
+    expect(m.get(), "token_embedding.weight", {c.vocab_size, c.text_width});
+    expect(m.get(), "positional_embedding", {c.context_length, c.text_width});
+    expect_blocks(m.get(), "transformer.resblocks.", c.text_layers, c.text_width, c.text_mlp);
+    expect(m.get(), "ln_final.weight", {c.text_width});
+    expect(m.get(), "ln_final.bias", {c.text_width});
+    expect(m.get(), "text_projection", {c.text_width, c.embed_dim});
+    *out = m.release();
+    return 0;
+    SHIM_CATCH(e, "creating the model")
+}
+
+extern "C" int cs_torch_model_set(cs_torch_model *m, const cs_tensor *t, cs_error *e) {
+    SHIM_TRY
+    auto it = m->weights.find(t->name);
+    if (it == m->weights.end()) return 1;
+    at::ScalarType st;
+    if (!to_torch_dtype(t->dtype, &st))
+        return cs_fail(e, CLIPSCORE_EMODEL, "weight %s: dtype %s is not a float type", t->name,
+                       cs_dtype_name(t->dtype));
+    std::vector<int64_t> shape(t->shape, t->shape + t->ndim);
+    if (shape != it->second.first)
+        return fail(e, CLIPSCORE_EMODEL,
+                    std::string("weight ") + t->name + ": shape " + shape_str(shape) +
+                        ", the model's configuration needs " + shape_str(it->second.first));
+    // from_blob views the caller's buffer; clone() gives the model its own copy.
+    // Copied into a fresh tensor first: safetensors data need not be aligned.
+    torch::Tensor src = torch::empty(shape, torch::TensorOptions().dtype(st));
+    if ((size_t)src.numel() * src.element_size() != t->nbytes)
+        return cs_fail(e, CLIPSCORE_EMODEL, "weight %s: %zu bytes for its shape", t->name, t->nbytes);
+    memcpy(src.data_ptr(), t->data, t->nbytes);
+    at::ScalarType want = is_norm_param(it->first) ? at::kFloat : m->dtype;
+    // Convert through fp32 on the CPU (fp16 arithmetic is CUDA-only here).
+    it->second.second = src.to(at::kFloat).to(want).clone();
+    return 0;
+    SHIM_CATCH(e, std::string("weight ") + t->name)
+}
+
+extern "C" int cs_torch_model_ready(cs_torch_model *m, cs_error *e) {
+    SHIM_TRY
+    std::string missing;
+    int n_missing = 0;
+    for (auto &kv : m->weights) {
+        if (!kv.second.second.defined()) {
+            if (n_missing++ < 3) missing += (missing.empty() ? "" : ", ") + kv.first;
+        }
+    }
+    if (n_missing)
+        return cs_fail(e, CLIPSCORE_EMODEL, "model is missing %d weight(s): %s%s", n_missing,
+                       missing.c_str(), n_missing > 3 ? ", ..." : "");
+    for (auto &kv : m->weights) kv.second.second = kv.second.second.to(m->device);
+    auto w = [&](const char *n) { return m->weights.at(n).second; };
+    m->v_conv = w("visual.conv1.weight");
+    m->v_cls = w("visual.class_embedding");
+    m->v_pos = w("visual.positional_embedding");
+    m->v_ln_pre_w = w("visual.ln_pre.weight");
+    m->v_ln_pre_b = w("visual.ln_pre.bias");
+    m->v_ln_post_w = w("visual.ln_post.weight");
+    m->v_ln_post_b = w("visual.ln_post.bias");
+    m->v_proj = w("visual.proj");
+    m->t_tok = w("token_embedding.weight");
+    m->t_pos = w("positional_embedding");
+    m->t_ln_w = w("ln_final.weight");
+    m->t_ln_b = w("ln_final.bias");
+    m->t_proj = w("text_projection");
+    m->v_blocks = take_blocks(m, "visual.transformer.resblocks.", m->cfg.vision_layers);
+    m->t_blocks = take_blocks(m, "transformer.resblocks.", m->cfg.text_layers);
+    m->weights.clear(); // the resolved handles above keep the tensors alive
+    m->ready = true;
+    return 0;
+    SHIM_CATCH(e, "moving the model to " + m->device_name)
+}
+
+extern "C" void cs_torch_model_free(cs_torch_model *m) {
+    delete m;
+}
+
+extern "C" const char *cs_torch_model_device(const cs_torch_model *m) {
+    return m->device_name.c_str();
+}
+
+extern "C" const char *cs_torch_model_precision(const cs_torch_model *m) {
+    return m->precision_name.c_str();
+}
+
+extern "C" int cs_torch_encode_images(cs_torch_model *m, const float *pixels, int n, float *out,
+                                      cs_error *e) {
+    if (!m->ready) return cs_fail(e, CLIPSCORE_EINTERNAL, "model used before it was ready");
+    if (n <= 0) return 0;
+    SHIM_TRY
+    c10::InferenceMode guard;
+    const cs_clip_config &c = m->cfg;
+    const int64_t r = c.image_size, w = c.vision_width;
+    torch::Tensor x = torch::from_blob(const_cast<float *>(pixels), {n, 3, r, r}, at::kFloat)
+                          .to(m->device, m->dtype);
+    x = torch::conv2d(x, m->v_conv, {}, c.patch_size); // [N, W, g, g]
+    x = x.flatten(2).transpose(1, 2);                    // [N, g*g, W]
+    torch::Tensor cls = m->v_cls.view({1, 1, w}).expand({n, 1, w});
+    x = torch::cat({cls, x}, 1) + m->v_pos; // [N, g*g+1, W]
+    x = layer_norm(x, m->v_ln_pre_w, m->v_ln_pre_b, c.ln_eps);
+    x = transformer(x, m->v_blocks, c.vision_heads, false, c);
+    x = layer_norm(x.select(1, 0), m->v_ln_post_w, m->v_ln_post_b, c.ln_eps); // class token
+    copy_out(torch::matmul(x, m->v_proj), out);                                  // [N, D]
+    return 0;
+    SHIM_CATCH(e, "image encoder")
+}
+
+extern "C" int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n,
+                                     int stride, float *out, cs_error *e) {
+    if (!m->ready) return cs_fail(e, CLIPSCORE_EINTERNAL, "model used before it was ready");
+    if (n <= 0) return 0;
+    const cs_clip_config &c = m->cfg;
+    int l = 0;
+    for (int i = 0; i < n; i++) {
+        if (lens[i] < 1 || lens[i] > stride || lens[i] > c.context_length)
+            return cs_fail(e, CLIPSCORE_EINTERNAL, "text %d: %d tokens (context %d)", i, lens[i],
+                           c.context_length);
+        if (lens[i] > l) l = lens[i];
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < lens[i]; j++)
+            if (ids[(size_t)i * stride + j] < 0 || ids[(size_t)i * stride + j] >= c.vocab_size)
+                return cs_fail(e, CLIPSCORE_EMODEL, "token id %d is outside the vocabulary (%d)",
+                               ids[(size_t)i * stride + j], c.vocab_size);
+    SHIM_TRY
+    c10::InferenceMode guard;
+    // Only the first l positions: padding after a row's end token cannot
+    // reach that token through the causal mask.
+    torch::Tensor tok = torch::zeros({n, l}, at::kLong);
+    torch::Tensor last = torch::empty({n}, at::kLong);
+    auto ta = tok.accessor<int64_t, 2>();
+    for (int i = 0; i < n; i++) {
+        // Features are read where the reference reads them: at the row's
+        // largest id (argmax, first occurrence), which is the first end token
+        // since it has the highest id; a caption spelling "<|endoftext|>"
+        // puts one before the last position.
+        int at = 0;
+        for (int j = 0; j < lens[i]; j++) {
+            ta[i][j] = ids[(size_t)i * stride + j];
+            if (ta[i][j] > ta[i][at]) at = j;
+        }
+        last[i] = at;
+    }
+    tok = tok.to(m->device);
+    torch::Tensor x = torch::embedding(m->t_tok, tok) + m->t_pos.slice(0, 0, l); // [N, l, W]
+    x = transformer(x, m->t_blocks, c.text_heads, true, c);
+    x = layer_norm(x, m->t_ln_w, m->t_ln_b, c.ln_eps);
+    torch::Tensor rows = torch::arange(n, torch::TensorOptions().dtype(at::kLong).device(m->device));
+    x = x.index({rows, last.to(m->device)}); // [N, W]
+    copy_out(torch::matmul(x, m->t_proj), out);
+    return 0;
+    SHIM_CATCH(e, "text encoder")
+}
+
+extern "C" void cs_torch_set_threads(int n) {
+    if (n > 0) at::set_num_threads(n);
+}
+
+extern "C" int cs_torch_get_threads(void) {
+    return at::get_num_threads();
+}
+
+extern "C" int cs_torch_cuda_device_count(void) {
+    try {
+        return (int)torch::cuda::device_count();
+    } catch (...) {
+        return 0;
+    }
+}
+
+extern "C" const char *cs_torch_version(void) {
+    return TORCH_VERSION;
+}

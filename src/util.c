@@ -103,7 +103,6 @@ int cs_read_file(const char *path, size_t max_bytes, char **data, size_t *len, c
     }
     for (;;) {
         if (n + 1 >= cap) {
-            if (max_bytes && cap > max_bytes + 1) break;
             char *nb = realloc(buf, cap * 2);
             if (!nb) {
                 free(buf);
@@ -159,6 +158,7 @@ char *cs_path_dirname(const char *path, cs_error *e) {
 }
 
 int cs_mkdir_p(const char *path, cs_error *e) {
+    if (!path[0]) return cs_fail(e, CLIPSCORE_EARG, "cannot create a folder with an empty name");
     char *p = cs_strdup(path, e);
     if (!p) return CLIPSCORE_ENOMEM;
     for (char *s = p + 1;; s++) {

@@ -1,0 +1,93 @@
+/* torch_shim.h - the C interface to libtorch: reading pickle/TorchScript
+ * weight archives, and the CLIP image and text encoders.
+ *
+ * The implementation (torch_shim.cpp) is the project's only C++. Every C++
+ * exception is caught at this boundary and returned as a negative status
+ * with a message in the cs_error. Weights are handed over one named tensor
+ * at a time, under OpenAI's names (see model_files.h), and copied: the
+ * caller's buffers may be released after cs_torch_model_ready().
+ *
+ * Threads: a model may be used by one thread at a time. */
+#ifndef CLIPSCORE_TORCH_SHIM_H
+#define CLIPSCORE_TORCH_SHIM_H
+
+#include <stdint.h>
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct cs_error;
+
+/* --- weight archives (torch.save zip/pickle files, TorchScript archives) --- */
+
+typedef struct cs_archive cs_archive;
+
+/* Reads every tensor of a torch.save'd state dict (e.g. pytorch_model.bin) or
+ * of a TorchScript module (parameters and buffers, e.g. OpenAI's ViT-B-32.pt)
+ * onto the CPU. The views stay valid until cs_archive_free. */
+int cs_archive_open(const char *path, cs_archive **out, struct cs_error *e);
+int cs_archive_count(const cs_archive *a);
+const cs_tensor *cs_archive_tensor(const cs_archive *a, int i);
+void cs_archive_free(cs_archive *a);
+
+/* --- the CLIP model --- */
+
+typedef struct cs_clip_config {
+    int image_size;    /* input resolution R */
+    int patch_size;    /* P: R/P patches per side */
+    int vision_width;  /* Wv */
+    int vision_layers;
+    int vision_heads;
+    int vision_mlp;    /* hidden width of the MLP, usually 4*Wv */
+    int context_length; /* T */
+    int vocab_size;
+    int text_width;    /* Wt */
+    int text_layers;
+    int text_heads;
+    int text_mlp;
+    int embed_dim;     /* D */
+    int quick_gelu;    /* 1: x*sigmoid(1.702x) (OpenAI), 0: exact erf GELU */
+    float ln_eps;      /* layer norm epsilon, 1e-5 */
+} cs_clip_config;
+
+typedef struct cs_torch_model cs_torch_model;
+
+/* device: "auto", "cpu", "cuda", "cuda:N"; precision: "auto", "fp32", "fp16", "bf16". */
+int cs_torch_model_create(const cs_clip_config *cfg, const char *device, const char *precision,
+                          cs_torch_model **out, struct cs_error *e);
+/* Hands over one weight under its OpenAI name; shape and dtype are checked
+ * against the configuration. Unknown names are ignored (returns 1). */
+int cs_torch_model_set(cs_torch_model *m, const cs_tensor *t, struct cs_error *e);
+/* Checks that every weight was given and moves them to the device. */
+int cs_torch_model_ready(cs_torch_model *m, struct cs_error *e);
+void cs_torch_model_free(cs_torch_model *m);
+
+const char *cs_torch_model_device(const cs_torch_model *m);    /* "cpu", "cuda:0" */
+const char *cs_torch_model_precision(const cs_torch_model *m); /* "fp32", "fp16", "bf16" */
+
+/* pixels [n][3][R][R] (float32, normalised) -> out [n][D] float32 projections. */
+int cs_torch_encode_images(cs_torch_model *m, const float *pixels, int n, float *out,
+                           struct cs_error *e);
+/* ids [n][stride] token ids, lens[i] ids used in row i (ending with the end
+ * token) -> out [n][D], read at each row's first largest id (the end
+ * token), as the reference's argmax does. The batch is run only as far as its longest row:
+ * with causal attention nothing after a row's end token changes its result. */
+int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n,
+                          int stride, float *out, struct cs_error *e);
+
+/* Intra-op threads used by libtorch on the CPU. */
+void cs_torch_set_threads(int n);
+int cs_torch_get_threads(void);
+/* Number of CUDA devices libtorch can use (0 on a CPU-only build). */
+int cs_torch_cuda_device_count(void);
+/* libtorch version string, e.g. "1.13.0". */
+const char *cs_torch_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,456 @@
+/* test_model.c - model files and the torch shim against an independent,
+ * plain-C forward pass of CLIP written here (double precision, no libtorch),
+ * on tiny random models the test writes itself; then, when the shared
+ * conformance fixtures exist, every layout against the reference
+ * implementation's embeddings.
+ *
+ * Tolerances: the shim runs fp32 while the reference here accumulates in
+ * double; through a few layers at width 64 the difference stays below 1e-4
+ * relative to the embedding's largest entry (seen: ~1e-6). Layouts hold the
+ * same numbers (weights are fp16-exact), so they agree to float rounding. */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <unistd.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "model_files.h"
+#include "test.h"
+#include "tiny_model.h"
+#include "torch_shim.h"
+
+/* ------------------------------------------------------------ reference */
+
+typedef struct ref {
+    cs_safetensors st; /* open_clip layout, F32 */
+    tiny_spec s;
+} ref;
+
+static const float *W(const ref *r, const char *fmt, int i) {
+    char name[160];
+    snprintf(name, sizeof name, fmt, i);
+    const cs_tensor *t = cs_safetensors_find(&r->st, name);
+    if (!t || t->dtype != CS_DTYPE_F32) {
+        fprintf(stderr, "reference: missing %s\n", name);
+        exit(2);
+    }
+    return t->data;
+}
+
+static void layer_norm(double *x, int n, int w, const float *g, const float *b) {
+    for (int i = 0; i < n; i++) {
+        double *r = x + (size_t)i * w, mean = 0, var = 0;
+        for (int k = 0; k < w; k++) mean += r[k];
+        mean /= w;
+        for (int k = 0; k < w; k++) var += (r[k] - mean) * (r[k] - mean);
+        var /= w;
+        for (int k = 0; k < w; k++) r[k] = (r[k] - mean) / sqrt(var + 1e-5) * g[k] + b[k];
+    }
+}
+
+/* out[n][o] = x[n][in] . w[o][in] + b[o] */
+static void linear(double *out, const double *x, int n, int in, int o, const float *w, const float *b) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < o; j++) {
+            double s = b ? b[j] : 0;
+            for (int k = 0; k < in; k++) s += x[(size_t)i * in + k] * w[(size_t)j * in + k];
+            out[(size_t)i * o + j] = s;
+        }
+}
+
+/* One residual block on x [L][Wd], in place. */
+static void block(const ref *r, const char *pre, int li, double *x, int L, int Wd, int H, int causal) {
+    char f[160];
+#define P(name) (snprintf(f, sizeof f, "%s.%%d.%s", pre, name), W(r, f, li))
+    double *h = calloc((size_t)L * Wd, sizeof *h), *qkv = calloc((size_t)L * 3 * Wd, sizeof *qkv);
+    double *att = calloc((size_t)L * Wd, sizeof *att), *o = calloc((size_t)L * Wd, sizeof *o);
+    double *m = calloc((size_t)L * 4 * Wd, sizeof *m), *s = calloc((size_t)L, sizeof *s);
+    memcpy(h, x, (size_t)L * Wd * sizeof *h);
+    layer_norm(h, L, Wd, P("ln_1.weight"), P("ln_1.bias"));
+    linear(qkv, h, L, Wd, 3 * Wd, P("attn.in_proj_weight"), P("attn.in_proj_bias"));
+    int hd = Wd / H;
+    for (int hh = 0; hh < H; hh++)
+        for (int i = 0; i < L; i++) {
+            double mx = -1e300, sum = 0;
+            int last = causal ? i : L - 1;
+            for (int j = 0; j <= last; j++) {
+                double d = 0;
+                for (int k = 0; k < hd; k++)
+                    d += qkv[(size_t)i * 3 * Wd + hh * hd + k] * qkv[(size_t)j * 3 * Wd + Wd + hh * hd + k];
+                s[j] = d / sqrt((double)hd);
+                if (s[j] > mx) mx = s[j];
+            }
+            for (int j = 0; j <= last; j++) sum += (s[j] = exp(s[j] - mx));
+            for (int k = 0; k < hd; k++) {
+                double acc = 0;
+                for (int j = 0; j <= last; j++) acc += s[j] / sum * qkv[(size_t)j * 3 * Wd + 2 * Wd + hh * hd + k];
+                att[(size_t)i * Wd + hh * hd + k] = acc;
+            }
+        }
+    linear(o, att, L, Wd, Wd, P("attn.out_proj.weight"), P("attn.out_proj.bias"));
+    for (size_t k = 0; k < (size_t)L * Wd; k++) x[k] += o[k];
+    memcpy(h, x, (size_t)L * Wd * sizeof *h);
+    layer_norm(h, L, Wd, P("ln_2.weight"), P("ln_2.bias"));
+    linear(m, h, L, Wd, 4 * Wd, P("mlp.c_fc.weight"), P("mlp.c_fc.bias"));
+    for (size_t k = 0; k < (size_t)L * 4 * Wd; k++) {
+        double v = m[k];
+        m[k] = r->s.quick_gelu ? v / (1 + exp(-1.702 * v)) : 0.5 * v * (1 + erf(v / sqrt(2.0)));
+    }
+    linear(o, m, L, 4 * Wd, Wd, P("mlp.c_proj.weight"), P("mlp.c_proj.bias"));
+    for (size_t k = 0; k < (size_t)L * Wd; k++) x[k] += o[k];
+#undef P
+    free(h), free(qkv), free(att), free(o), free(m), free(s);
+}
+
+/* px [3][R][R] -> out [D] */
+static void ref_image(const ref *r, const float *px, double *out) {
+    const tiny_spec *s = &r->s;
+    int P = s->patch, g = s->image_size / P, Wd = s->vision_width, L = g * g + 1, R = s->image_size;
+    double *x = calloc((size_t)L * Wd, sizeof *x);
+    const float *conv = W(r, "visual.conv1.weight", 0), *cls = W(r, "visual.class_embedding", 0);
+    const float *pos = W(r, "visual.positional_embedding", 0);
+    for (int c = 0; c < Wd; c++) x[c] = cls[c];
+    for (int gy = 0; gy < g; gy++)
+        for (int gx = 0; gx < g; gx++)
+            for (int c = 0; c < Wd; c++) {
+                double acc = 0;
+                for (int ch = 0; ch < 3; ch++)
+                    for (int ky = 0; ky < P; ky++)
+                        for (int kx = 0; kx < P; kx++)
+                            acc += conv[((size_t)(c * 3 + ch) * P + ky) * P + kx] *
+                                   px[((size_t)ch * R + gy * P + ky) * R + gx * P + kx];
+                x[(size_t)(1 + gy * g + gx) * Wd + c] = acc;
+            }
+    for (size_t k = 0; k < (size_t)L * Wd; k++) x[k] += pos[k];
+    layer_norm(x, L, Wd, W(r, "visual.ln_pre.weight", 0), W(r, "visual.ln_pre.bias", 0));
+    for (int i = 0; i < s->vision_layers; i++) block(r, "visual.transformer.resblocks", i, x, L, Wd, s->vision_heads, 0);
+    layer_norm(x, 1, Wd, W(r, "visual.ln_post.weight", 0), W(r, "visual.ln_post.bias", 0));
+    const float *proj = W(r, "visual.proj", 0);
+    for (int d = 0; d < s->embed_dim; d++) {
+        double acc = 0;
+        for (int k = 0; k < Wd; k++) acc += x[k] * proj[(size_t)k * s->embed_dim + d];
+        out[d] = acc;
+    }
+    free(x);
+}
+
+/* ids [n] ending with the end token -> out [D]; runs the full context as
+ * the reference does (padding after the end token). */
+static void ref_text(const ref *r, const int32_t *ids, int n, double *out) {
+    const tiny_spec *s = &r->s;
+    int L = s->context_length, Wd = s->text_width;
+    double *x = calloc((size_t)L * Wd, sizeof *x);
+    const float *tok = W(r, "token_embedding.weight", 0), *pos = W(r, "positional_embedding", 0);
+    for (int i = 0; i < L; i++) {
+        int id = i < n ? ids[i] : 0;
+        for (int k = 0; k < Wd; k++) x[(size_t)i * Wd + k] = tok[(size_t)id * Wd + k] + pos[(size_t)i * Wd + k];
+    }
+    for (int i = 0; i < s->text_layers; i++) block(r, "transformer.resblocks", i, x, L, Wd, s->text_heads, 1);
+    double *e = x + (size_t)(n - 1) * Wd;
+    layer_norm(e, 1, Wd, W(r, "ln_final.weight", 0), W(r, "ln_final.bias", 0));
+    const float *proj = W(r, "text_projection", 0);
+    for (int d = 0; d < s->embed_dim; d++) {
+        double acc = 0;
+        for (int k = 0; k < Wd; k++) acc += e[k] * proj[(size_t)k * s->embed_dim + d];
+        out[d] = acc;
+    }
+    free(x);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static cs_torch_model *load(const char *dir, const char *precision, cs_model_files *mf_out) {
+    cs_error e = {0};
+    cs_model_files mf;
+    if (cs_model_files_open(dir, &mf, &e)) {
+        fprintf(stderr, "%s: %s\n", dir, e.msg);
+        return NULL;
+    }
+    cs_torch_model *m = NULL;
+    int rc = cs_torch_model_create(&mf.clip, "cpu", precision, &m, &e);
+    for (int i = 0; !rc && i < mf.n; i++) rc = cs_torch_model_set(m, &mf.weights[i], &e) < 0;
+    if (!rc) rc = cs_torch_model_ready(m, &e);
+    if (rc) {
+        fprintf(stderr, "%s: %s\n", dir, e.msg);
+        cs_torch_model_free(m);
+        m = NULL;
+    }
+    if (mf_out) *mf_out = mf;
+    else cs_model_files_close(&mf);
+    return m;
+}
+
+static double max_abs(const float *a, const double *b, int n, double *scale) {
+    double d = 0, s = 0;
+    for (int i = 0; i < n; i++) {
+        if (fabs(a[i] - b[i]) > d) d = fabs(a[i] - b[i]);
+        if (fabs(b[i]) > s) s = fabs(b[i]);
+    }
+    *scale = s;
+    return d;
+}
+
+static double cosine(const float *a, const float *b, int n) {
+    double d = 0, na = 0, nb = 0;
+    for (int i = 0; i < n; i++) d += (double)a[i] * b[i], na += (double)a[i] * a[i], nb += (double)b[i] * b[i];
+    return d / sqrt(na * nb);
+}
+
+static uint64_t seed = 12345;
+static float frand(void) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((seed >> 40) / 16777216.0 * 2.0 - 1.0);
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void test_tiny(void) {
+    const char *tmp = test_tmpdir("model");
+    char hf[600], oc[600], oc16[600];
+    snprintf(hf, sizeof hf, "%s/hf", tmp);
+    snprintf(oc, sizeof oc, "%s/openclip", tmp);
+    snprintf(oc16, sizeof oc16, "%s/openclip16", tmp);
+    tiny_spec s = tiny_default_spec();
+    cs_error e = {0};
+    CHECK_EQ_INT(tiny_model_write(hf, "hf", &s, 7, 0, &e), 0);
+    CHECK_EQ_INT(tiny_model_write(oc, "openclip", &s, 7, 0, &e), 0);
+    CHECK_EQ_INT(tiny_model_write(oc16, "openclip", &s, 7, 1, &e), 0);
+
+    ref r = {.s = s};
+    char path[700];
+    snprintf(path, sizeof path, "%s/open_clip_model.safetensors", oc);
+    if (cs_safetensors_open(path, &r.st, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        CHECK(0);
+        return;
+    }
+
+    cs_model_files mf;
+    cs_torch_model *m_hf = load(hf, "fp32", &mf);
+    CHECK(m_hf != NULL);
+    if (m_hf) {
+        CHECK_EQ_STR(mf.layout, "hf-safetensors");
+        CHECK_EQ_INT(mf.clip.vision_width, 64);
+        CHECK_EQ_INT(mf.clip.vision_heads, 2); /* from config.json, not width/64 */
+        CHECK_EQ_INT(mf.clip.image_size, 32);
+        CHECK_EQ_INT(mf.clip.patch_size, 8);
+        CHECK_EQ_INT(mf.clip.context_length, 16);
+        CHECK_EQ_INT(mf.clip.vocab_size, tiny_vocab_size());
+        CHECK_EQ_INT(mf.clip.embed_dim, 32);
+        CHECK_EQ_INT(mf.clip.quick_gelu, 1);
+        CHECK(mf.vocab_path && mf.merges_path && !mf.bpe_gz_path);
+        cs_model_files_close(&mf);
+    }
+    cs_torch_model *m_oc = load(oc, "fp32", NULL), *m_oc16 = load(oc16, "fp32", NULL);
+    CHECK(m_oc && m_oc16);
+    if (!m_hf || !m_oc || !m_oc16) return;
+
+    enum { N = 3 };
+    const int R = s.image_size, D = s.embed_dim;
+    float *px = malloc(sizeof(float) * N * 3 * R * R);
+    for (int i = 0; i < N * 3 * R * R; i++) px[i] = 2.0f * frand();
+    float e_hf[N * 32], e_oc[N * 32], e_oc16[N * 32];
+    CHECK_EQ_INT(cs_torch_encode_images(m_hf, px, N, e_hf, &e), 0);
+    CHECK_EQ_INT(cs_torch_encode_images(m_oc, px, N, e_oc, &e), 0);
+    CHECK_EQ_INT(cs_torch_encode_images(m_oc16, px, N, e_oc16, &e), 0);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double want[32], scale;
+        ref_image(&r, px + (size_t)i * 3 * R * R, want);
+        double d = max_abs(e_hf + i * D, want, D, &scale) / scale;
+        if (d > worst) worst = d;
+        CHECK_MSG(d < 1e-4, "image %d: max |torch - reference| / max |reference| = %g", i, d);
+        CHECK_MSG(max_abs(e_oc + i * D, want, D, &scale) / scale < 1e-4, "open_clip layout, image %d", i);
+        CHECK_MSG(max_abs(e_oc16 + i * D, want, D, &scale) / scale < 1e-4, "F16 layout, image %d", i);
+    }
+    fprintf(stderr, "image encoder vs plain-C reference: worst relative difference %.2e\n", worst);
+
+    /* Texts of different lengths in one batch: the batch is cut to its
+     * longest row; each row must equal the full-context reference and the
+     * row encoded alone. */
+    const int T = s.context_length, V = tiny_vocab_size();
+    int32_t ids[4 * 16];
+    int lens[4] = {2, 5, 16, 9};
+    for (int i = 0; i < 4; i++) {
+        ids[i * T] = V - 2;
+        for (int j = 1; j < lens[i] - 1; j++) ids[i * T + j] = (int32_t)((frand() + 1) * 0.5 * (V - 3));
+        ids[i * T + lens[i] - 1] = V - 1;
+        for (int j = lens[i]; j < T; j++) ids[i * T + j] = 0;
+    }
+    float t_hf[4 * 32], t_one[32], t_oc[4 * 32];
+    CHECK_EQ_INT(cs_torch_encode_texts(m_hf, ids, lens, 4, T, t_hf, &e), 0);
+    CHECK_EQ_INT(cs_torch_encode_texts(m_oc, ids, lens, 4, T, t_oc, &e), 0);
+    worst = 0;
+    for (int i = 0; i < 4; i++) {
+        double want[32], scale;
+        ref_text(&r, ids + i * T, lens[i], want);
+        double d = max_abs(t_hf + i * D, want, D, &scale) / scale;
+        if (d > worst) worst = d;
+        CHECK_MSG(d < 1e-4, "text %d (%d tokens): relative difference %g", i, lens[i], d);
+        CHECK_MSG(max_abs(t_oc + i * D, want, D, &scale) / scale < 1e-4, "open_clip layout, text %d", i);
+        CHECK_EQ_INT(cs_torch_encode_texts(m_hf, ids + i * T, &lens[i], 1, T, t_one, &e), 0);
+        double dd = 0;
+        for (int k = 0; k < D; k++) dd = fmax(dd, fabs(t_one[k] - t_hf[i * D + k]));
+        CHECK_MSG(dd < 1e-5, "text %d alone vs in a batch: %g", i, dd);
+    }
+    fprintf(stderr, "text encoder vs plain-C reference: worst relative difference %.2e\n", worst);
+
+    /* Bad token ids and lengths are refused, not read out of bounds. */
+    int32_t bad[2] = {V - 2, V + 5};
+    int two = 2, zero = 0;
+    CHECK(cs_torch_encode_texts(m_hf, bad, &two, 1, 2, t_one, &e) < 0);
+    CHECK(strstr(e.msg, "vocabulary") != NULL);
+    CHECK(cs_torch_encode_texts(m_hf, bad, &zero, 1, 2, t_one, &e) < 0);
+
+    /* bf16 on the CPU: close to fp32. */
+    cs_torch_model *m_bf = load(hf, "bf16", NULL);
+    CHECK(m_bf != NULL);
+    if (m_bf) {
+        float b16[N * 32];
+        CHECK_EQ_INT(cs_torch_encode_images(m_bf, px, N, b16, &e), 0);
+        for (int i = 0; i < N; i++) CHECK_MSG(cosine(b16 + i * D, e_hf + i * D, D) > 0.99, "bf16 image %d", i);
+        cs_torch_model_free(m_bf);
+    }
+    free(px);
+    cs_torch_model_free(m_hf);
+    cs_torch_model_free(m_oc);
+    cs_torch_model_free(m_oc16);
+    cs_safetensors_close(&r.st);
+
+    /* Devices and precisions a CPU build must refuse clearly. */
+    cs_model_files mf2;
+    CHECK_EQ_INT(cs_model_files_open(hf, &mf2, &e), 0);
+    cs_torch_model *m = NULL;
+    CHECK_EQ_INT(cs_torch_model_create(&mf2.clip, "cpu", "fp16", &m, &e), CLIPSCORE_EARG);
+    CHECK(strstr(e.msg, "fp16") != NULL);
+    CHECK_EQ_INT(cs_torch_model_create(&mf2.clip, "tpu", "fp32", &m, &e), CLIPSCORE_EARG);
+    if (cs_torch_cuda_device_count() == 0) {
+        CHECK_EQ_INT(cs_torch_model_create(&mf2.clip, "cuda", "auto", &m, &e), CLIPSCORE_EDEVICE);
+        CHECK(strstr(e.msg, "CUDA") != NULL);
+    }
+    /* A weight of the wrong shape is named. */
+    CHECK_EQ_INT(cs_torch_model_create(&mf2.clip, "cpu", "fp32", &m, &e), 0);
+    cs_tensor t = mf2.weights[0];
+    t.shape[0] += 1;
+    CHECK(cs_torch_model_set(m, &t, &e) < 0 || strcmp(t.name, "logit_scale") == 0);
+    /* Missing weights are listed by name. */
+    CHECK_EQ_INT(cs_torch_model_ready(m, &e), CLIPSCORE_EMODEL);
+    CHECK(strstr(e.msg, "missing") != NULL);
+    cs_torch_model_free(m);
+    cs_model_files_close(&mf2);
+
+    /* Broken folders. */
+    char bad_dir[700];
+    snprintf(bad_dir, sizeof bad_dir, "%s/empty", tmp);
+    cs_mkdir_p(bad_dir, &e);
+    CHECK_EQ_INT(cs_model_files_open(bad_dir, &mf2, &e), CLIPSCORE_EMODEL);
+    CHECK(strstr(e.msg, "no weights") != NULL);
+    CHECK_EQ_INT(cs_model_files_open("/nonexistent/model", &mf2, &e), CLIPSCORE_EMODEL);
+    /* A truncated weight file is a format error naming it. */
+    snprintf(path, sizeof path, "%s/model.safetensors", hf);
+    CHECK_EQ_INT(truncate(path, 1000), 0);
+    CHECK(cs_model_files_open(hf, &mf2, &e) < 0);
+    CHECK(strstr(e.msg, "model.safetensors") != NULL);
+    /* Unsupported activation in config.json. */
+    tiny_model_write(hf, "hf", &s, 7, 0, &e);
+    snprintf(path, sizeof path, "%s/config.json", hf);
+    FILE *f = fopen(path, "w");
+    fputs("{\"vision_config\": {\"hidden_act\": \"relu\"}}", f);
+    fclose(f);
+    CHECK_EQ_INT(cs_model_files_open(hf, &mf2, &e), CLIPSCORE_EMODEL);
+    CHECK(strstr(e.msg, "relu") != NULL);
+}
+
+/* ------------------------------------------------------------ conformance */
+
+static float *load_npy(const char *path, int64_t *rows, int64_t *cols) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    unsigned char h[10];
+    if (fread(h, 1, 10, f) != 10) {
+        fclose(f);
+        return NULL;
+    }
+    int hl = h[8] | h[9] << 8;
+    char *hdr = calloc((size_t)hl + 1, 1);
+    if (fread(hdr, 1, (size_t)hl, f) != (size_t)hl) hl = -1;
+    char *sh = strstr(hdr, "'shape': (");
+    int64_t dims[4] = {1, 1, 1, 1};
+    int nd = 0;
+    for (char *p = sh ? sh + 10 : hdr; sh && *p && *p != ')' && nd < 4; p++)
+        if (*p >= '0' && *p <= '9') dims[nd++] = strtoll(p, &p, 10), p--;
+    free(hdr);
+    *rows = dims[0];
+    *cols = dims[1] * (nd > 2 ? dims[2] : 1) * (nd > 3 ? dims[3] : 1);
+    size_t n = (size_t)(*rows * *cols);
+    float *d = malloc(n * sizeof *d);
+    if (hl < 0 || fread(d, sizeof *d, n, f) != n) {
+        free(d);
+        d = NULL;
+    }
+    fclose(f);
+    return d;
+}
+
+static void test_conformance(const char *dir) {
+    char p[1024];
+    int64_t ni, pc, wi_n, d, wt_n, dt;
+    snprintf(p, sizeof p, "%s/expected/pixels.npy", dir);
+    float *px = load_npy(p, &ni, &pc);
+    snprintf(p, sizeof p, "%s/expected/image_embeddings.npy", dir);
+    float *wi = load_npy(p, &wi_n, &d);
+    snprintf(p, sizeof p, "%s/expected/text_embeddings.npy", dir);
+    float *wt = load_npy(p, &wt_n, &dt);
+    CHECK(px && wi && wt);
+    /* token ids of the first 200 captions */
+    snprintf(p, sizeof p, "%s/expected/tokens.jsonl", dir);
+    FILE *f = fopen(p, "rb");
+    CHECK(f != NULL);
+    enum { NT = 200 };
+    static int32_t ids[NT * 77];
+    int lens[NT], nt = 0;
+    char line[65536];
+    while (f && nt < NT && fgets(line, sizeof line, f)) {
+        cJSON *j = cJSON_Parse(line), *a = cJSON_GetObjectItem(j, "ids");
+        lens[nt] = cJSON_GetArraySize(a);
+        for (int k = 0; k < lens[nt]; k++) ids[nt * 77 + k] = cJSON_GetArrayItem(a, k)->valueint;
+        cJSON_Delete(j);
+        nt++;
+    }
+    if (f) fclose(f);
+    if (!px || !wi || !wt) return;
+    static const char *const layouts[] = {"model-hf", "model-hf-bin", "model-openclip", "model-openai-jit"};
+    for (int l = 0; l < 4; l++) {
+        snprintf(p, sizeof p, "%s/%s", dir, layouts[l]);
+        cs_torch_model *m = load(p, "fp32", NULL);
+        CHECK_MSG(m != NULL, "%s loads", layouts[l]);
+        if (!m) continue;
+        cs_error e = {0};
+        float *gi = malloc((size_t)(ni * d) * sizeof *gi), *gt = malloc((size_t)(nt * dt) * sizeof *gt);
+        CHECK_EQ_INT(cs_torch_encode_images(m, px, (int)ni, gi, &e), 0);
+        for (int s = 0; s < nt; s += 50)
+            CHECK_EQ_INT(cs_torch_encode_texts(m, ids + s * 77, lens + s, nt - s < 50 ? nt - s : 50, 77,
+                                               gt + (size_t)s * dt, &e), 0);
+        double ci = 1, ct = 1;
+        for (int i = 0; i < ni; i++) ci = fmin(ci, cosine(gi + i * d, wi + i * d, (int)d));
+        for (int i = 0; i < nt; i++) ct = fmin(ct, cosine(gt + i * dt, wt + i * dt, (int)dt));
+        fprintf(stderr, "%s: min cosine to reference: images %.7f, texts %.7f\n", layouts[l], ci, ct);
+        CHECK_MSG(ci >= 0.9999, "%s image embeddings: min cosine %.7f", layouts[l], ci);
+        CHECK_MSG(ct >= 0.9999, "%s text embeddings: min cosine %.7f", layouts[l], ct);
+        free(gi);
+        free(gt);
+        cs_torch_model_free(m);
+    }
+    free(px);
+    free(wi);
+    free(wt);
+}
+
+int main(void) {
+    cs_torch_set_threads(2);
+    test_tiny();
+    const char *conf = test_conformance_dir();
+    if (conf) test_conformance(conf);
+    else fprintf(stderr, "conformance fixtures not found: skipped that part\n");
+    return test_finish("test_model");
+}
