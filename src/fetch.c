@@ -39,7 +39,7 @@
 
 #define OPENAI_URL "https://openaipublic.azureedge.net/clip/models/"
 #define BPE_URL                                                                                    \
-    "https://raw.githubusercontent.com/openai/CLIP/d05afc436d78f1c48dc0dbf8e5980a9d471f35f6/"     \
+    "https://raw.githubusercontent.com/openai/CLIP/d05afc436d78f1c48dc0dbf8e5980a9d471f35f6/"      \
     "clip/bpe_simple_vocab_16e6.txt.gz"
 #define BPE_FILE "bpe_simple_vocab_16e6.txt.gz"
 #define BPE_SHA "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
@@ -86,10 +86,14 @@ cs_fetch_opts cs_fetch_default_opts(void) {
 int cs_fetch_cache_dir(const cs_fetch_opts *o, char **dir, cs_error *e) {
     *dir = NULL;
     const char *v;
-    if (o && o->cache_dir && *o->cache_dir) *dir = cs_strdup(o->cache_dir, e);
-    else if ((v = env_nonempty("CLIPSCORE_CACHE"))) *dir = cs_strdup(v, e);
-    else if ((v = env_nonempty("XDG_CACHE_HOME"))) *dir = cs_asprintf(e, "%s/clipscore", v);
-    else if ((v = env_nonempty("HOME"))) *dir = cs_asprintf(e, "%s/.cache/clipscore", v);
+    if (o && o->cache_dir && *o->cache_dir)
+        *dir = cs_strdup(o->cache_dir, e);
+    else if ((v = env_nonempty("CLIPSCORE_CACHE")))
+        *dir = cs_strdup(v, e);
+    else if ((v = env_nonempty("XDG_CACHE_HOME")))
+        *dir = cs_asprintf(e, "%s/clipscore", v);
+    else if ((v = env_nonempty("HOME")))
+        *dir = cs_asprintf(e, "%s/.cache/clipscore", v);
     else
         return cs_fail(e, CLIPSCORE_EARG,
                        "no cache folder: set CLIPSCORE_CACHE (HOME and XDG_CACHE_HOME are unset)");
@@ -134,8 +138,10 @@ static char *url_escape(const char *s, cs_error *e) {
     if (!out) return NULL;
     char *o = out;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (isalnum(*p) || strchr("-._~", *p)) *o++ = (char)*p;
-        else o += sprintf(o, "%%%02X", *p);
+        if (isalnum(*p) || strchr("-._~", *p))
+            *o++ = (char)*p;
+        else
+            o += sprintf(o, "%%%02X", *p);
     }
     *o = '\0';
     return out;
@@ -164,9 +170,12 @@ static char *effective_url(const char *url, cs_error *e) {
 }
 
 static void human_size(double bytes, char *buf, size_t n) {
-    if (bytes < 1024.0 * 1024.0) snprintf(buf, n, "%.1f KiB", bytes / 1024.0);
-    else if (bytes < 1024.0 * 1024.0 * 1024.0) snprintf(buf, n, "%.1f MiB", bytes / 1048576.0);
-    else snprintf(buf, n, "%.2f GiB", bytes / 1073741824.0);
+    if (bytes < 1024.0 * 1024.0)
+        snprintf(buf, n, "%.1f KiB", bytes / 1024.0);
+    else if (bytes < 1024.0 * 1024.0 * 1024.0)
+        snprintf(buf, n, "%.1f MiB", bytes / 1048576.0);
+    else
+        snprintf(buf, n, "%.2f GiB", bytes / 1073741824.0);
 }
 
 /* ------------------------------------------------------------------ HTTP */
@@ -297,7 +306,7 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
 
 static void progress_draw(xfer *x, long long total, long long done, int final) {
     double now = cs_now(), dt = now - x->t0;
-    double rate = dt > 0.05 ? (double)(done - x->offset) / dt : 0;
+    double rate = dt > (final ? 0.001 : 0.05) ? (double)(done - x->offset) / dt : 0;
     char sdone[32], stotal[32], srate[32], eta[32] = "";
     human_size((double)done, sdone, sizeof sdone);
     human_size(total > 0 ? (double)total : 0, stotal, sizeof stotal);
@@ -573,11 +582,14 @@ static int transfer_to_part(const char *url, const char *part, const char *label
             rc = request_error(e, cc, code, url, errbuf, hub);
             break;
         }
-        if (progress)
+        if (progress) {
+            char why[64];
+            snprintf(why, sizeof why, "HTTP %ld", code);
             fprintf(stderr, "%s: %s; retrying\n", label,
-                    cc == CURLE_HTTP_RETURNED_ERROR ? "server error"
+                    cc == CURLE_HTTP_RETURNED_ERROR ? why
                     : errbuf[0]                     ? errbuf
                                                     : curl_easy_strerror(cc));
+        }
         sleep_s(retry_delay(barren));
     }
     if (close(fd) != 0 && rc == 0)
@@ -610,27 +622,25 @@ static int download(const char *raw_url, const char *dest, const char *sha, long
             if (stat(part, &st) == 0 && st.st_size == 0) unlink(part);
             break;
         }
-        char why[192] = "";
         long long have = stat(part, &st) == 0 ? (long long)st.st_size : -1;
-        if (size >= 0 && have != size) {
-            snprintf(why, sizeof why, "size mismatch for %%s: got %lld bytes, expected %lld", have,
-                     size);
-        } else if (sha && sha[0]) {
-            char hex[65];
-            if ((rc = cs_sha256_file(part, hex, e))) break;
-            if (strcmp(hex, sha) != 0)
-                snprintf(why, sizeof why, "checksum mismatch for %%s: expected sha256 %s, got %s",
-                         sha, hex);
-        }
-        if (why[0]) {
+        int bad_size = size >= 0 && have != size;
+        char hex[65] = "";
+        if (!bad_size && sha && sha[0] && (rc = cs_sha256_file(part, hex, e))) break;
+        if (bad_size || (hex[0] && strcmp(hex, sha) != 0)) {
             unlink(part);
             if (--clean_tries > 0) {
                 if (progress) fprintf(stderr, "%s: did not verify; downloading again\n", label);
                 continue;
             }
-            char *at = strstr(why, "%s");
-            rc = cs_fail(e, CLIPSCORE_ECHECKSUM, "%.*s%s%s (nothing cached)", (int)(at - why), why,
-                         url, at + 2);
+            if (bad_size)
+                rc = cs_fail(e, CLIPSCORE_ECHECKSUM,
+                             "size mismatch for %s: got %lld bytes, expected %lld (nothing cached)",
+                             url, have, size);
+            else
+                rc =
+                    cs_fail(e, CLIPSCORE_ECHECKSUM,
+                            "checksum mismatch for %s: expected sha256 %s, got %s (nothing cached)",
+                            url, sha, hex);
             break;
         }
         if (*drop) {
@@ -688,8 +698,8 @@ static void model_clear_files(model *m) {
     m->commit = NULL;
 }
 
-static int model_add(model *m, const char *name, const char *url, const char *sha,
-                     const char *blob, long long size, cs_error *e) {
+static int model_add(model *m, const char *name, const char *url, const char *sha, const char *blob,
+                     long long size, cs_error *e) {
     if (m->n == m->cap) {
         int cap = m->cap ? m->cap * 2 : 8;
         mfile *nf = realloc(m->files, (size_t)cap * sizeof *nf);
@@ -714,8 +724,7 @@ static int model_add(model *m, const char *name, const char *url, const char *sh
     return 0;
 }
 
-static int model_init(model *m, const char *spec, const char *cache, const char *rel,
-                      cs_error *e) {
+static int model_init(model *m, const char *spec, const char *cache, const char *rel, cs_error *e) {
     memset(m, 0, sizeof *m);
     m->spec = cs_strdup(spec, e);
     m->folder = m->spec ? cs_path_join(cache, rel, e) : NULL;
@@ -756,8 +765,8 @@ static int model_from_registry(const cJSON *entry, const char *name, const char 
         const cJSON *sha = cJSON_GetObjectItemCaseSensitive(f, "sha256");
         if (!f->string || !safe_component(f->string))
             rc = cs_fail(e, CLIPSCORE_EFORMAT,
-                         "model registry %s: \"%s\": file name \"%s\" must be a plain name", regpath,
-                         name, f->string ? f->string : "");
+                         "model registry %s: \"%s\": file name \"%s\" must be a plain name",
+                         regpath, name, f->string ? f->string : "");
         else if (!cJSON_IsString(url) || (strncmp(url->valuestring, "http://", 7) != 0 &&
                                           strncmp(url->valuestring, "https://", 8) != 0))
             rc = cs_fail(e, CLIPSCORE_EFORMAT,
@@ -767,7 +776,8 @@ static int model_from_registry(const cJSON *entry, const char *name, const char 
             rc = cs_fail(e, CLIPSCORE_EFORMAT,
                          "model registry %s: \"%s\": file %s needs a \"sha256\" of 64 hex digits",
                          regpath, name, f->string);
-        else rc = model_add(m, f->string, url->valuestring, sha->valuestring, NULL, -1, e);
+        else
+            rc = model_add(m, f->string, url->valuestring, sha->valuestring, NULL, -1, e);
     }
     if (rc) model_free(m);
     return rc;
@@ -783,7 +793,7 @@ static int model_from_builtin(const struct builtin *b, const char *cache, model 
     if (!rc) rc = model_add(m, b->file, url, b->sha, NULL, -1, e);
     if (!rc) rc = model_add(m, BPE_FILE, BPE_URL, BPE_SHA, NULL, -1, e);
     free(url);
-    m->approx_mib = b->approx_mib + 1.3;
+    m->approx_mib = b->approx_mib;
     if (rc) model_free(m);
     return rc;
 }
@@ -824,8 +834,10 @@ static cJSON *manifest_read(const char *folder) {
 static int manifest_write(const model *m, cs_error *e) {
     cJSON *j = cJSON_CreateObject(), *files = cJSON_CreateObject();
     int ok = j && files;
-    if (ok) cJSON_AddItemToObject(j, "files", files);
-    else cJSON_Delete(files);
+    if (ok)
+        cJSON_AddItemToObject(j, "files", files);
+    else
+        cJSON_Delete(files);
     ok = ok && cJSON_AddStringToObject(j, "spec", m->spec);
     if (ok && m->commit) ok = cJSON_AddStringToObject(j, "commit", m->commit) != NULL;
     for (int i = 0; ok && i < m->n; i++) {
@@ -962,8 +974,7 @@ static int ensure_files(model *m, const cs_fetch_opts *o, cs_error *e) {
     }
     cJSON_Delete(man);
     if (!need) rc = CLIPSCORE_ENOMEM;
-    if (!rc && n_need && o->progress)
-        fprintf(stderr, "fetching %s into %s\n", m->spec, m->folder);
+    if (!rc && n_need && o->progress) fprintf(stderr, "fetching %s into %s\n", m->spec, m->folder);
     /* Once a file changes, the old manifest no longer describes the folder:
      * it goes just before the first rename, so an interrupted update is
      * not taken for a complete model (and a failed one before any rename
@@ -1029,12 +1040,15 @@ static int hf_model_init(const char *spec, const char *cache, model *m, char **r
     char *rel = cs_malloc(strlen(*repo) + 3 * strlen(*rev) + 8, 1, e);
     if (rel) {
         char *o = rel + sprintf(rel, "hf/");
-        for (const char *p = *repo; *p; p++) o += *p == '/' ? sprintf(o, "--") : sprintf(o, "%c", *p);
+        for (const char *p = *repo; *p; p++)
+            o += *p == '/' ? sprintf(o, "--") : sprintf(o, "%c", *p);
         *o++ = '/';
         char *revdir = o;
         for (const char *p = *rev; *p; p++) {
-            if (*p == '/') o += sprintf(o, "--");
-            else *o++ = isalnum((unsigned char)*p) || strchr("._-", *p) ? *p : '_';
+            if (*p == '/')
+                o += sprintf(o, "--");
+            else
+                *o++ = isalnum((unsigned char)*p) || strchr("._-", *p) ? *p : '_';
         }
         *o = '\0';
         if (*revdir == '.') *revdir = '_'; /* not a hidden folder */
@@ -1072,8 +1086,8 @@ static const cJSON *sibling(const cJSON *sibs, const char *name) {
  * m->files with resolve URLs pinned to the listed commit. */
 static int hf_listing(model *m, const char *repo, const char *rev, cs_error *e) {
     char *ep = hf_endpoint(e), *erev = ep ? url_escape(rev, e) : NULL;
-    char *raw = erev ? cs_asprintf(e, "%s/api/models/%s/revision/%s?blobs=true", ep, repo, erev)
-                     : NULL;
+    char *raw =
+        erev ? cs_asprintf(e, "%s/api/models/%s/revision/%s?blobs=true", ep, repo, erev) : NULL;
     char *url = raw ? effective_url(raw, e) : NULL, *text = NULL;
     cJSON *j = NULL;
     int rc = url ? http_get_mem(url, 1, &text, e) : CLIPSCORE_ENOMEM;
@@ -1085,9 +1099,9 @@ static int hf_listing(model *m, const char *repo, const char *rev, cs_error *e) 
     if (!rc && !cJSON_IsArray(sibs))
         rc = cs_fail(e, CLIPSCORE_EFORMAT, "%s: the hub's answer lists no files: %s", m->spec, url);
 
-    static const char *const layout_a[] = {"config.json", "model.safetensors|pytorch_model.bin",
-                                           "vocab.json", "merges.txt",
-                                           "?preprocessor_config.json", NULL};
+    static const char *const layout_a[] = {
+        "config.json", "model.safetensors|pytorch_model.bin", "vocab.json",
+        "merges.txt",  "?preprocessor_config.json",           NULL};
     static const char *const layout_b[] = {"open_clip_config.json", "open_clip_model.safetensors",
                                            "vocab.json", "merges.txt", NULL};
     const char *const *layouts[] = {layout_a, layout_b};
@@ -1105,8 +1119,10 @@ static int hf_listing(model *m, const char *repo, const char *rev, cs_error *e) 
                 const cJSON *s = sibling(sibs, a);
                 if (s) pick = cJSON_GetObjectItemCaseSensitive(s, "rfilename")->valuestring;
             }
-            if (pick) chosen[n_chosen++] = pick;
-            else if (**p != '?') ok = 0;
+            if (pick)
+                chosen[n_chosen++] = pick;
+            else if (**p != '?')
+                ok = 0;
         }
         if (!ok) n_chosen = 0;
     }
@@ -1210,8 +1226,10 @@ static int resolve(const char *spec, const cs_fetch_opts *o_in, int refresh, int
         free(rev);
     } else {
         rc = cs_fetch_cache_dir(&o, &cache, e);
-        if (rc && allow_path && (cs_is_dir(spec) || cs_file_exists(spec))) rc = 0;
-        else if (!rc) rc = lookup_name(spec, cache, &m, e);
+        if (rc && allow_path && (cs_is_dir(spec) || cs_file_exists(spec)))
+            rc = 0;
+        else if (!rc)
+            rc = lookup_name(spec, cache, &m, e);
         if (rc == 0) {
             free(cache);
             if (allow_path && (cs_is_dir(spec) || cs_file_exists(spec))) {
@@ -1220,8 +1238,8 @@ static int resolve(const char *spec, const cs_fetch_opts *o_in, int refresh, int
             }
             char known[256] = "";
             for (size_t i = 0; i < N_BUILTINS; i++)
-                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
-                         i ? ", " : "", builtins[i].name);
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "",
+                         builtins[i].name);
             return cs_fail(e, CLIPSCORE_EARG,
                            "unknown model %s: not a known name (%s%s), hf:ORG/NAME[@REV]%s", spec,
                            known, getenv("CLIPSCORE_REGISTRY") ? " or the registry's" : "",
@@ -1230,8 +1248,10 @@ static int resolve(const char *spec, const cs_fetch_opts *o_in, int refresh, int
         if (rc == 1) {
             rc = 0;
             if (!model_complete(&m, o.offline)) {
-                if (o.offline) rc = offline_error(spec, m.folder, e);
-                else rc = ensure_files(&m, &o, e);
+                if (o.offline)
+                    rc = offline_error(spec, m.folder, e);
+                else
+                    rc = ensure_files(&m, &o, e);
             }
         }
     }
@@ -1278,8 +1298,10 @@ static void list_line(FILE *out, const model *m, int is_default) {
     double bytes = folder_bytes(m->folder, &partial);
     int complete = model_complete(m, 0);
     char size[32] = "-";
-    if (bytes > 0) human_size(bytes, size, sizeof size);
-    else if (m->approx_mib > 0) snprintf(size, sizeof size, "~%.0f MiB", m->approx_mib);
+    if (bytes > 0)
+        human_size(bytes, size, sizeof size);
+    else if (m->approx_mib > 0)
+        snprintf(size, sizeof size, "~%.0f MiB", m->approx_mib);
     const char *status = complete ? "cached" : bytes > 0 || partial ? "partial" : "-";
     fprintf(out, "%c %-34s %-8s %11s  %s%s\n", is_default ? '*' : ' ', m->spec, status, size,
             m->folder, m->registry ? " (registry)" : "");
@@ -1312,7 +1334,8 @@ int cs_models_list(FILE *out, const cs_fetch_opts *o_in, cs_error *e) {
     }
     for (const cJSON *en = reg ? reg->child : NULL; !rc && en; en = en->next) {
         int builtin = 0;
-        for (size_t i = 0; i < N_BUILTINS; i++) builtin |= strcmp(builtins[i].name, en->string) == 0;
+        for (size_t i = 0; i < N_BUILTINS; i++)
+            builtin |= strcmp(builtins[i].name, en->string) == 0;
         if (builtin) continue;
         if ((rc = model_from_registry(en, en->string, regpath, cache, &m, e))) break;
         list_line(out, &m, 0);

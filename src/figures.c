@@ -422,8 +422,7 @@ static void make_title(char *buf, size_t cap, int n, int64_t total_rows) {
         snprintf(buf, cap, "clipscore: image-caption similarity (first %d of %lld pairs)", n,
                  (long long)total_rows);
     else
-        snprintf(buf, cap, "clipscore: image-caption similarity (%d pair%s)", n,
-                 n == 1 ? "" : "s");
+        snprintf(buf, cap, "clipscore: image-caption similarity (%d pair%s)", n, n == 1 ? "" : "s");
 }
 
 /* The title block: its height for width w, drawn when draw is set. */
@@ -459,8 +458,8 @@ static int check_path(const char *path, cs_error *e) {
 static int check_n(const char *path, int n, cs_error *e) {
     if (n < 0) return cs_fail(e, CLIPSCORE_EARG, "%s: negative pair count %d", path, n);
     if (n > FIG_MAX_PAIRS)
-        return cs_fail(e, CLIPSCORE_ELIMIT, "%s: figures show at most %d pairs, asked for %d",
-                       path, FIG_MAX_PAIRS, n);
+        return cs_fail(e, CLIPSCORE_ELIMIT, "%s: figures show at most %d pairs, asked for %d", path,
+                       FIG_MAX_PAIRS, n);
     return 0;
 }
 
@@ -478,8 +477,7 @@ static int check_n(const char *path, int n, cs_error *e) {
 
 static int check_thumb(const char *path, int i, const cs_image *t, cs_error *e) {
     if (!t->px) return 0;
-    if (t->w < 1 || t->h < 1 || t->w > 32767 || t->h > 32767 || t->channels < 1 ||
-        t->channels > 4)
+    if (t->w < 1 || t->h < 1 || t->w > 32767 || t->h > 32767 || t->channels < 1 || t->channels > 4)
         return cs_fail(e, CLIPSCORE_EARG, "%s: thumbnail %d is %dx%d with %d channels", path, i,
                        t->w, t->h, t->channels);
     return 0;
@@ -523,7 +521,8 @@ static int draw_thumb(canvas *c, const cs_image *t, double x, double y, double w
     cairo_set_source_surface(cr, s, 0, 0);
     /* PAD: edge pixels are not blended with transparency when filtering. */
     cairo_pattern_set_extend(cairo_get_source(cr), CAIRO_EXTEND_PAD);
-    cairo_pattern_set_filter(cairo_get_source(cr), f < 1 ? CAIRO_FILTER_GOOD : CAIRO_FILTER_BILINEAR);
+    cairo_pattern_set_filter(cairo_get_source(cr),
+                             f < 1 ? CAIRO_FILTER_GOOD : CAIRO_FILTER_BILINEAR);
     cairo_rectangle(cr, 0, 0, t->w, t->h);
     cairo_fill(cr);
     cairo_restore(cr);
@@ -693,8 +692,7 @@ static double nice_step(double range) {
 
 /* A colour bar tick at (x, y) with its label to the right; returns the
  * label's width. */
-static double bar_tick(canvas *c, PangoLayout *l, double x, double y, const char *label,
-                       int bold) {
+static double bar_tick(canvas *c, PangoLayout *l, double x, double y, const char *label, int bold) {
     cairo_move_to(c->cr, x, y);
     cairo_line_to(c->cr, x + (bold ? 7 : 5), y);
     cairo_set_source_rgb(c->cr, 0.2, 0.2, 0.2);

@@ -40,6 +40,9 @@ int cs_image_load(const char *path, int64_t max_pixels, cs_image *img, cs_error 
 int cs_image_load_memory(const void *data, size_t len, const char *label, int64_t max_pixels,
                          cs_image *img, cs_error *e);
 void cs_image_free(cs_image *img);
+/* Which decoder reads JPEGs in this build: "libjpeg" (identical to the
+ * reference, when built with CLIPSCORE_HAVE_LIBJPEG) or "stb_image". */
+const char *cs_image_jpeg_decoder(void);
 /* Allocates an uninitialised w x h image with the given channel count. */
 int cs_image_alloc(cs_image *img, int w, int h, int channels, cs_error *e);
 

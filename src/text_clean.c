@@ -284,8 +284,8 @@ static int py_html_unescape(const uint32_t *v, size_t n, cpbuf *out, cs_error *e
             continue;
         }
         size_t k = j;
-        while (k < n && k - j < 32 && v[k] != '\t' && v[k] != '\n' && v[k] != '\f' &&
-               v[k] != ' ' && v[k] != '<' && v[k] != '&' && v[k] != '#' && v[k] != ';')
+        while (k < n && k - j < 32 && v[k] != '\t' && v[k] != '\n' && v[k] != '\f' && v[k] != ' ' &&
+               v[k] != '<' && v[k] != '&' && v[k] != '#' && v[k] != ';')
             k++;
         if (k == j) { /* nothing after '&' can form a name */
             if ((rc = cp_push(out, '&', e))) return rc;
@@ -315,16 +315,24 @@ static int py_html_unescape(const uint32_t *v, size_t n, cpbuf *out, cs_error *e
 /* Python's str.upper() for the characters of HTML entity values: simple
  * uppercase, plus the SpecialCasing expansions that occur among them. */
 static size_t entity_upper(uint32_t c, uint32_t out[3]) {
-    switch (c) {
-    case 0x00DF: out[0] = 'S', out[1] = 'S'; return 2;        /* sharp s */
-    case 0x0149: out[0] = 0x02BC, out[1] = 'N'; return 2;     /* n preceded by apostrophe */
-    case 0xFB00: out[0] = 'F', out[1] = 'F'; return 2;        /* ff */
-    case 0xFB01: out[0] = 'F', out[1] = 'I'; return 2;        /* fi */
-    case 0xFB02: out[0] = 'F', out[1] = 'L'; return 2;        /* fl */
-    case 0xFB03: out[0] = 'F', out[1] = 'F', out[2] = 'I'; return 3; /* ffi */
-    case 0xFB04: out[0] = 'F', out[1] = 'F', out[2] = 'L'; return 3; /* ffl */
-    default: out[0] = (uint32_t)utf8proc_toupper((utf8proc_int32_t)c); return 1;
+    static const struct {
+        uint16_t from;
+        uint16_t to[3];
+    } special[] = {
+        {0x00DF, {'S', 'S', 0}},    /* sharp s */
+        {0x0149, {0x02BC, 'N', 0}}, /* n preceded by apostrophe */
+        {0xFB00, {'F', 'F', 0}},    {0xFB01, {'F', 'I', 0}},   {0xFB02, {'F', 'L', 0}},
+        {0xFB03, {'F', 'F', 'I'}},  {0xFB04, {'F', 'F', 'L'}},
+    };
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
+        if (special[i].from == c) {
+            size_t k = 0;
+            for (; k < 3 && special[i].to[k]; k++) out[k] = special[i].to[k];
+            return k;
+        }
     }
+    out[0] = (uint32_t)utf8proc_toupper((utf8proc_int32_t)c);
+    return 1;
 }
 
 /* ftfy's reading of "&NAME;" when NAME is not itself an HTML5 name: an
@@ -378,8 +386,9 @@ static int ftfy_unescape(const uint32_t *v, size_t n, cpbuf *out, cs_error *e) {
             rc = py_html_unescape(v + i, end - i, &tmp, e);
             int has_semicolon = 0;
             for (size_t t = 0; !rc && t < tmp.n; t++) has_semicolon |= tmp.v[t] == ';';
-            if (!rc) rc = has_semicolon ? cp_append(out, v + i, end - i, e)
-                                        : cp_append(out, tmp.v, tmp.n, e);
+            if (!rc)
+                rc = has_semicolon ? cp_append(out, v + i, end - i, e)
+                                   : cp_append(out, tmp.v, tmp.n, e);
             cp_free(&tmp);
             if (rc) return rc;
         } else {
@@ -667,15 +676,17 @@ static int is_case_ignorable(uint32_t c) {
     case UTF8PROC_CATEGORY_ME:
     case UTF8PROC_CATEGORY_CF:
     case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_SK: return 1;
-    default: break;
+    case UTF8PROC_CATEGORY_SK:
+        return 1;
+    default:
+        break;
     }
-    switch (c) {
-    case 0x0027: case 0x002E: case 0x003A: case 0x00B7: case 0x0387: case 0x055F:
-    case 0x05F4: case 0x2018: case 0x2019: case 0x2024: case 0x2027: case 0xFE13:
-    case 0xFE52: case 0xFE55: case 0xFF07: case 0xFF0E: case 0xFF1A: return 1;
-    default: return 0;
-    }
+    static const uint16_t word_mid[] = {0x0027, 0x002E, 0x003A, 0x00B7, 0x0387, 0x055F,
+                                        0x05F4, 0x2018, 0x2019, 0x2024, 0x2027, 0xFE13,
+                                        0xFE52, 0xFE55, 0xFF07, 0xFF0E, 0xFF1A};
+    for (size_t i = 0; i < sizeof word_mid / sizeof word_mid[0]; i++)
+        if (word_mid[i] == c) return 1;
+    return 0;
 }
 
 /* Python's str.lower(): simple lowercase, U+0130 -> "i\u0307", and capital

@@ -114,7 +114,10 @@ static inline int32_t merge_rank(const cs_tokenizer *t, int32_t a, int32_t b, in
             *result = t->mresult[i];
             return t->mrank[i];
         }
-        if (s == EMPTY_KEY) return INT32_MAX;
+        if (s == EMPTY_KEY) {
+            *result = -1;
+            return INT32_MAX;
+        }
         i = (i + 1) & t->mmask;
     }
 }
@@ -245,11 +248,6 @@ static int build_tables(cs_tokenizer *t, const strmap *vocab, int32_t max_id,
     return rc;
 }
 
-static cs_tokenizer *tokenizer_new(cs_error *e) {
-    cs_tokenizer *t = cs_calloc(1, sizeof *t, e);
-    return t;
-}
-
 void cs_tokenizer_free(cs_tokenizer *tok) {
     if (!tok) return;
     free(tok->mkey);
@@ -265,13 +263,13 @@ static int split_fields(const char *s, size_t n, const char **f, uint32_t *fl) {
     int nf = 0;
     size_t i = 0;
     while (i < n) {
-        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\v' ||
-                         s[i] == '\f'))
+        while (i < n &&
+               (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\v' || s[i] == '\f'))
             i++;
         if (i >= n) break;
         size_t st = i;
-        while (i < n && !(s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\v' ||
-                          s[i] == '\f'))
+        while (i < n &&
+               !(s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\v' || s[i] == '\f'))
             i++;
         if (nf < 2) {
             f[nf] = s + st;
@@ -312,8 +310,9 @@ int cs_tokenizer_load_hf(const char *vocab_json, const char *merges_txt, cs_toke
     for (const cJSON *it = root->child; it; it = it->next) {
         double d = it->valuedouble;
         if (!cJSON_IsNumber(it) || !(d >= 0 && d < INT32_MAX) || d != (double)(int32_t)d) {
-            rc = cs_fail(e, CLIPSCORE_EFORMAT, "%s: token \"%.200s\": id is not an integer in [0, %d)",
-                         vocab_json, it->string ? it->string : "", INT32_MAX);
+            rc = cs_fail(e, CLIPSCORE_EFORMAT,
+                         "%s: token \"%.200s\": id is not an integer in [0, %d)", vocab_json,
+                         it->string ? it->string : "", INT32_MAX);
             goto done;
         }
         int32_t id = (int32_t)d;
@@ -351,7 +350,7 @@ int cs_tokenizer_load_hf(const char *vocab_json, const char *merges_txt, cs_toke
         }
         merges[n_merges++] = (merge_src){f[0], f[1], fl[0], fl[1], line};
     }
-    if (!(t = tokenizer_new(e))) {
+    if (!(t = cs_calloc(1, sizeof *t, e))) {
         rc = CLIPSCORE_ENOMEM;
         goto done;
     }
@@ -433,7 +432,8 @@ static int gunzip_lines(const char *path, long lines, char **out, size_t *out_le
 }
 
 int cs_tokenizer_load_bpe_gz(const char *bpe_gz, cs_tokenizer **out, cs_error *e) {
-    if (!bpe_gz || !out) return cs_fail(e, CLIPSCORE_EARG, "cs_tokenizer_load_bpe_gz: NULL argument");
+    if (!bpe_gz || !out)
+        return cs_fail(e, CLIPSCORE_EARG, "cs_tokenizer_load_bpe_gz: NULL argument");
     *out = NULL;
     char *text = NULL, *arena = NULL;
     size_t len = 0;
@@ -500,7 +500,7 @@ int cs_tokenizer_load_bpe_gz(const char *bpe_gz, cs_tokenizer **out, cs_error *e
     }
     strmap_put(&vocab, "<|startoftext|>", 15, id++);
     strmap_put(&vocab, "<|endoftext|>", 13, id++);
-    if (!(t = tokenizer_new(e))) {
+    if (!(t = cs_calloc(1, sizeof *t, e))) {
         rc = CLIPSCORE_ENOMEM;
         goto done;
     }
@@ -651,11 +651,14 @@ static int char_class(uint32_t c) {
     case UTF8PROC_CATEGORY_LL:
     case UTF8PROC_CATEGORY_LT:
     case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_LO: return CH_LETTER;
+    case UTF8PROC_CATEGORY_LO:
+        return CH_LETTER;
     case UTF8PROC_CATEGORY_ND:
     case UTF8PROC_CATEGORY_NL:
-    case UTF8PROC_CATEGORY_NO: return CH_NUMBER;
-    default: return CH_OTHER;
+    case UTF8PROC_CATEGORY_NO:
+        return CH_NUMBER;
+    default:
+        return CH_OTHER;
     }
 }
 
@@ -713,8 +716,8 @@ static size_t next_piece(const cs_tokenizer *t, const uint32_t *v, size_t n, int
 
 /* ---- encode ----------------------------------------------------------------------- */
 
-int cs_tokenizer_encode(const cs_tokenizer *tok, const char *text, int context_length,
-                        int32_t *ids, int *n_ids, unsigned *flags, cs_error *e) {
+int cs_tokenizer_encode(const cs_tokenizer *tok, const char *text, int context_length, int32_t *ids,
+                        int *n_ids, unsigned *flags, cs_error *e) {
     if (flags) *flags = 0;
     if (n_ids) *n_ids = 0;
     if (!tok || !text || !ids || !n_ids)

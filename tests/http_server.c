@@ -30,6 +30,7 @@ struct http_server {
     http_server_opts o;
     char root[1024];
     char bad_sha[256];
+    char fail_name[256];
     int fd;
     int port;
     pthread_t thread;
@@ -126,8 +127,8 @@ static void hub_listing(http_server *s, int c, const char *rest, int head) {
     snprintf(dir, sizeof dir, "%s/%s/%s", s->root, org, name);
     DIR *d = opendir(dir);
     if (!d) {
-        send_simple(c, 404, "Not Found", "application/json",
-                    "{\"error\":\"Repository not found\"}", NULL, head);
+        send_simple(c, 404, "Not Found", "application/json", "{\"error\":\"Repository not found\"}",
+                    NULL, head);
         return;
     }
     char *names[256];
@@ -199,11 +200,11 @@ static void serve_file(http_server *s, int c, const char *path, const char *extr
                       "Accept-Ranges: bytes\r\n%sConnection: close\r\n\r\n",
                       to - from + 1, from, to, size, extra ? extra : "");
     } else {
-        hl = snprintf(h, sizeof h,
-                      "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                      "Content-Length: %lld\r\n%s%sConnection: close\r\n\r\n",
-                      size, s->o.ignore_range ? "" : "Accept-Ranges: bytes\r\n",
-                      extra ? extra : "");
+        hl =
+            snprintf(h, sizeof h,
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                     "Content-Length: %lld\r\n%s%sConnection: close\r\n\r\n",
+                     size, s->o.ignore_range ? "" : "Accept-Ranges: bytes\r\n", extra ? extra : "");
     }
     long long body = to - from + 1, limit = body;
     if (!head && s->o.cut_after > 0 && body > s->o.cut_after) {
@@ -221,7 +222,8 @@ static void serve_file(http_server *s, int c, const char *path, const char *extr
     char buf[16384];
     long long sent = 0;
     while (sent < limit) {
-        size_t want = (size_t)(limit - sent < (long long)sizeof buf ? limit - sent : (long long)sizeof buf);
+        size_t want =
+            (size_t)(limit - sent < (long long)sizeof buf ? limit - sent : (long long)sizeof buf);
         ssize_t r = pread(fd, buf, want, (off_t)(from + sent));
         if (r <= 0 || send_all(c, buf, (size_t)r) != 0) break;
         sent += r;
@@ -280,14 +282,21 @@ static void handle(http_server *s, int c) {
         send_simple(c, 400, "Bad Request", "text/plain", "bad path\n", NULL, head);
         return;
     }
+    const char *base = strrchr(rq.path, '/') + 1;
+    if (s->fail_name[0] && strcmp(base, s->fail_name) == 0) {
+        char st[64];
+        snprintf(st, sizeof st, "status %d\n", s->o.fail_status);
+        send_simple(c, s->o.fail_status, "Failure", "text/plain", st, NULL, head);
+        return;
+    }
     char path[2048], extra[512] = "";
     if (s->o.hub && strncmp(rq.path, "/api/models/", 12) == 0) {
         hub_listing(s, c, rq.path + 12, head);
         return;
     }
     char org[128], name[128], rev[128], file[256];
-    if (s->o.hub && sscanf(rq.path, "/%127[^/]/%127[^/]/resolve/%127[^/]/%255s", org, name, rev,
-                           file) == 4) {
+    if (s->o.hub &&
+        sscanf(rq.path, "/%127[^/]/%127[^/]/resolve/%127[^/]/%255s", org, name, rev, file) == 4) {
         snprintf(path, sizeof path, "%s/%s/%s/%s", s->root, org, name, file);
         hub_file h;
         if (hub_describe(s, path, file, &h) == 0) {
@@ -334,6 +343,7 @@ http_server *http_server_start(const http_server_opts *o) {
     s->o = *o;
     snprintf(s->root, sizeof s->root, "%s", o->root);
     if (o->hub_bad_sha) snprintf(s->bad_sha, sizeof s->bad_sha, "%s", o->hub_bad_sha);
+    if (o->fail_name) snprintf(s->fail_name, sizeof s->fail_name, "%s", o->fail_name);
     s->cuts_left = o->cut_times;
     s->deadline = cs_now() + (o->max_seconds > 0 ? o->max_seconds : 60);
     pthread_mutex_init(&s->mu, NULL);

@@ -17,24 +17,26 @@
 #define HTTP_HUB_COMMIT "0123456789abcdef0123456789abcdef01234567"
 
 typedef struct http_server_opts {
-    const char *root;      /* folder served (required) */
-    long long cut_after;   /* > 0: send only this many body bytes, then close ... */
-    int cut_times;         /* ... on this many responses (then serve normally) */
-    int ignore_range;      /* answer Range requests with the whole file (200) */
-    int delay_ms;          /* wait before each response */
-    int hub;               /* emulate the Hugging Face hub */
+    const char *root;        /* folder served (required) */
+    long long cut_after;     /* > 0: send only this many body bytes, then close ... */
+    int cut_times;           /* ... on this many responses (then serve normally) */
+    int ignore_range;        /* answer Range requests with the whole file (200) */
+    int delay_ms;            /* wait before each response */
+    int hub;                 /* emulate the Hugging Face hub */
     const char *hub_bad_sha; /* a file name whose SHA-256 the hub misreports */
-    int hub_no_lfs;        /* listing without "lfs" objects (clients must HEAD) */
-    long long hub_lfs_min; /* files this large are LFS files (0: 100000) */
-    int max_seconds;       /* stop by itself after this long (0: 60) */
+    int hub_no_lfs;          /* listing without "lfs" objects (clients must HEAD) */
+    long long hub_lfs_min;   /* files this large are LFS files (0: 100000) */
+    const char *fail_name;   /* requests for a file of this name get ... */
+    int fail_status;         /* ... this status (e.g. 403, 500) */
+    int max_seconds;         /* stop by itself after this long (0: 60) */
 } http_server_opts;
 
 typedef struct http_request {
     char method[8];
-    char path[512];  /* percent-decoded, without the query */
-    char query[128]; /* after '?', "" when none */
+    char path[512];        /* percent-decoded, without the query */
+    char query[128];       /* after '?', "" when none */
     long long range_start; /* first byte of a "Range: bytes=N-" header, -1: none */
-    char auth[160];  /* Authorization header, "" when none */
+    char auth[160];        /* Authorization header, "" when none */
 } http_request;
 
 typedef struct http_server http_server;

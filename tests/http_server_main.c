@@ -36,17 +36,25 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
-        if (strcmp(a, "--hub") == 0) o.hub = 1;
-        else if (strcmp(a, "--ignore-range") == 0) o.ignore_range = 1;
-        else if (strcmp(a, "--log") == 0) log = 1;
+        if (strcmp(a, "--hub") == 0)
+            o.hub = 1;
+        else if (strcmp(a, "--ignore-range") == 0)
+            o.ignore_range = 1;
+        else if (strcmp(a, "--log") == 0)
+            log = 1;
         else if (strcmp(a, "--cut-after") == 0 && more) {
             o.cut_after = atoll(argv[++i]);
             if (o.cut_times == 0) o.cut_times = 1;
-        } else if (strcmp(a, "--cut-times") == 0 && more) o.cut_times = atoi(argv[++i]);
-        else if (strcmp(a, "--delay-ms") == 0 && more) o.delay_ms = atoi(argv[++i]);
-        else if (strcmp(a, "--timeout") == 0 && more) timeout = atoi(argv[++i]);
-        else if (a[0] != '-' && !o.root) o.root = a;
-        else return usage();
+        } else if (strcmp(a, "--cut-times") == 0 && more)
+            o.cut_times = atoi(argv[++i]);
+        else if (strcmp(a, "--delay-ms") == 0 && more)
+            o.delay_ms = atoi(argv[++i]);
+        else if (strcmp(a, "--timeout") == 0 && more)
+            timeout = atoi(argv[++i]);
+        else if (a[0] != '-' && !o.root)
+            o.root = a;
+        else
+            return usage();
     }
     if (!o.root || timeout <= 0) return usage();
     if (!cs_is_dir(o.root)) {
@@ -79,8 +87,8 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             http_request rq;
             if (http_server_request(s, i, &rq) == 0)
-                fprintf(stderr, "%s %s%s%s range=%lld\n", rq.method, rq.path, rq.query[0] ? "?" : "",
-                        rq.query, rq.range_start);
+                fprintf(stderr, "%s %s%s%s range=%lld\n", rq.method, rq.path,
+                        rq.query[0] ? "?" : "", rq.query, rq.range_start);
         }
     }
     http_server_free(s);

@@ -7,6 +7,8 @@
  * output on a terminal. Fixtures are random files made here under /tmp. */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -22,9 +24,30 @@
 #define MODEL_SIZE 300000
 #define VOCAB_SIZE 20000
 
-static char fx[512];        /* fixtures served over HTTP */
-static char sha_model[65];  /* fx/model.bin */
-static char sha_vocab[65];  /* fx/vocab.gz */
+static char fx[512];       /* fixtures served over HTTP */
+static char sha_model[65]; /* fx/model.bin */
+static char sha_vocab[65]; /* fx/vocab.gz */
+
+/* Temporary folders, removed at the end when every check passed. */
+static char *tmpdirs[64];
+static int n_tmpdirs;
+static const char *tmpdir(const char *tag) {
+    const char *d = test_tmpdir(tag);
+    if (n_tmpdirs < 64) tmpdirs[n_tmpdirs++] = strdup(d);
+    return d;
+}
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+static void remove_tmpdirs(int keep) {
+    for (int i = 0; i < n_tmpdirs; i++) {
+        if (!keep) nftw(tmpdirs[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        free(tmpdirs[i]);
+    }
+}
 
 static void write_bytes(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -94,9 +117,31 @@ static int count_files(const char *dir, int *parts) {
     return n;
 }
 
+/* stderr into a file between capture_begin and capture_end (which returns
+ * what was written; caller frees). */
+static int saved_stderr = -1;
+static char capture_file[600];
+static void capture_begin(void) {
+    snprintf(capture_file, sizeof capture_file, "%s/stderr.txt", tmpdir("fetch-stderr"));
+    fflush(stderr);
+    saved_stderr = dup(2);
+    int fd = open(capture_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || saved_stderr < 0) exit(2);
+    dup2(fd, 2);
+    close(fd);
+}
+static char *capture_end(void) {
+    fflush(stderr);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    char *text = NULL;
+    if (cs_read_file(capture_file, 0, &text, NULL, NULL) != 0) text = strdup("(unreadable)");
+    return text;
+}
+
 static char *fresh_cache(cs_fetch_opts *o) {
     static char dir[512];
-    snprintf(dir, sizeof dir, "%s", test_tmpdir("fetch-cache"));
+    snprintf(dir, sizeof dir, "%s", tmpdir("fetch-cache"));
     *o = cs_fetch_default_opts();
     o->offline = 0;
     o->progress = 0;
@@ -118,11 +163,12 @@ static char registry_path[512];
 static void registry(const char *model, const char *name1, const char *url1, const char *sha1,
                      const char *name2, const char *url2, const char *sha2) {
     char json[4096];
-    int n = snprintf(json, sizeof json, "{\"%s\": {\"files\": {\"%s\": {\"url\": \"%s\", \"sha256\": \"%s\"}",
-                     model, name1, url1, sha1);
+    int n = snprintf(json, sizeof json,
+                     "{\"%s\": {\"files\": {\"%s\": {\"url\": \"%s\", \"sha256\": \"%s\"}", model,
+                     name1, url1, sha1);
     if (name2)
-        n += snprintf(json + n, sizeof json - (size_t)n, ", \"%s\": {\"url\": \"%s\", \"sha256\": \"%s\"}",
-                      name2, url2, sha2);
+        n += snprintf(json + n, sizeof json - (size_t)n,
+                      ", \"%s\": {\"url\": \"%s\", \"sha256\": \"%s\"}", name2, url2, sha2);
     snprintf(json + n, sizeof json - (size_t)n, "}}}\n");
     write_text(registry_path, json);
     setenv("CLIPSCORE_REGISTRY", registry_path, 1);
@@ -263,7 +309,11 @@ static void test_checksum_mismatch(void) {
     registry("bad", "bad.pt", u, sha_vocab, NULL, NULL, NULL); /* the wrong hash */
     cs_error e = {0};
     char *path = NULL;
+    capture_begin();
     int rc = cs_model_resolve("bad", &o, &path, &e);
+    char *err = capture_end();
+    CHECK_MSG(err[0] == '\0', "quiet run wrote: %s", err); /* progress off: nothing */
+    free(err);
     CHECK_EQ_INT(rc, CLIPSCORE_ECHECKSUM);
     CHECK_EQ_INT(e.code, CLIPSCORE_ECHECKSUM);
     CHECK(path == NULL);
@@ -287,8 +337,18 @@ static void test_resume_after_cut(void) {
     registry("res", "res.pt", u, sha_model, NULL, NULL, NULL);
     cs_error e = {0};
     char *path = NULL;
+    o.progress = 1;
+    capture_begin();
     int rc = cs_model_resolve("res", &o, &path, &e);
+    char *err = capture_end();
+    o.progress = 0;
     CHECK_MSG(rc == 0, "rc %d: %s", rc, e.msg);
+    /* Not a terminal: plain lines, the last one the finished file. */
+    CHECK_MSG(strstr(err, "fetching res into ") && strstr(err, "retrying") &&
+                  strstr(err, "res.pt: resuming after 97.7 KiB") && strstr(err, "(100%)") &&
+                  !strchr(err, '\r'),
+              "progress: %s", err);
+    free(err);
     CHECK_EQ_INT(http_server_count(s, "GET", "/model.bin"), 2);
     CHECK_EQ_INT(nth_range(s, "/model.bin", 0), -1);
     CHECK_EQ_INT(nth_range(s, "/model.bin", 1), 100000);
@@ -361,7 +421,8 @@ static void test_resume_after_cut(void) {
 static void test_server_ignores_range(void) {
     cs_fetch_opts o;
     fresh_cache(&o);
-    http_server *s = start((http_server_opts){.cut_after = 100000, .cut_times = 1, .ignore_range = 1});
+    http_server *s =
+        start((http_server_opts){.cut_after = 100000, .cut_times = 1, .ignore_range = 1});
     char u[256], f[1024];
     url_of(u, sizeof u, s, "/model.bin");
     registry("ign", "ign.pt", u, sha_model, NULL, NULL, NULL);
@@ -397,6 +458,7 @@ static void test_not_found(void) {
     CHECK_EQ_INT(http_server_count(s, "GET", "/nope.bin"), 1); /* a 404 is not retried */
     fpath(dir, sizeof dir, cache, "gone");
     CHECK(!exists(dir, "gone.pt"));
+    CHECK(!exists(dir, "gone.pt.part"));
     http_server_free(s);
 }
 
@@ -618,7 +680,7 @@ static void test_hf(void) {
     CHECK_EQ_INT(http_server_count(s, "GET", "/api/models/org/clip-a/revision/main"), 1);
     const char *lfs_path = "/org/clip-a/resolve/" HTTP_HUB_COMMIT "/model.safetensors";
     CHECK_EQ_INT(http_server_count(s, "GET", lfs_path), 1); /* pinned to the listed commit */
-    CHECK_EQ_INT(http_server_count(s, "HEAD", NULL), 0);     /* the listing had the sha256 */
+    CHECK_EQ_INT(http_server_count(s, "HEAD", NULL), 0);    /* the listing had the sha256 */
     int authed = 0, n = http_server_nrequests(s), blobs = 0;
     for (int i = 0; i < n; i++) {
         http_request rq;
@@ -657,7 +719,8 @@ static void test_hf(void) {
     /* A refresh asks the hub again but downloads only what changed. */
     fpath(f, sizeof f, root, "org/clip-a/config.json");
     write_text(f, "{\"changed\": true}");
-    int before_cfg = http_server_count(s, "GET", "/org/clip-a/resolve/" HTTP_HUB_COMMIT "/config.json");
+    int before_cfg =
+        http_server_count(s, "GET", "/org/clip-a/resolve/" HTTP_HUB_COMMIT "/config.json");
     rc = cs_models_fetch("hf:org/clip-a", &o, &path, &e);
     CHECK_MSG(rc == 0, "refresh: rc %d: %s", rc, e.msg);
     CHECK_EQ_INT(http_server_count(s, "GET", "/api/models/org/clip-a/revision/main"), 2);
@@ -695,6 +758,52 @@ static void test_hf(void) {
     free(text);
     o.offline = 0;
 
+    /* A refresh that fails before any file changed keeps the old copy. */
+    fpath(f, sizeof f, root, "org/clip-a/model.safetensors");
+    write_random(f, MODEL_SIZE, 21); /* a new version on the hub */
+    char new_sha[65];
+    snprintf(new_sha, sizeof new_sha, "%s", sha_of(f));
+    s = start((http_server_opts){
+        .root = root, .hub = 1, .fail_name = "model.safetensors", .fail_status = 403});
+    url_of(ep, sizeof ep, s, "");
+    setenv("HF_ENDPOINT", ep, 1);
+    rc = cs_models_fetch("hf:org/clip-a", &o, NULL, &e);
+    CHECK_EQ_INT(rc, CLIPSCORE_ENETWORK);
+    CHECK_MSG(strstr(e.msg, "HTTP 403") && strstr(e.msg, "model.safetensors"), "%s", e.msg);
+    CHECK(!exists(want, "model.safetensors.part")); /* nothing arrived: no empty .part */
+    o.offline = 1;
+    rc = cs_model_resolve("hf:org/clip-a", &o, &path, &e);
+    CHECK_MSG(rc == 0, "old copy after a failed refresh: rc %d: %s", rc, e.msg);
+    free(path);
+    path = NULL;
+    o.offline = 0;
+    /* One that fails after a file was replaced leaves the folder
+     * incomplete rather than mixing versions. */
+    fpath(f, sizeof f, root, "org/clip-a/config.json");
+    write_text(f, "{\"changed\": 1234}"); /* the same size as before */
+    rc = cs_models_fetch("hf:org/clip-a", &o, NULL, &e);
+    CHECK_EQ_INT(rc, CLIPSCORE_ENETWORK);
+    o.offline = 1;
+    CHECK_EQ_INT(cs_model_resolve("hf:org/clip-a", &o, &path, &e), CLIPSCORE_EOFFLINE);
+    o.offline = 0;
+    http_server_free(s);
+    s = start((http_server_opts){.root = root, .hub = 1});
+    url_of(ep, sizeof ep, s, "");
+    setenv("HF_ENDPOINT", ep, 1);
+    rc = cs_model_resolve("hf:org/clip-a", &o, &path, &e);
+    CHECK_MSG(rc == 0, "completed refresh: rc %d: %s", rc, e.msg);
+    CHECK_EQ_INT(http_server_count(s, "GET", lfs_path), 1);
+    fpath(f, sizeof f, want, "model.safetensors");
+    CHECK_EQ_STR(sha_of(f), new_sha);
+    fpath(f, sizeof f, want, "config.json");
+    cfg = NULL;
+    cs_read_file(f, 0, &cfg, NULL, NULL);
+    CHECK_EQ_STR(cfg, "{\"changed\": 1234}");
+    free(cfg);
+    free(path);
+    path = NULL;
+    http_server_free(s);
+
     /* An LFS file that does not match the hub's sha256: nothing cached. */
     s = start((http_server_opts){.root = root, .hub = 1, .hub_bad_sha = "model.safetensors"});
     url_of(ep, sizeof ep, s, "");
@@ -718,8 +827,8 @@ static void test_hf(void) {
     free(path);
     path = NULL;
     http_server_free(s);
-    s = start((http_server_opts){.root = root, .hub = 1, .hub_no_lfs = 1,
-                                 .hub_bad_sha = "model.safetensors"});
+    s = start((http_server_opts){
+        .root = root, .hub = 1, .hub_no_lfs = 1, .hub_bad_sha = "model.safetensors"});
     url_of(ep, sizeof ep, s, "");
     setenv("HF_ENDPOINT", ep, 1);
     rc = cs_model_resolve("hf:org/clip-a@etag-bad", &o, &path, &e);
@@ -754,7 +863,7 @@ int main(void) {
     unsetenv("HF_TOKEN");
     unsetenv("HF_ENDPOINT");
 
-    snprintf(fx, sizeof fx, "%s", test_tmpdir("fetch-fixtures"));
+    snprintf(fx, sizeof fx, "%s", tmpdir("fetch-fixtures"));
     char f[1024], d[1024];
     fpath(f, sizeof f, fx, "model.bin");
     write_random(f, MODEL_SIZE, 1);
@@ -766,7 +875,7 @@ int main(void) {
     mkdirs(d);
     fpath(f, sizeof f, d, "ViT-B-32.pt");
     write_random(f, 50000, 3);
-    fpath(registry_path, sizeof registry_path, test_tmpdir("fetch-registry"), "registry.json");
+    fpath(registry_path, sizeof registry_path, tmpdir("fetch-registry"), "registry.json");
 
     test_cache_dir_env();
     test_registry_fetch_then_cached();
@@ -778,5 +887,6 @@ int main(void) {
     test_concurrent();
     test_mirror();
     test_hf();
+    remove_tmpdirs(test_failures > 0); /* kept for a look when something failed */
     return test_finish("test_fetch");
 }

@@ -38,8 +38,8 @@ static const char *k_captions[] = {
 
 /* A synthetic RGB thumbnail: a gradient with a shape, its size varying with i. */
 static cs_image make_thumb(int i) {
-    static const int sizes[][2] = {{224, 224}, {300, 120}, {90, 260}, {32, 32}, {224, 168},
-                                   {1, 1},     {500, 40},  {150, 200}};
+    static const int sizes[][2] = {{224, 224}, {300, 120}, {90, 260}, {32, 32},
+                                   {224, 168}, {1, 1},     {500, 40}, {150, 200}};
     cs_image t = {0};
     t.w = sizes[i % 8][0], t.h = sizes[i % 8][1], t.channels = 3;
     t.px = malloc((size_t)t.w * (size_t)t.h * 3);
@@ -48,7 +48,8 @@ static cs_image make_thumb(int i) {
         for (int x = 0; x < t.w; x++) {
             unsigned char *p = t.px + ((size_t)y * (size_t)t.w + (size_t)x) * 3;
             double dx = x - t.w / 2.0, dy = y - t.h / 2.0;
-            int inside = dx * dx + dy * dy < (t.w < t.h ? t.w : t.h) * (t.w < t.h ? t.w : t.h) / 9.0;
+            int inside =
+                dx * dx + dy * dy < (t.w < t.h ? t.w : t.h) * (t.w < t.h ? t.w : t.h) / 9.0;
             p[0] = (unsigned char)(255 * x / (t.w > 1 ? t.w - 1 : 1));
             p[1] = (unsigned char)(255 * y / (t.h > 1 ? t.h - 1 : 1));
             p[2] = (unsigned char)((i * 53) % 256);
@@ -70,8 +71,11 @@ typedef struct pairs {
 /* n pairs: scores spread over -0.05..0.35, every 7th row failed (its image
  * missing on odd rows, its caption on even ones); sim has failed rows NaN. */
 static pairs make_pairs(int n) {
-    pairs p = {n, calloc((size_t)n + 1, sizeof(cs_image)), calloc((size_t)n + 1, sizeof(char *)),
-               calloc((size_t)n + 1, sizeof(float)), calloc((size_t)n + 1, sizeof(char *)),
+    pairs p = {n,
+               calloc((size_t)n + 1, sizeof(cs_image)),
+               calloc((size_t)n + 1, sizeof(char *)),
+               calloc((size_t)n + 1, sizeof(float)),
+               calloc((size_t)n + 1, sizeof(char *)),
                calloc((size_t)n * (size_t)n + 1, sizeof(float))};
     if (!p.thumbs || !p.captions || !p.scores || !p.errors || !p.sim) exit(2);
     for (int i = 0; i < n; i++) {
@@ -90,7 +94,7 @@ static pairs make_pairs(int n) {
         for (int j = 0; j < n; j++)
             p.sim[(size_t)i * (size_t)n + (size_t)j] =
                 !isfinite(p.scores[i]) || !isfinite(p.scores[j]) ? NAN
-                : i == j ? p.scores[i]
+                : i == j                                         ? p.scores[i]
                          : (float)(-0.05 + 0.25 * ((i * 13 + j * 29) % 50) / 49.0);
     return p;
 }
@@ -195,8 +199,8 @@ int main(void) {
         /* The canvas grows with n (both sides never shrink, the area grows). */
         CHECK_MSG(g[k].w >= g[k - 1].w && g[k].h > g[k - 1].h, "grid %dx%d after %dx%d", g[k].w,
                   g[k].h, g[k - 1].w, g[k - 1].h);
-        CHECK_MSG(m[k].w >= m[k - 1].w && m[k].h > m[k - 1].h, "matrix %dx%d after %dx%d",
-                  m[k].w, m[k].h, m[k - 1].w, m[k - 1].h);
+        CHECK_MSG(m[k].w >= m[k - 1].w && m[k].h > m[k - 1].h, "matrix %dx%d after %dx%d", m[k].w,
+                  m[k].h, m[k - 1].w, m[k - 1].h);
     }
     /* At 64 pairs the figures stay screen-sized. */
     CHECK_MSG(g[2].w <= 4000 && g[2].h <= 4000, "grid 64: %dx%d", g[2].w, g[2].h);
@@ -263,12 +267,12 @@ int main(void) {
         out_path(path, sizeof path, "bad", 0, "");
         CHECK_EQ_INT(cs_figure_image_captions(NULL, 4, p.thumbs, p.captions, p.scores, NULL, 4, &e),
                      CLIPSCORE_EARG);
-        CHECK_EQ_INT(cs_figure_image_captions(path, -1, p.thumbs, p.captions, p.scores, NULL, 4, &e),
-                     CLIPSCORE_EARG);
+        CHECK_EQ_INT(
+            cs_figure_image_captions(path, -1, p.thumbs, p.captions, p.scores, NULL, 4, &e),
+            CLIPSCORE_EARG);
         CHECK_EQ_INT(cs_figure_image_captions(path, 4, p.thumbs, p.captions, NULL, NULL, 4, &e),
                      CLIPSCORE_EARG);
-        CHECK_EQ_INT(cs_figure_similarity_matrix(path, 4, NULL, p.captions, 4, &e),
-                     CLIPSCORE_EARG);
+        CHECK_EQ_INT(cs_figure_similarity_matrix(path, 4, NULL, p.captions, 4, &e), CLIPSCORE_EARG);
         CHECK_EQ_INT(cs_figure_similarity_matrix(path, 100000, p.sim, p.captions, 4, &e),
                      CLIPSCORE_ELIMIT);
         p.thumbs[0].channels = 5;
@@ -282,7 +286,8 @@ int main(void) {
     CHECK_MSG(no_temp_files(g_dir), "temporary files left in %s", g_dir);
 
     const char *keep = getenv("CLIPSCORE_KEEP_FIGURES");
-    if (keep && *keep && strcmp(keep, "0") != 0) fprintf(stderr, "figures kept in %s\n", g_dir);
+    if (keep && *keep && strcmp(keep, "0") != 0)
+        fprintf(stderr, "figures kept in %s\n", g_dir);
     else {
         DIR *dp = opendir(g_dir);
         struct dirent *de;

@@ -10,6 +10,7 @@
 #include "test.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <zlib.h>
 
@@ -102,16 +103,16 @@ static void byte_json(int b, char *out) {
 /* The synthetic model: merges in rank order (token strings in the
  * byte-character alphabet; here all ASCII). */
 static const char *const kMerges[][2] = {
-    {"h", "e"},    /* 0: he */
-    {"l", "l"},    /* 1: ll */
-    {"he", "ll"},  /* 2: hell */
-    {"l", "o</w>"}, /* 3: lo</w> (loses to l l in "hello") */
+    {"h", "e"},        /* 0: he */
+    {"l", "l"},        /* 1: ll */
+    {"he", "ll"},      /* 2: hell */
+    {"l", "o</w>"},    /* 3: lo</w> (loses to l l in "hello") */
     {"hell", "o</w>"}, /* 4: hello</w> */
-    {"a", "b"},    /* 5: ab */
-    {"ab", "ab"},  /* 6: abab */
-    {"a", "b</w>"}, /* 7: ab</w> */
-    {"!", "!"},    /* 8: !! */
-    {"'", "s</w>"}, /* 9: 's</w> */
+    {"a", "b"},        /* 5: ab */
+    {"ab", "ab"},      /* 6: abab */
+    {"a", "b</w>"},    /* 7: ab</w> */
+    {"!", "!"},        /* 8: !! */
+    {"'", "s</w>"},    /* 9: 's</w> */
 };
 #define N_MERGES ((int)(sizeof kMerges / sizeof kMerges[0]))
 #define MERGE_ID(r) (512 + (r))
@@ -177,10 +178,10 @@ static void check_ids(const cs_tokenizer *tok, const char *text, int ctx, const 
         fputc('\n', stderr);
     }
 }
-#define CHECK_IDS(tok, text, ctx, flags, ...)                                                     \
-    do {                                                                                      \
-        const int want_[] = {__VA_ARGS__, -1};                                                \
-        check_ids(tok, text, ctx, want_, flags, __LINE__);                                    \
+#define CHECK_IDS(tok, text, ctx, flags, ...)                                                      \
+    do {                                                                                           \
+        const int want_[] = {__VA_ARGS__, -1};                                                     \
+        check_ids(tok, text, ctx, want_, flags, __LINE__);                                         \
     } while (0)
 
 /* ---- cleanup --------------------------------------------------------------- */
@@ -190,14 +191,17 @@ static void test_cleanup(void) {
     CHECK_CLEAN("It\xe2\x80\x99s the dog\xe2\x80\x99s \xe2\x80\x9c"
                 "favourite\xe2\x80\x9d toy",
                 "it's the dog's \"favourite\" toy");
+    CHECK_CLEAN("\xe2\x80\x98single\xe2\x80\x99 \xe2\x80\x9elow\xe2\x80\x9f \xca\xbc",
+                "'single' \"low\" '");
     CHECK_CLEAN("\xef\xac\x81sh and \xef\xac\x82owers", "fish and flowers");
-    CHECK_CLEAN("\xef\xbc\xa6\xef\xbd\x95\xef\xbd\x8c\xef\xbd\x8c\xe3\x80\x80\xef\xbc\x91\xef\xbc\x92",
-                "full 12");
+    CHECK_CLEAN(
+        "\xef\xbc\xa6\xef\xbd\x95\xef\xbd\x8c\xef\xbd\x8c\xe3\x80\x80\xef\xbc\x91\xef\xbc\x92",
+        "full 12");
     CHECK_CLEAN("control\x07"
                 "char",
                 "controlchar");
     CHECK_CLEAN("\x1b[31;1mred\x1b[0m text", "red text");
-    CHECK_CLEAN("x\xc2\x85y", "x\xe2\x80\xa6y"); /* C1 NEL read as cp1252: ellipsis */
+    CHECK_CLEAN("x\xc2\x85y", "x\xe2\x80\xa6y");             /* C1 NEL read as cp1252: ellipsis */
     CHECK_CLEAN("\xef\xbd\xb6\xef\xbe\x9e", "\xe3\x82\xac"); /* halfwidth ka + voiced mark -> ga */
     CHECK_CLEAN("e\xcc\x81t\xc3\xa9", "\xc3\xa9t\xc3\xa9");  /* NFC */
     CHECK_CLEAN("\xef\xbb\xbfzero\xe2\x80\x8bwidth", "zero\xe2\x80\x8bwidth"); /* BOM removed */
@@ -205,11 +209,11 @@ static void test_cleanup(void) {
     CHECK_CLEAN("Tom &amp; Jerry &lt;3", "tom & jerry <3");
     CHECK_CLEAN("&amp;amp;amp;amp; deep", "& deep");
     CHECK_CLEAN("it&#x27;s", "it's");
-    CHECK_CLEAN("&#8220;quoted&#8221;", "\"quoted\"");    /* decoded by ftfy, so uncurled */
-    CHECK_CLEAN("<i>&#8220;q&#8221;</i>",                 /* a '<': ftfy leaves entities */
+    CHECK_CLEAN("&#8220;quoted&#8221;", "\"quoted\""); /* decoded by ftfy, so uncurled */
+    CHECK_CLEAN("<i>&#8220;q&#8221;</i>",              /* a '<': ftfy leaves entities */
                 "<i>\xe2\x80\x9cq\xe2\x80\x9d</i>");
     CHECK_CLEAN("P&EACUTE;REZ &NTILDE;", "p\xc3\xa9rez \xc3\xb1"); /* ftfy's all-caps names */
-    CHECK_CLEAN("&notit; &ntilde &amp", "\xc2\xacit; \xc3\xb1 &");   /* legacy names, no ';' */
+    CHECK_CLEAN("&notit; &ntilde &amp", "\xc2\xacit; \xc3\xb1 &"); /* legacy names, no ';' */
     CHECK_CLEAN("&#0;|&#128;|&#x110000;|&#1;|&#59;|&#xD800;",
                 "\xef\xbf\xbd|\xe2\x82\xac|\xef\xbf\xbd||;|\xef\xbf\xbd");
     CHECK_CLEAN("&bogus; & &#; &#x;", "&bogus; & &#; &#x;");
@@ -223,20 +227,23 @@ static void test_cleanup(void) {
     CHECK_CLEAN(" \t ", "");
     /* lowercase */
     CHECK_CLEAN("A photo of a DOG", "a photo of a dog");
-    CHECK_CLEAN("\xc4\xb0stanbul", "i\xcc\x87stanbul");                   /* U+0130 */
-    CHECK_CLEAN("\xce\x9f\xce\x94\xce\xa5\xce\xa3\xce\xa3\xce\x95\xce\xa5\xce\xa3",
-                "\xce\xbf\xce\xb4\xcf\x85\xcf\x83\xcf\x83\xce\xb5\xcf\x85\xcf\x82"); /* final sigma */
+    CHECK_CLEAN("\xc4\xb0stanbul", "i\xcc\x87stanbul"); /* U+0130 */
+    CHECK_CLEAN(
+        "\xce\x9f\xce\x94\xce\xa5\xce\xa3\xce\xa3\xce\x95\xce\xa5\xce\xa3",
+        "\xce\xbf\xce\xb4\xcf\x85\xcf\x83\xcf\x83\xce\xb5\xcf\x85\xcf\x82"); /* final sigma */
     CHECK_CLEAN("\xce\xa3\xce\x91\xce\xa3. \xce\xa3",
                 "\xcf\x83\xce\xb1\xcf\x82. \xcf\x83"); /* lone sigma is not final */
 
     /* the steps on their own */
     CHECK_UNESCAPE("&amp;amp; &lt &gt; &#65;&#x42;&#X43 &#0065a", "&amp; < > ABC Aa");
-    CHECK_UNESCAPE("&#150; &#x80; &#129; &#x0d; &#11; &#xFFFE;", "\xe2\x80\x93 \xe2\x82\xac \xc2\x81 \r  ");
+    CHECK_UNESCAPE("&#150; &#x80; &#129; &#x0d; &#11; &#xFFFE;",
+                   "\xe2\x80\x93 \xe2\x82\xac \xc2\x81 \r  ");
     CHECK_UNESCAPE("&amp;&;&#;&#x;&", "&&;&#;&#x;&");
     CHECK_UNESCAPE("&nvlt; &ThickSpace; &NotEqualTilde;",
                    "<\xe2\x83\x92 \xe2\x81\x9f\xe2\x80\x8a \xe2\x89\x82\xcc\xb8");
     CHECK_UNESCAPE("&#99999999999999999999;", "\xef\xbf\xbd");
-    CHECK_LOWER("\xe2\x84\xaa\xe2\x85\xa0\xc3\x80\xce\xa3\xcc\x88", "k\xe2\x85\xb0\xc3\xa0\xcf\x82\xcc\x88");
+    CHECK_LOWER("\xe2\x84\xaa\xe2\x85\xa0\xc3\x80\xce\xa3\xcc\x88",
+                "k\xe2\x85\xb0\xc3\xa0\xcf\x82\xcc\x88");
     CHECK_FIX("line\r\nbreak\rx\xe2\x80\xa8y", "line\nbreak\nx\ny");
     CHECK_FIX("a<b &amp; c\n&amp;", "a<b &amp; c\n&amp;"); /* '<' stops ftfy's entities for good */
     CHECK_FIX("&amp;\na<b &amp;", "&\na<b &amp;");
@@ -295,6 +302,8 @@ static void test_synthetic_one(const cs_tokenizer *tok) {
     CHECK_IDS(tok, "it'll 'x", 77, 0, SOT, ID('i'), END('t'), ID('\''), ID('l'), END('l'),
               END('\''), END('x'), EOT);
     CHECK_IDS(tok, "a,b", 77, 0, SOT, END('a'), END(','), END('b'), EOT);
+    /* the pattern is case-insensitive: 's also matches 'ſ (U+017F) */
+    CHECK_IDS(tok, "x'\xc5\xbf", 77, 0, SOT, END('x'), ID('\''), ID(0xC5), END(0xBF), EOT);
     CHECK_IDS(tok, "ab ab", 77, 0, SOT, MERGE_ID(7), MERGE_ID(7), EOT);
     /* (a b) everywhere first, then (ab ab) left to right, then (a b</w>) */
     CHECK_IDS(tok, "abababababababababab", 77, 0, SOT, MERGE_ID(6), MERGE_ID(6), MERGE_ID(6),
@@ -337,6 +346,62 @@ static void test_synthetic_one(const cs_tokenizer *tok) {
     CHECK_EQ_INT(cs_tokenizer_encode(tok, NULL, 4, ids, &n, NULL, &e), CLIPSCORE_EARG);
 }
 
+/* ---- several threads on one tokenizer ----------------------------------------------- */
+
+static const char *const kThreadTexts[] = {
+    "hello world",
+    "It\xe2\x80\x99s a \xef\xac\x81ne &amp;amp; day",
+    "ΣΑΣ 2024!!!",
+    "ababababababababababababababababababababababababababababababababababababababab",
+    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+    "bad \xff utf8",
+    "<|endoftext|>",
+    "",
+};
+#define N_THREAD_TEXTS ((int)(sizeof kThreadTexts / sizeof kThreadTexts[0]))
+
+typedef struct thread_job {
+    const cs_tokenizer *tok;
+    int32_t want[N_THREAD_TEXTS][77];
+    int want_n[N_THREAD_TEXTS];
+    int mismatches;
+} thread_job;
+
+static void *encode_worker(void *arg) {
+    thread_job *job = arg;
+    int bad = 0;
+    for (int round = 0; round < 200; round++) {
+        for (int i = 0; i < N_THREAD_TEXTS; i++) {
+            int32_t ids[77];
+            int n = 0;
+            if (cs_tokenizer_encode(job->tok, kThreadTexts[i], 77, ids, &n, NULL, NULL) != 0 ||
+                n != job->want_n[i] || memcmp(ids, job->want[i], (size_t)n * sizeof *ids) != 0)
+                bad++;
+        }
+    }
+    return (void *)(intptr_t)bad;
+}
+
+/* The same texts from four threads at once give the sequential results. */
+static void test_threads(const cs_tokenizer *tok) {
+    static thread_job job;
+    job.tok = tok;
+    for (int i = 0; i < N_THREAD_TEXTS; i++)
+        CHECK_EQ_INT(
+            cs_tokenizer_encode(tok, kThreadTexts[i], 77, job.want[i], &job.want_n[i], NULL, NULL),
+            0);
+    pthread_t th[4];
+    int started = 0, bad = 0;
+    for (int i = 0; i < 4; i++) started += pthread_create(&th[i], NULL, encode_worker, &job) == 0;
+    for (int i = 0; i < started; i++) {
+        void *r = NULL;
+        pthread_join(th[i], &r);
+        bad += (int)(intptr_t)r;
+    }
+    CHECK_EQ_INT(started, 4);
+    CHECK_EQ_INT(bad, 0);
+}
+
 static void test_synthetic(void) {
     const char *dir = test_tmpdir("tok");
     char vocab[600], merges[600], gz[600];
@@ -346,6 +411,7 @@ static void test_synthetic(void) {
     int rc = cs_tokenizer_load_hf(vocab, merges, &hf, &e);
     CHECK_MSG(rc == 0 && hf, "load_hf: %s", e.msg);
     if (hf) test_synthetic_one(hf);
+    if (hf) test_threads(hf);
     rc = cs_tokenizer_load_bpe_gz(gz, &oa, &e);
     CHECK_MSG(rc == 0 && oa, "load_bpe_gz: %s", e.msg);
     if (oa) test_synthetic_one(oa);
@@ -498,8 +564,8 @@ static void conformance_one(const char *what, const cs_tokenizer *tok, const cap
         if (same) {
             ok++;
         } else if (shown++ < 5) {
-            fprintf(stderr, "%s: caption %d \"%s\": rc %d %s\n  got: ", what, i + 1, c->text[i],
-                    rc, e.msg);
+            fprintf(stderr, "%s: caption %d \"%s\": rc %d %s\n  got: ", what, i + 1, c->text[i], rc,
+                    e.msg);
             for (int k = 0; k < n; k++) fprintf(stderr, " %d", ids[k]);
             fprintf(stderr, "\n want: ");
             for (int k = 0; k < c->n_ids[i]; k++) fprintf(stderr, " %d", c->ids[i][k]);

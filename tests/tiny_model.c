@@ -90,7 +90,7 @@ static int wl_add(wlist *w, const char *name, int ndim, const int64_t *shape, do
     t->name = nm;
     t->dtype = f16 ? CS_DTYPE_F16 : CS_DTYPE_F32;
     t->ndim = ndim;
-    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     t->data = buf;
     t->nbytes = (size_t)n * es;
     w->names[w->n] = nm;
@@ -212,9 +212,10 @@ static int to_hf(const wlist *o, wlist *h, const tiny_spec *s, cs_error *e) {
     if (!h->t || !h->names || !h->bufs) return cs_fail(e, CLIPSCORE_ENOMEM, "out of memory");
 #define PUSH(nm, tens, buf)                        \
     do {                                           \
+        char *nm_ = (nm);                          \
         h->t[h->n] = tens;                         \
-        h->names[h->n] = nm;                       \
-        h->t[h->n].name = nm;                      \
+        h->names[h->n] = nm_;                      \
+        h->t[h->n].name = nm_;                     \
         h->bufs[h->n] = buf;                       \
         h->n++;                                    \
     } while (0)
