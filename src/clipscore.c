@@ -97,7 +97,7 @@ static int load_model(clipscore_context *ctx, cs_error *e) {
         if (rc > 0) rc = 0; /* a tensor the model does not use (logit_scale, ...) */
     }
     if (!rc) rc = cs_torch_model_ready(ctx->model, e);
-    if (rc) cs_fail_prefix(e, "loading %s", mf.weights_path);
+    if (rc) cs_fail_prefix(e, "model %s", mf.dir);
     cs_model_files_close(&mf);
     return rc;
 }

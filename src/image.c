@@ -9,16 +9,16 @@
  * alpha) and its nearest-neighbour scaling for palette images, so that the
  * preprocessed tensor matches torchvision's Resize/CenterCrop/ToTensor/
  * Normalize byte for byte on PNGs.
+ * JPEGs go through libjpeg instead when the build provides it (see below).
  * Leaves out: EXIF orientation and colour profiles (the reference ignores
- * both), animation (first frame only), the last-chunk checks for PSD/HDR
- * files, and Pillow's own JPEG decoder (libjpeg's IDCT and chroma upsampling
- * differ from stb_image's by a level here and there). */
+ * both), animation (first frame only), truncation checks for PSD/HDR and
+ * RLE TGA files, Pillow's handling of 16-bit gray PNGs (mode "I", which it
+ * saturates to white; here they are scaled to 8 bits) and of CMYK JPEGs
+ * (resized before conversion to RGB there, converted first here). */
 #include "image.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,15 +89,24 @@ typedef enum {
 
 static const char *format_name(img_format f) {
     switch (f) {
-    case FMT_PNG: return "PNG";
-    case FMT_JPEG: return "JPEG";
-    case FMT_GIF: return "GIF";
-    case FMT_BMP: return "BMP";
-    case FMT_PSD: return "PSD";
-    case FMT_HDR: return "Radiance HDR";
-    case FMT_PNM: return "PNM";
-    case FMT_TGA: return "TGA";
-    default: return "image";
+    case FMT_PNG:
+        return "PNG";
+    case FMT_JPEG:
+        return "JPEG";
+    case FMT_GIF:
+        return "GIF";
+    case FMT_BMP:
+        return "BMP";
+    case FMT_PSD:
+        return "PSD";
+    case FMT_HDR:
+        return "Radiance HDR";
+    case FMT_PNM:
+        return "PNM";
+    case FMT_TGA:
+        return "TGA";
+    default:
+        return "image";
     }
 }
 
@@ -150,30 +159,50 @@ static img_format sniff(const unsigned char *d, size_t n, const char **unsupport
         return FMT_PNM;
 
     const char *u = NULL;
-    if (starts(d, n, "II*\0", 4) || starts(d, n, "MM\0*", 4)) u = "TIFF";
-    else if (starts(d, n, "II+\0", 4) || starts(d, n, "MM\0+", 4)) u = "BigTIFF";
-    else if (starts(d, n, "RIFF", 4) && n >= 12 && !memcmp(d + 8, "WEBP", 4)) u = "WebP";
-    else if (n >= 12 && !memcmp(d + 4, "ftyp", 4)) u = isobmff_name(d, n);
+    if (starts(d, n, "II*\0", 4) || starts(d, n, "MM\0*", 4))
+        u = "TIFF";
+    else if (starts(d, n, "II+\0", 4) || starts(d, n, "MM\0+", 4))
+        u = "BigTIFF";
+    else if (starts(d, n, "RIFF", 4) && n >= 12 && !memcmp(d + 8, "WEBP", 4))
+        u = "WebP";
+    else if (n >= 12 && !memcmp(d + 4, "ftyp", 4))
+        u = isobmff_name(d, n);
     else if (starts(d, n, "\xff\x0a", 2) || starts(d, n, "\0\0\0\x0cJXL \r\n\x87\n", 12))
         u = "JPEG XL";
     else if (starts(d, n, "\0\0\0\x0cjP  \r\n\x87\n", 12) || starts(d, n, "\xff\x4f\xff\x51", 4))
         u = "JPEG 2000";
-    else if (starts(d, n, "\0\0\1\0", 4) && n >= 22 && le16(d + 4) > 0) u = "ICO";
-    else if (starts(d, n, "8BPS\x00\x02", 6)) u = "PSB (large Photoshop)";
-    else if (starts(d, n, "%PDF", 4)) u = "PDF";
-    else if (starts(d, n, "%!PS", 4) || starts(d, n, "\xc5\xd0\xd3\xc6", 4)) u = "PostScript/EPS";
-    else if (starts(d, n, "icns", 4)) u = "ICNS";
-    else if (starts(d, n, "DDS ", 4)) u = "DDS";
-    else if (starts(d, n, "\x76\x2f\x31\x01", 4)) u = "OpenEXR";
-    else if (starts(d, n, "qoif", 4)) u = "QOI";
-    else if (starts(d, n, "BPG\xfb", 4)) u = "BPG";
-    else if (starts(d, n, "gimp xcf", 8)) u = "GIMP XCF";
-    else if (starts(d, n, "\x8aMNG", 4)) u = "MNG";
-    else if (starts(d, n, "\x8bJNG", 4)) u = "JNG";
-    else if (starts(d, n, "SIMPLE  =", 9)) u = "FITS";
-    else if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '4') u = "ASCII or 1-bit PNM";
-    else if (starts(d, n, "P7\n", 3)) u = "PAM";
-    else if (starts(d, n, "PF\n", 3) || starts(d, n, "Pf\n", 3)) u = "PFM";
+    else if (starts(d, n, "\0\0\1\0", 4) && n >= 22 && le16(d + 4) > 0)
+        u = "ICO";
+    else if (starts(d, n, "8BPS\x00\x02", 6))
+        u = "PSB (large Photoshop)";
+    else if (starts(d, n, "%PDF", 4))
+        u = "PDF";
+    else if (starts(d, n, "%!PS", 4) || starts(d, n, "\xc5\xd0\xd3\xc6", 4))
+        u = "PostScript/EPS";
+    else if (starts(d, n, "icns", 4))
+        u = "ICNS";
+    else if (starts(d, n, "DDS ", 4))
+        u = "DDS";
+    else if (starts(d, n, "\x76\x2f\x31\x01", 4))
+        u = "OpenEXR";
+    else if (starts(d, n, "qoif", 4))
+        u = "QOI";
+    else if (starts(d, n, "BPG\xfb", 4))
+        u = "BPG";
+    else if (starts(d, n, "gimp xcf", 8))
+        u = "GIMP XCF";
+    else if (starts(d, n, "\x8aMNG", 4))
+        u = "MNG";
+    else if (starts(d, n, "\x8bJNG", 4))
+        u = "JNG";
+    else if (starts(d, n, "SIMPLE  =", 9))
+        u = "FITS";
+    else if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '4')
+        u = "ASCII or 1-bit PNM";
+    else if (starts(d, n, "P7\n", 3))
+        u = "PAM";
+    else if (starts(d, n, "PF\n", 3) || starts(d, n, "Pf\n", 3))
+        u = "PFM";
     if (u) {
         *unsupported = u;
         return FMT_UNKNOWN;
@@ -187,7 +216,8 @@ static img_format sniff(const unsigned char *d, size_t n, const char **unsupport
             d[i] >= 0x80)
             printable++;
     if (printable == probe) {
-        if (contains_ci(d, n, 4096, "<svg")) *unsupported = "SVG";
+        if (contains_ci(d, n, 4096, "<svg"))
+            *unsupported = "SVG";
         else if (contains_ci(d, n, 4096, "<html") || contains_ci(d, n, 4096, "<!doctype html"))
             *text = "an HTML page";
         else if (probe >= 16)
@@ -202,9 +232,9 @@ static img_format sniff(const unsigned char *d, size_t n, const char **unsupport
 /* Structural checks (truncation) and what Pillow would make of the file     */
 
 typedef struct file_facts {
-    int w, h;        /* from the header where we parse it ourselves, else 0 */
-    int req_comp;    /* channels to ask stb_image for (0: as stored) */
-    int palette;     /* Pillow opens it as mode "P" or "1" */
+    int w, h;     /* from the header where we parse it ourselves, else 0 */
+    int req_comp; /* channels to ask stb_image for (0: as stored) */
+    int palette;  /* Pillow opens it as mode "P" or "1" */
 } file_facts;
 
 /* Walks the PNG chunks up to IEND; notes the IHDR facts. */
@@ -249,11 +279,21 @@ static int check_png(const unsigned char *d, size_t n, const char *label, file_f
      * image stays metadata (mode "L"/"RGB"), which is why the alpha channel
      * stb_image would add for it is not asked for. */
     switch (color) {
-    case 0: f->req_comp = 1; break;
-    case 2: f->req_comp = 3; break;
-    case 3: f->req_comp = trns ? 4 : 3; break;
-    case 4: f->req_comp = 2; break;
-    case 6: f->req_comp = 4; break;
+    case 0:
+        f->req_comp = 1;
+        break;
+    case 2:
+        f->req_comp = 3;
+        break;
+    case 3:
+        f->req_comp = trns ? 4 : 3;
+        break;
+    case 4:
+        f->req_comp = 2;
+        break;
+    case 6:
+        f->req_comp = 4;
+        break;
     default:
         return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNG (colour type %d)", label, color);
     }
@@ -281,17 +321,21 @@ static int check_jpeg(const unsigned char *d, size_t n, const char *label, cs_er
         if (pos + len > n) break;
         if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
             const char *what = NULL;
-            if (m == 0xc3 || m == 0xc7 || m == 0xcb || m == 0xcf) what = "lossless JPEG";
-            else if (m >= 0xc5 && m <= 0xc7) what = "hierarchical JPEG";
-            else if (m >= 0xcd) what = "hierarchical JPEG";
+            if (m == 0xc3 || m == 0xc7 || m == 0xcb || m == 0xcf)
+                what = "lossless JPEG";
+            else if (m >= 0xc5 && m <= 0xc7)
+                what = "hierarchical JPEG";
+            else if (m >= 0xcd)
+                what = "hierarchical JPEG";
 #if !defined(CLIPSCORE_HAVE_LIBJPEG)
-            else if (m >= 0xc9) what = "arithmetic-coded JPEG";
+            else if (m >= 0xc9)
+                what = "arithmetic-coded JPEG";
 #endif
             if (what)
                 return cs_fail(e, CLIPSCORE_EUNSUPPORTED, "%s: %s is not supported", label, what);
             if (len >= 3 && d[pos + 2] != 8)
-                return cs_fail(e, CLIPSCORE_EUNSUPPORTED, "%s: %d-bit JPEG is not supported",
-                               label, d[pos + 2]);
+                return cs_fail(e, CLIPSCORE_EUNSUPPORTED, "%s: %d-bit JPEG is not supported", label,
+                               d[pos + 2]);
             seen_sof = 1;
         }
         if (m == 0xc4) {
@@ -330,9 +374,12 @@ static int check_jpeg(const unsigned char *d, size_t n, const char *label, cs_er
                     break;
                 }
                 int x = d[pos + 1];
-                if (x == 0x00 || (x >= 0xd0 && x <= 0xd7)) pos += 2;
-                else if (x == 0xff) pos++;
-                else break;
+                if (x == 0x00 || (x >= 0xd0 && x <= 0xd7))
+                    pos += 2;
+                else if (x == 0xff)
+                    pos++;
+                else
+                    break;
             }
         }
     }
@@ -422,8 +469,7 @@ static int check_bmp(const unsigned char *d, size_t n, const char *label, file_f
         return 0; /* let stb_image judge odd headers */
     }
     if (compression == 1 || compression == 2)
-        return cs_fail(e, CLIPSCORE_EUNSUPPORTED, "%s: RLE-compressed BMP is not supported",
-                       label);
+        return cs_fail(e, CLIPSCORE_EUNSUPPORTED, "%s: RLE-compressed BMP is not supported", label);
     if (compression == 4 || compression == 5)
         return cs_fail(e, CLIPSCORE_EUNSUPPORTED, "%s: BMP with embedded %s is not supported",
                        label, compression == 4 ? "JPEG" : "PNG");
@@ -544,9 +590,12 @@ static int jpeg_job_run(jpeg_job *job, const unsigned char *d, size_t n) {
     jpeg_mem_src(&job->cinfo, d, (unsigned long)n);
     jpeg_read_header(&job->cinfo, TRUE);
     /* Pillow's defaults: islow IDCT, fancy upsampling; gray stays gray. */
-    if (job->cinfo.num_components == 1) job->cinfo.out_color_space = JCS_GRAYSCALE;
-    else if (job->cinfo.num_components == 3) job->cinfo.out_color_space = JCS_RGB;
-    else return 2;
+    if (job->cinfo.num_components == 1)
+        job->cinfo.out_color_space = JCS_GRAYSCALE;
+    else if (job->cinfo.num_components == 3)
+        job->cinfo.out_color_space = JCS_RGB;
+    else
+        return 2;
     job->cinfo.dct_method = JDCT_ISLOW;
     job->cinfo.do_fancy_upsampling = TRUE;
     jpeg_start_decompress(&job->cinfo);
@@ -632,13 +681,26 @@ int cs_image_load_memory(const void *data, size_t len, const char *label, int64_
     file_facts f = {0, 0, 0, 0};
     int rc = 0;
     switch (fmt) {
-    case FMT_PNG: rc = check_png(d, len, label, &f, e); break;
-    case FMT_JPEG: rc = check_jpeg(d, len, label, e); break;
-    case FMT_GIF: rc = check_gif(d, len, label, &f, e); break;
-    case FMT_BMP: rc = check_bmp(d, len, label, &f, e); break;
-    case FMT_PNM: rc = check_pnm(d, len, label, e); break;
-    case FMT_TGA: rc = check_tga(d, len, label, &f, e); break;
-    default: break;
+    case FMT_PNG:
+        rc = check_png(d, len, label, &f, e);
+        break;
+    case FMT_JPEG:
+        rc = check_jpeg(d, len, label, e);
+        break;
+    case FMT_GIF:
+        rc = check_gif(d, len, label, &f, e);
+        break;
+    case FMT_BMP:
+        rc = check_bmp(d, len, label, &f, e);
+        break;
+    case FMT_PNM:
+        rc = check_pnm(d, len, label, e);
+        break;
+    case FMT_TGA:
+        rc = check_tga(d, len, label, &f, e);
+        break;
+    default:
+        break;
     }
     if (rc) return rc;
 
@@ -650,8 +712,8 @@ int cs_image_load_memory(const void *data, size_t len, const char *label, int64_
         ih = f.h;
     } else if (!stbi_info_from_memory(d, (int)len, &iw, &ih, &icomp)) {
         const char *why = stbi_failure_reason();
-        return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt %s header (%s)", label,
-                       format_name(fmt), why ? why : "unreadable");
+        return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt %s header (%s)", label, format_name(fmt),
+                       why && *why ? why : "unreadable");
     }
     int64_t pixels = (int64_t)iw * ih;
     if (max_pixels > 0 && pixels > max_pixels)
@@ -674,7 +736,7 @@ int cs_image_load_memory(const void *data, size_t len, const char *label, int64_
             return cs_fail(e, CLIPSCORE_ENOMEM, "%s: out of memory decoding %dx%d %s", label, iw,
                            ih, format_name(fmt));
         return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt %s data (%s)", label, format_name(fmt),
-                       why ? why : "decoder failed");
+                       why && *why ? why : "decoder failed");
     }
     int channels = f.req_comp ? f.req_comp : comp;
     if (w < 1 || h < 1 || channels < 1 || channels > 4) {
@@ -721,10 +783,10 @@ static double bicubic(double x) {
 /* Coefficients of one axis, for output samples [first, first + n) of a
  * resize from in_size to out_size. */
 typedef struct axis_kernel {
-    int ksize;      /* coefficients stored per sample */
-    int *start;     /* first input index of each sample */
-    int *count;     /* inputs used by each sample */
-    int32_t *coef;  /* n * ksize fixed-point weights */
+    int ksize;     /* coefficients stored per sample */
+    int *start;    /* first input index of each sample */
+    int *count;    /* inputs used by each sample */
+    int32_t *coef; /* n * ksize fixed-point weights */
 } axis_kernel;
 
 static void kernel_free(axis_kernel *k) {
@@ -793,8 +855,8 @@ static inline unsigned char clip8(int32_t v) {
 #define CS_ALWAYS_INLINE inline
 #endif
 
-static CS_ALWAYS_INLINE void hpass_row(const unsigned char *in, unsigned char *out, const axis_kernel *k,
-                             int n, int ch) {
+static CS_ALWAYS_INLINE void hpass_row(const unsigned char *in, unsigned char *out,
+                                       const axis_kernel *k, int n, int ch) {
     for (int xx = 0; xx < n; xx++) {
         const int32_t *c = k->coef + (size_t)xx * k->ksize;
         const unsigned char *p = in + (size_t)k->start[xx] * ch;
@@ -821,10 +883,18 @@ static void hpass(const unsigned char *src, size_t src_stride, int rows, int ch,
         const unsigned char *in = src + (size_t)r * src_stride;
         unsigned char *out = dst + (size_t)r * dst_stride;
         switch (ch) {
-        case 1: hpass_row(in, out, k, n, 1); break;
-        case 2: hpass_row(in, out, k, n, 2); break;
-        case 3: hpass_row(in, out, k, n, 3); break;
-        default: hpass_row(in, out, k, n, 4); break;
+        case 1:
+            hpass_row(in, out, k, n, 1);
+            break;
+        case 2:
+            hpass_row(in, out, k, n, 2);
+            break;
+        case 3:
+            hpass_row(in, out, k, n, 3);
+            break;
+        default:
+            hpass_row(in, out, k, n, 4);
+            break;
         }
     }
 }
@@ -944,8 +1014,8 @@ static void unpremultiply(unsigned char *px, size_t n, int ch) {
 /* The window of a resize of img to out_w x out_h, as the reference computes
  * it: a same-size "resize" is a plain copy; 2 and 4 channels go through
  * premultiplied alpha; palette images use nearest neighbour when asked. */
-static int resize_window(const cs_image *img, int out_w, int out_h, int x0, int y0, int cw,
-                         int chh, int nearest, unsigned char *dst, cs_error *e);
+static int resize_window(const cs_image *img, int out_w, int out_h, int x0, int y0, int cw, int chh,
+                         int nearest, unsigned char *dst, cs_error *e);
 
 static int nearest_window(const cs_image *img, int out_w, int out_h, int x0, int y0, int cw,
                           int chh, unsigned char *dst, cs_error *e) {
@@ -979,8 +1049,8 @@ static int nearest_window(const cs_image *img, int out_w, int out_h, int x0, int
     return 0;
 }
 
-static int resize_window(const cs_image *img, int out_w, int out_h, int x0, int y0, int cw,
-                         int chh, int nearest, unsigned char *dst, cs_error *e) {
+static int resize_window(const cs_image *img, int out_w, int out_h, int x0, int y0, int cw, int chh,
+                         int nearest, unsigned char *dst, cs_error *e) {
     int ch = img->channels;
     if (out_w == img->w && out_h == img->h) {
         size_t row = (size_t)cw * ch;
@@ -990,8 +1060,7 @@ static int resize_window(const cs_image *img, int out_w, int out_h, int x0, int 
     }
     if (nearest) return nearest_window(img, out_w, out_h, x0, y0, cw, chh, dst, e);
     if (ch == 1 || ch == 3)
-        return resample_window(img->px, img->w, img->h, ch, out_w, out_h, x0, y0, cw, chh, dst,
-                               e);
+        return resample_window(img->px, img->w, img->h, ch, out_w, out_h, x0, y0, cw, chh, dst, e);
     unsigned char *pm = premultiply(img, e);
     if (!pm) return CLIPSCORE_ENOMEM;
     int rc = resample_window(pm, img->w, img->h, ch, out_w, out_h, x0, y0, cw, chh, dst, e);
@@ -1027,8 +1096,10 @@ int cs_image_resize_nearest(const cs_image *src, int w, int h, cs_image *dst, cs
     }
     if ((rc = cs_image_alloc(dst, w, h, src->channels, e))) return rc;
     rc = resize_window(src, w, h, 0, 0, w, h, 1, dst->px, e);
-    if (rc) cs_image_free(dst);
-    else dst->palette = src->palette;
+    if (rc)
+        cs_image_free(dst);
+    else
+        dst->palette = src->palette;
     return rc;
 }
 
@@ -1047,7 +1118,8 @@ cs_preprocess_cfg cs_preprocess_default(void) {
 void cs_image_resized_size(int w, int h, int size, int *rw, int *rh) {
     int shorter = w <= h ? w : h, longer = w <= h ? h : w;
     /* torchvision: int(size * long / short), a float64 division truncated. */
-    int other = (int)((double)((int64_t)size * longer) / shorter);
+    double o = (double)((int64_t)size * longer) / shorter;
+    int other = o < (double)INT_MAX ? (int)o : INT_MAX; /* absurd ratios: caller refuses */
     if (w <= h) {
         *rw = size;
         *rh = other;
@@ -1073,9 +1145,9 @@ int cs_image_preprocess(const cs_image *img, const cs_preprocess_cfg *cfg, float
             return cs_fail(e, CLIPSCORE_EARG, "preprocess: std[%d] is zero", c);
     int r = cfg->size, rw, rh;
     cs_image_resized_size(img->w, img->h, r, &rw, &rh);
-    if (rw < r || rh < r || rw > (1 << 24) || rh > (1 << 24))
-        return cs_fail(e, CLIPSCORE_EARG, "preprocess: cannot resize %dx%d to %dx%d", img->w,
-                       img->h, rw, rh);
+    if (rw > (1 << 24) || rh > (1 << 24))
+        return cs_fail(e, CLIPSCORE_ELIMIT, "preprocess: %dx%d is too elongated to resize to %d",
+                       img->w, img->h, r);
     int left = cs_image_crop_offset(rw, r), top = cs_image_crop_offset(rh, r);
     int ch = img->channels;
     unsigned char *win = cs_malloc((size_t)r * r, (size_t)ch, e);

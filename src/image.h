@@ -52,9 +52,10 @@ int cs_image_resize(const cs_image *src, int w, int h, cs_image *dst, cs_error *
 /* Pillow's nearest-neighbour resize (what it uses for palette images). */
 int cs_image_resize_nearest(const cs_image *src, int w, int h, cs_image *dst, cs_error *e);
 
-/* The reference's geometry: the size the shorter side is resized to `size`
- * gives, and the centre-crop offset int(round((total - crop) / 2.0)) with
- * Python's round-half-to-even. */
+/* The reference's geometry: the size w x h becomes when its shorter side is
+ * resized to `size` (the longer side int(size * long / short)), and the
+ * centre-crop offset int(round((total - crop) / 2.0)), Python's round
+ * taking halves to the even neighbour. */
 void cs_image_resized_size(int w, int h, int size, int *rw, int *rh);
 int cs_image_crop_offset(int total, int crop);
 
@@ -63,6 +64,7 @@ int cs_image_crop_offset(int total, int crop);
  * drop alpha / expand gray to RGB, scale to 0..1, normalise.
  * Palette images (img->palette) are resized with nearest neighbour, as
  * Pillow does for modes "P" and "1"; a same-size resize is a plain copy.
+ * An aspect ratio whose long side would exceed 2^24 is CLIPSCORE_ELIMIT.
  * out: float [3][R][R], channel-major. */
 int cs_image_preprocess(const cs_image *img, const cs_preprocess_cfg *cfg, float *out, cs_error *e);
 

@@ -12,8 +12,9 @@
 #define STBI_NO_STDIO
 #define STBI_NO_LINEAR
 #define STBI_NO_PIC
-/* Each side is limited well below int overflow of w*h*4; the pixel-count
- * limit proper is checked by image.c from the header before decoding. */
+/* Refuses absurd sides (corrupt headers) early; stb_image checks its own
+ * size arithmetic, and the pixel-count limit proper is checked by image.c
+ * from the header before decoding. */
 #define STBI_MAX_DIMENSIONS (1 << 20)
 /* Failure strings stay on (STBI_NO_FAILURE_STRINGS is not defined): they are
  * quoted in our messages. stb_image keeps them in thread-local storage under

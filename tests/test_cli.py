@@ -292,7 +292,7 @@ rc, out, _ = run(["--version"])
 check(rc == 0 and out.startswith("clipscore "), "--version", out)
 rc, _, err = run(["score", inp, "--template", "no hole"] + M)
 check(rc == 2, "template without {} is a usage error", err)
-rc, _, err = run(["score", inp, "--device", "cuda"] + M)
+rc, _, err = run(["score", inp] + M + ["--device", "cuda"])
 check(rc == 1 and "CUDA" in err, "--device cuda on a CPU build says so", err[-300:])
 # repeated images and captions are encoded once
 rep = os.path.join(tmp, "rep.csv")

@@ -83,7 +83,10 @@ static void mkdirs(const char *path) {
 }
 
 static void fpath(char *out, size_t n, const char *dir, const char *name) {
-    snprintf(out, n, "%s/%s", dir, name);
+    if (snprintf(out, n, "%s/%s", dir, name) >= (int)n) {
+        fprintf(stderr, "path too long: %s/%s\n", dir, name);
+        exit(2);
+    }
 }
 
 /* SHA-256 of a file, "" when unreadable. */
@@ -459,6 +462,22 @@ static void test_not_found(void) {
     fpath(dir, sizeof dir, cache, "gone");
     CHECK(!exists(dir, "gone.pt"));
     CHECK(!exists(dir, "gone.pt.part"));
+    http_server_free(s);
+}
+
+static void test_transient_errors_retried(void) {
+    cs_fetch_opts o;
+    fresh_cache(&o);
+    http_server *s = start((http_server_opts){.fail_name = "model.bin", .fail_status = 503});
+    char u[256];
+    url_of(u, sizeof u, s, "/model.bin");
+    registry("busy", "busy.pt", u, sha_model, NULL, NULL, NULL);
+    cs_error e = {0};
+    char *path = NULL;
+    int rc = cs_model_resolve("busy", &o, &path, &e);
+    CHECK_EQ_INT(rc, CLIPSCORE_ENETWORK);
+    CHECK_MSG(strstr(e.msg, "HTTP 503") && strstr(e.msg, u), "%s", e.msg);
+    CHECK_EQ_INT(http_server_count(s, "GET", "/model.bin"), 3); /* tried, then retried twice */
     http_server_free(s);
 }
 
@@ -883,6 +902,7 @@ int main(void) {
     test_resume_after_cut();
     test_server_ignores_range();
     test_not_found();
+    test_transient_errors_retried();
     test_offline();
     test_concurrent();
     test_mirror();

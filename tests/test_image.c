@@ -86,7 +86,8 @@ static cs_image rgb7x5(void) {
     cs_image img = make_image(7, 5, 3);
     for (int y = 0; y < 5; y++)
         for (int x = 0; x < 7; x++)
-            for (int c = 0; c < 3; c++) img.px[(y * 7 + x) * 3 + c] = (x * 37 + y * 53 + c * 91) % 256;
+            for (int c = 0; c < 3; c++)
+                img.px[(y * 7 + x) * 3 + c] = (x * 37 + y * 53 + c * 91) % 256;
     return img;
 }
 
@@ -167,28 +168,27 @@ static void test_resize_pillow(void) {
     static const unsigned char checker_4x4[] = {125, 128, 128, 125, 128, 127, 127, 128,
                                                 128, 127, 127, 128, 125, 128, 128, 125};
     static const unsigned char checker_13x13[] = {
-        0,   151, 233, 0,   176, 206, 0,   206, 176, 0,   233, 151, 0,   148, 124, 112, 148, 120,
-        116, 148, 116, 120, 148, 112, 124, 148, 221, 113, 59,  218, 96,  77,  221, 77,  96,  218,
-        59,  113, 221, 4,   147, 218, 8,   170, 195, 4,   195, 170, 8,   218, 147, 4,   171, 121,
-        96,  169, 113, 104, 171, 104, 113, 169, 96,  121, 171, 197, 116, 76,  195, 104, 89,  197,
-        89,  104, 195, 76,  116, 197, 0,   148, 221, 4,   171, 197, 0,   197, 171, 4,   221, 148,
-        0,   197, 116, 76,  195, 104, 89,  197, 89,  104, 195, 76,  116, 197, 171, 121, 96,  169,
-        113, 104, 171, 104, 113, 169, 96,  121, 171, 4,   147, 218, 8,   170, 195, 4,   195, 170,
-        8,   218, 147, 4,   221, 113, 59,  218, 96,  77,  221, 77,  96,  218, 59,  113, 221, 148,
-        124, 112, 148, 120, 116, 148, 116, 120, 148, 112, 124, 148, 0,   151, 233, 0,   176, 206,
-        0,   206, 176, 0,   233, 151, 0};
+        0,   151, 233, 0,   176, 206, 0,   206, 176, 0,   233, 151, 0,   148, 124, 112, 148,
+        120, 116, 148, 116, 120, 148, 112, 124, 148, 221, 113, 59,  218, 96,  77,  221, 77,
+        96,  218, 59,  113, 221, 4,   147, 218, 8,   170, 195, 4,   195, 170, 8,   218, 147,
+        4,   171, 121, 96,  169, 113, 104, 171, 104, 113, 169, 96,  121, 171, 197, 116, 76,
+        195, 104, 89,  197, 89,  104, 195, 76,  116, 197, 0,   148, 221, 4,   171, 197, 0,
+        197, 171, 4,   221, 148, 0,   197, 116, 76,  195, 104, 89,  197, 89,  104, 195, 76,
+        116, 197, 171, 121, 96,  169, 113, 104, 171, 104, 113, 169, 96,  121, 171, 4,   147,
+        218, 8,   170, 195, 4,   195, 170, 8,   218, 147, 4,   221, 113, 59,  218, 96,  77,
+        221, 77,  96,  218, 59,  113, 221, 148, 124, 112, 148, 120, 116, 148, 116, 120, 148,
+        112, 124, 148, 0,   151, 233, 0,   176, 206, 0,   206, 176, 0,   233, 151, 0};
     /* Width unchanged: Pillow skips the horizontal pass. */
-    static const unsigned char checker_9x4[] = {111, 144, 111, 144, 111, 144, 111, 144, 111,
-                                                129, 126, 129, 126, 129, 126, 129, 126, 129,
-                                                129, 126, 129, 126, 129, 126, 129, 126, 129,
-                                                111, 144, 111, 144, 111, 144, 111, 144, 111};
+    static const unsigned char checker_9x4[] = {
+        111, 144, 111, 144, 111, 144, 111, 144, 111, 129, 126, 129, 126, 129, 126, 129, 126, 129,
+        129, 126, 129, 126, 129, 126, 129, 126, 129, 111, 144, 111, 144, 111, 144, 111, 144, 111};
     static const unsigned char rgba_3x5[] = {
-        41, 255, 0,   130, 79,  255, 0,   109, 186, 255, 0,   207, 43,  221, 18,
-        123, 77, 214, 30,  108, 186, 211, 83,  219, 27,  157, 24,  185, 88,  162,
-        92, 121, 182, 191, 149, 109, 23,  121, 35,  207, 93,  117, 123, 126, 181,
-        70, 129, 69,  42,  68,  89,  126, 77,  70,  120, 108, 186, 74,  86,  215};
-    static const unsigned char la_3x3[] = {23,  22,  140, 71,  150, 120, 57,  71,  172,
-                                           120, 92,  169, 85,  120, 197, 169, 123, 218};
+        41,  255, 0,   130, 79,  255, 0,   109, 186, 255, 0,   207, 43,  221, 18,
+        123, 77,  214, 30,  108, 186, 211, 83,  219, 27,  157, 24,  185, 88,  162,
+        92,  121, 182, 191, 149, 109, 23,  121, 35,  207, 93,  117, 123, 126, 181,
+        70,  129, 69,  42,  68,  89,  126, 77,  70,  120, 108, 186, 74,  86,  215};
+    static const unsigned char la_3x3[] = {23,  22, 140, 71, 150, 120, 57,  71,  172,
+                                           120, 92, 169, 85, 120, 197, 169, 123, 218};
     static const unsigned char near_7x4[] = {0,   50,  50,  100, 150, 150, 200, 7,   57,  57,
                                              107, 157, 157, 207, 7,   57,  57,  107, 157, 157,
                                              207, 14,  64,  64,  114, 164, 164, 214};
@@ -237,8 +237,8 @@ static void test_constant(void) {
                 CHECK(cs_image_resize(&img, sizes[s][0], sizes[s][1], &out, &e) == 0);
                 int same = 1;
                 for (int i = 0; i < out.w * out.h * ch; i++) same &= out.px[i] == want[i % ch];
-                CHECK_MSG(same, "constant %d-channel image (alpha %d) changed at %dx%d", ch,
-                          alpha, sizes[s][0], sizes[s][1]);
+                CHECK_MSG(same, "constant %d-channel image (alpha %d) changed at %dx%d", ch, alpha,
+                          sizes[s][0], sizes[s][1]);
                 cs_image_free(&out);
             }
             cs_image_free(&img);
@@ -262,9 +262,9 @@ static void test_geometry(void) {
     CHECK_EQ_INT(cs_image_crop_offset(224, 224), 0);
     CHECK_EQ_INT(cs_image_crop_offset(225, 224), 0); /* round(0.5) = 0 */
     CHECK_EQ_INT(cs_image_crop_offset(226, 224), 1);
-    CHECK_EQ_INT(cs_image_crop_offset(227, 224), 2); /* round(1.5) = 2 */
-    CHECK_EQ_INT(cs_image_crop_offset(229, 224), 2); /* round(2.5) = 2 */
-    CHECK_EQ_INT(cs_image_crop_offset(231, 224), 4); /* round(3.5) = 4 */
+    CHECK_EQ_INT(cs_image_crop_offset(227, 224), 2);  /* round(1.5) = 2 */
+    CHECK_EQ_INT(cs_image_crop_offset(229, 224), 2);  /* round(2.5) = 2 */
+    CHECK_EQ_INT(cs_image_crop_offset(231, 224), 4);  /* round(3.5) = 4 */
     CHECK_EQ_INT(cs_image_crop_offset(301, 224), 38); /* round(38.5) = 38 */
     CHECK_EQ_INT(cs_image_crop_offset(336, 224), 56);
 }
@@ -297,14 +297,11 @@ static const unsigned char palette_png[] = {
 
 static void test_preprocess(void) {
     static const double want_rgb[5] = {0.39750149846076965, -0.6715377569198608,
-                                       -1.0536178350448608, 1.871942400932312,
-                                       1.6624149084091187};
-    static const double want_gray[5] = {1.0106353759765625, 1.0693633556365967,
-                                        0.38260897994041443, -0.960152268409729,
-                                        1.3353533744812012};
-    static const double want_pal[5] = {1.9303361177444458, -1.7520971298217773,
-                                       -0.9114170670509338, 1.9303361177444458,
-                                       -0.9114170670509338};
+                                       -1.0536178350448608, 1.871942400932312, 1.6624149084091187};
+    static const double want_gray[5] = {1.0106353759765625, 1.0693633556365967, 0.38260897994041443,
+                                        -0.960152268409729, 1.3353533744812012};
+    static const double want_pal[5] = {1.9303361177444458, -1.7520971298217773, -0.9114170670509338,
+                                       1.9303361177444458, -0.9114170670509338};
     cs_preprocess_cfg cfg = cs_preprocess_default();
     CHECK_EQ_INT(cfg.size, 224);
     float *out = malloc(sizeof(float) * 3 * 224 * 224);
@@ -313,7 +310,8 @@ static void test_preprocess(void) {
     cs_image rgb = make_image(300, 200, 3);
     for (int y = 0; y < 200; y++)
         for (int x = 0; x < 300; x++)
-            for (int c = 0; c < 3; c++) rgb.px[(y * 300 + x) * 3 + c] = (x * 3 + y * 5 + c * 40) % 256;
+            for (int c = 0; c < 3; c++)
+                rgb.px[(y * 300 + x) * 3 + c] = (x * 3 + y * 5 + c * 40) % 256;
     CHECK(cs_image_preprocess(&rgb, &cfg, out, &e) == 0);
     check_probes("rgb300x200", out, want_rgb);
     cs_image_free(&rgb);
@@ -353,9 +351,13 @@ static void test_preprocess(void) {
         cs_image_free(&pal);
     }
 
-    /* Invalid arguments. */
+    /* Invalid arguments, and a ratio whose long side would not fit. */
     cs_image empty = {0};
     CHECK_EQ_INT(cs_image_preprocess(&empty, &cfg, out, &e), CLIPSCORE_EARG);
+    cs_image line = make_image(1, 100000, 1);
+    memset(line.px, 7, 100000);
+    CHECK_EQ_INT(cs_image_preprocess(&line, &cfg, out, &e), CLIPSCORE_ELIMIT);
+    cs_image_free(&line);
     free(out);
 }
 
@@ -404,21 +406,20 @@ static int expect_error(const char *path, int64_t max_pixels, int code, const ch
 /* An 8x8 gray JPEG written by Pillow (quality 50, optimize=True) from
  * a[y, x] = (x*30 + y*20) % 256, and the first 16 pixels Pillow decodes. */
 static const unsigned char gray_jpeg[] = {
-    0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0x01, 0x00, 0x00,
-    0x01, 0x00, 0x01, 0x00, 0x00, 0xff, 0xdb, 0x00, 0x43, 0x00, 0x10, 0x0b, 0x0c, 0x0e, 0x0c,
-    0x0a, 0x10, 0x0e, 0x0d, 0x0e, 0x12, 0x11, 0x10, 0x13, 0x18, 0x28, 0x1a, 0x18, 0x16, 0x16,
-    0x18, 0x31, 0x23, 0x25, 0x1d, 0x28, 0x3a, 0x33, 0x3d, 0x3c, 0x39, 0x33, 0x38, 0x37, 0x40,
-    0x48, 0x5c, 0x4e, 0x40, 0x44, 0x57, 0x45, 0x37, 0x38, 0x50, 0x6d, 0x51, 0x57, 0x5f, 0x62,
-    0x67, 0x68, 0x67, 0x3e, 0x4d, 0x71, 0x79, 0x70, 0x64, 0x78, 0x5c, 0x65, 0x67, 0x63, 0xff,
-    0xc0, 0x00, 0x0b, 0x08, 0x00, 0x08, 0x00, 0x08, 0x01, 0x01, 0x11, 0x00, 0xff, 0xc4, 0x00,
-    0x14, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x01, 0xff, 0xc4, 0x00, 0x20, 0x10, 0x00, 0x01, 0x02, 0x05, 0x05, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05,
-    0x11, 0x22, 0x41, 0x00, 0x12, 0x21, 0x31, 0x91, 0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00,
-    0x00, 0x3f, 0x00, 0x21, 0x43, 0x72, 0x19, 0x58, 0x7f, 0x6b, 0x6a, 0x89, 0x5d, 0xac, 0x34,
-    0xaa, 0xde, 0x72, 0x78, 0xc0, 0xec, 0xf9, 0x51, 0x51, 0xaf, 0xff, 0xd9};
-static const unsigned char gray_jpeg_pillow[16] = {6,   12,  65,  97,  115, 147, 195, 204,
-                                                   32,  35,  115, 92,  108, 189, 188, 220};
+    0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0x01, 0x00, 0x00, 0x01,
+    0x00, 0x01, 0x00, 0x00, 0xff, 0xdb, 0x00, 0x43, 0x00, 0x10, 0x0b, 0x0c, 0x0e, 0x0c, 0x0a, 0x10,
+    0x0e, 0x0d, 0x0e, 0x12, 0x11, 0x10, 0x13, 0x18, 0x28, 0x1a, 0x18, 0x16, 0x16, 0x18, 0x31, 0x23,
+    0x25, 0x1d, 0x28, 0x3a, 0x33, 0x3d, 0x3c, 0x39, 0x33, 0x38, 0x37, 0x40, 0x48, 0x5c, 0x4e, 0x40,
+    0x44, 0x57, 0x45, 0x37, 0x38, 0x50, 0x6d, 0x51, 0x57, 0x5f, 0x62, 0x67, 0x68, 0x67, 0x3e, 0x4d,
+    0x71, 0x79, 0x70, 0x64, 0x78, 0x5c, 0x65, 0x67, 0x63, 0xff, 0xc0, 0x00, 0x0b, 0x08, 0x00, 0x08,
+    0x00, 0x08, 0x01, 0x01, 0x11, 0x00, 0xff, 0xc4, 0x00, 0x14, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xff, 0xc4, 0x00, 0x20,
+    0x10, 0x00, 0x01, 0x02, 0x05, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x11, 0x22, 0x41, 0x00, 0x12, 0x21, 0x31, 0x91, 0xff, 0xda,
+    0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00, 0x21, 0x43, 0x72, 0x19, 0x58, 0x7f, 0x6b, 0x6a,
+    0x89, 0x5d, 0xac, 0x34, 0xaa, 0xde, 0x72, 0x78, 0xc0, 0xec, 0xf9, 0x51, 0x51, 0xaf, 0xff, 0xd9};
+static const unsigned char gray_jpeg_pillow[16] = {6,  12, 65,  97, 115, 147, 195, 204,
+                                                   32, 35, 115, 92, 108, 189, 188, 220};
 
 static void test_decode(void) {
     cs_error e = {0};
@@ -576,7 +577,8 @@ static void test_errors(void) {
     const char *wp = tmp_path("photo.webp");
     write_bytes(wp, webp, sizeof webp - 1);
     expect_error(wp, 0, CLIPSCORE_EUNSUPPORTED, "WebP");
-    static const unsigned char avif[] = "\0\0\0\x1c" "ftypavif\0\0\0\0avifmif1miaf";
+    static const unsigned char avif[] = "\0\0\0\x1c"
+                                        "ftypavif\0\0\0\0avifmif1miaf";
     const char *av = tmp_path("photo.avif");
     write_bytes(av, avif, sizeof avif - 1);
     expect_error(av, 0, CLIPSCORE_EUNSUPPORTED, "AVIF");
@@ -599,18 +601,17 @@ static void test_errors(void) {
      * decoding (its IDAT holds next to nothing, so decoding would fail with
      * EFORMAT instead, or try to allocate 1.2 GB). */
     static const unsigned char big[] = {
-        0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n',                   /* signature */
-        0, 0, 0, 13, 'I', 'H', 'D', 'R', 0, 0, 0x4e, 0x20, 0, 0, 0x4e, 0x20, 8, 2, 0, 0, 0,
-        0, 0, 0, 0,                                                    /* CRC (unchecked) */
-        0, 0, 0, 2, 'I', 'D', 'A', 'T', 0x78, 0x9c, 0, 0, 0, 0,         /* a stub */
-        0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+        0x89, 'P',  'N', 'G', '\r', '\n', 0x1a, '\n', /* signature */
+        0,    0,    0,   13,  'I',  'H',  'D',  'R',  0,    0,    0x4e, 0x20, 0, 0,
+        0x4e, 0x20, 8,   2,   0,    0,    0,    0,    0,    0,    0, /* CRC (unchecked) */
+        0,    0,    0,   2,   'I',  'D',  'A',  'T',  0x78, 0x9c, 0,    0,    0, 0, /* a stub */
+        0,    0,    0,   0,   'I',  'E',  'N',  'D',  0xae, 0x42, 0x60, 0x82};
     const char *bp = tmp_path("huge.png");
     write_bytes(bp, big, sizeof big);
     expect_error(bp, 100000000, CLIPSCORE_ELIMIT, "20000x20000");
 
     /* From memory, the label names the source. */
-    CHECK_EQ_INT(cs_image_load_memory(junk, sizeof junk, "row 7", 0, &img, &e),
-                 CLIPSCORE_EFORMAT);
+    CHECK_EQ_INT(cs_image_load_memory(junk, sizeof junk, "row 7", 0, &img, &e), CLIPSCORE_EFORMAT);
     CHECK(strstr(e.msg, "row 7") != NULL);
     free(pic);
 }
@@ -637,6 +638,8 @@ static void test_thumbnail(void) {
     free(p);
 }
 
+/* Timings are the best of a few runs (the machine may be shared); they are
+ * printed, not checked. */
 static void test_timing(void) {
     cs_error e = {0};
     cs_preprocess_cfg cfg = cs_preprocess_default();
@@ -644,34 +647,34 @@ static void test_timing(void) {
     cs_image img = make_image(1000, 800, 3);
     unsigned char *p = picture(1000, 800, 3);
     memcpy(img.px, p, (size_t)1000 * 800 * 3);
-    int reps = 5, ok = 1;
-    double t0 = cs_now();
-    for (int i = 0; i < reps; i++) ok &= cs_image_preprocess(&img, &cfg, out, &e) == 0;
-    double t_pre = (cs_now() - t0) / reps;
-    cs_image full;
-    t0 = cs_now();
-    ok &= cs_image_resize(&img, 280, 224, &full, &e) == 0;
-    double t_resize = cs_now() - t0;
-    cs_image_free(&full);
-    CHECK(ok);
-
-    /* Decoding plus preprocessing of a 640x480 JPEG, the scorer's usual case. */
     unsigned char *q = picture(640, 480, 3);
     membuf m = {0};
     CHECK(stbi_write_jpg_to_func(membuf_write, &m, 640, 480, 3, q, 90) != 0);
-    t0 = cs_now();
-    for (int i = 0; i < reps; i++) {
+    double best_pre = 1e9, best_resize = 1e9, best_jpg = 1e9;
+    int ok = 1;
+    for (int i = 0; i < 7; i++) {
+        double t0 = cs_now();
+        ok &= cs_image_preprocess(&img, &cfg, out, &e) == 0;
+        double t1 = cs_now();
+        cs_image full;
+        ok &= cs_image_resize(&img, 280, 224, &full, &e) == 0;
+        double t2 = cs_now();
+        cs_image_free(&full);
+        /* The scorer's usual case: decode a 640x480 JPEG and preprocess it. */
         cs_image j;
         ok &= cs_image_load_memory(m.data, m.len, "timing.jpg", 0, &j, &e) == 0;
         ok &= cs_image_preprocess(&j, &cfg, out, &e) == 0;
+        double t3 = cs_now();
         cs_image_free(&j);
+        if (t1 - t0 < best_pre) best_pre = t1 - t0;
+        if (t2 - t1 < best_resize) best_resize = t2 - t1;
+        if (t3 - t2 < best_jpg) best_jpg = t3 - t2;
     }
-    double t_jpg = (cs_now() - t0) / reps;
-    CHECK(ok);
+    CHECK_MSG(ok, "%s", e.msg);
     fprintf(stderr,
-            "timing: preprocess 1000x800 RGB -> 224: %.2f ms; full resize 1000x800 -> 280x224: "
-            "%.2f ms; decode + preprocess 640x480 JPEG: %.2f ms\n",
-            t_pre * 1e3, t_resize * 1e3, t_jpg * 1e3);
+            "timing: preprocess 1000x800 RGB -> 224x224: %.2f ms; resize 1000x800 -> 280x224: "
+            "%.2f ms; decode (%s) + preprocess 640x480 JPEG: %.2f ms\n",
+            best_pre * 1e3, best_resize * 1e3, cs_image_jpeg_decoder(), best_jpg * 1e3);
     free(m.data);
     free(q);
     free(p);
@@ -801,7 +804,9 @@ int main(void) {
     test_thumbnail();
     test_timing();
     const char *conf = test_conformance_dir();
-    if (conf) test_conformance(conf);
-    else fprintf(stderr, "conformance fixtures not found: skipped that part\n");
+    if (conf)
+        test_conformance(conf);
+    else
+        fprintf(stderr, "conformance fixtures not found: skipped that part\n");
     return test_finish("test_image");
 }

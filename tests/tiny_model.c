@@ -15,7 +15,7 @@
 static const char *const merges[] = {
     "t h", "h e</w>", "th e</w>", "a n", "i n", "e r", "o n", "r e", "a t", "an d</w>",
     "i s</w>", "o f</w>", "c a", "ca t</w>", "d o", "do g</w>", "p h", "o t", "o o</w>",
-    "ph ot", "phot o</w>", "a </w>", "r e d</w>", "o g</w>",
+    "ph ot", "phot o</w>", "re d</w>", "o g</w>",
 };
 #define N_MERGES (int)(sizeof merges / sizeof merges[0])
 

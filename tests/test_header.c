@@ -1,0 +1,49 @@
+/* test_header.c - the public header alone, compiled as C99 with -pedantic
+ * (a consumer's view), and the documented defaults of the params structs. */
+#include "clipscore.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int failures;
+#define EXPECT(c)                                                      \
+    do {                                                               \
+        if (!(c)) {                                                    \
+            fprintf(stderr, "%s:%d: failed: %s\n", __FILE__, __LINE__, #c); \
+            failures++;                                                \
+        }                                                              \
+    } while (0)
+
+int main(void) {
+    clipscore_params p = clipscore_default_params();
+    EXPECT(strcmp(p.model, "ViT-B/32") == 0);
+    EXPECT(strcmp(p.device, "auto") == 0);
+    EXPECT(strcmp(p.precision, "auto") == 0);
+    EXPECT(p.threads == 0);
+    EXPECT(p.max_pixels == 100000000);
+    EXPECT(p.offline == 0 && p.quiet == 0);
+
+    clipscore_score_params s = clipscore_default_score_params();
+    EXPECT(s.input_csv == NULL && s.output_dir == NULL);
+    EXPECT(s.image_column == NULL && s.caption_column == NULL && s.image_root == NULL);
+    EXPECT(strcmp(s.caption_template, "{}") == 0);
+    EXPECT(s.metric == CLIPSCORE_METRIC_COSINE);
+    EXPECT(s.batch_size == 32);
+    EXPECT(s.figures == 1 && s.figure_limit == 64 && s.progress == 1);
+    EXPECT(s.save_embeddings == NULL);
+
+    EXPECT(strcmp(clipscore_status_name(CLIPSCORE_EFORMAT), "EFORMAT") == 0);
+    EXPECT(strcmp(clipscore_status_name(12345), "UNKNOWN") == 0);
+
+    /* A model that does not exist: NULL and a message naming it. */
+    char err[1024] = "";
+    p.model = "/nonexistent/clipscore-model";
+    p.offline = 1;
+    clipscore_context *ctx = clipscore_init(&p, err, sizeof err);
+    EXPECT(ctx == NULL);
+    EXPECT(strstr(err, "/nonexistent/clipscore-model") != NULL);
+    clipscore_free(NULL); /* allowed */
+
+    fprintf(stderr, "test_header: %d failed\n", failures);
+    return failures ? 1 : 0;
+}
