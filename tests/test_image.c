@@ -698,7 +698,13 @@ static float *read_npy(const char *path, int64_t shape[4], int *ndim) {
         hl = d[8] | (size_t)d[9] << 8 | (size_t)d[10] << 16 | (size_t)d[11] << 24;
         off = 12;
     }
-    char *hdr = strndup((const char *)d + off, hl);
+    if (off + hl > len) {
+        free(d);
+        return NULL;
+    }
+    char *hdr = malloc(hl + 1);
+    memcpy(hdr, d + off, hl);
+    hdr[hl] = '\0';
     float *out = NULL;
     const char *s = strstr(hdr, "'shape': (");
     if (strstr(hdr, "'<f4'") && strstr(hdr, "'fortran_order': False") && s) {
