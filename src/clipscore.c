@@ -121,6 +121,10 @@ clipscore_context *clipscore_init(const clipscore_params *params, char *err, siz
     }
     double t0 = cs_now();
     if (!rc) rc = resolve_model(ctx, &e);
+    /* libtorch's intra-op pool gets every core: while it encodes, the
+     * decode workers (one fewer than the cores, see pipeline.c) mostly wait,
+     * and their work is small beside the encoders'. */
+    if (!rc) cs_torch_set_threads(ctx->threads);
     if (!rc) rc = load_model(ctx, &e);
     if (rc) {
         if (err && err_len) snprintf(err, err_len, "%s", e.msg[0] ? e.msg : clipscore_status_name(rc));

@@ -268,7 +268,8 @@ static int batch_alloc(run *r, batch *b) {
     b->rows = cs_calloc(B, sizeof *b->rows, r->e);
     b->img = cs_calloc(B, sizeof *b->img, r->e);
     b->txt = cs_calloc(B, sizeof *b->txt, r->e);
-    b->px = cs_malloc(B * 3 * (size_t)r->R * (size_t)r->R, sizeof *b->px, r->e);
+    b->px = cs_torch_host_alloc(r->ctx->model, B * 3 * (size_t)r->R * (size_t)r->R * sizeof *b->px);
+    if (!b->px) return cs_fail(r->e, CLIPSCORE_ENOMEM, "out of memory for the image batch");
     b->img_emb = cs_malloc(B * (size_t)r->D, sizeof *b->img_emb, r->e);
     b->ids = cs_malloc(B * (size_t)r->T, sizeof *b->ids, r->e);
     b->txt_emb = cs_malloc(B * (size_t)r->D, sizeof *b->txt_emb, r->e);
@@ -306,7 +307,7 @@ static void batch_free(batch *b) {
     free(b->rows);
     free(b->img);
     free(b->txt);
-    free(b->px);
+    cs_torch_host_free(b->px);
     free(b->img_emb);
     free(b->ids);
     free(b->txt_emb);

@@ -20,7 +20,9 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 extern "C" {
@@ -495,8 +497,11 @@ extern "C" int cs_torch_encode_images(cs_torch_model *m, const float *pixels, in
     c10::InferenceMode guard;
     const cs_clip_config &c = m->cfg;
     const int64_t r = c.image_size, w = c.vision_width;
+    // From a pinned buffer (cs_torch_host_alloc) the copy to the GPU is
+    // asynchronous; the cast to fp16/bf16 then runs on the device.
     torch::Tensor x = torch::from_blob(const_cast<float *>(pixels), {n, 3, r, r}, at::kFloat)
-                          .to(m->device, m->dtype);
+                          .to(m->device, at::kFloat, /*non_blocking=*/m->device.is_cuda())
+                          .to(m->dtype);
     x = torch::conv2d(x, m->v_conv, {}, c.patch_size); // [N, W, g, g]
     x = x.flatten(2).transpose(1, 2);                    // [N, g*g, W]
     torch::Tensor cls = m->v_cls.view({1, 1, w}).expand({n, 1, w});
@@ -554,6 +559,38 @@ extern "C" int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, cons
     copy_out(torch::matmul(x, m->t_proj), out);
     return 0;
     SHIM_CATCH(e, "text encoder")
+}
+
+// Pinned buffers are owned by tensors kept here until freed.
+static std::mutex host_mu;
+static std::unordered_map<void *, torch::Tensor> host_bufs;
+
+extern "C" void *cs_torch_host_alloc(const cs_torch_model *m, size_t bytes) {
+    if (m && m->device.is_cuda()) {
+        try {
+            torch::Tensor t = torch::empty({(int64_t)(bytes ? bytes : 1)},
+                                           torch::TensorOptions().dtype(at::kByte).pinned_memory(true));
+            std::lock_guard<std::mutex> lock(host_mu);
+            host_bufs[t.data_ptr()] = t;
+            return t.data_ptr();
+        } catch (...) {
+            // no pinned memory to be had: fall back to pageable memory
+        }
+    }
+    return malloc(bytes ? bytes : 1);
+}
+
+extern "C" void cs_torch_host_free(void *p) {
+    if (!p) return;
+    {
+        std::lock_guard<std::mutex> lock(host_mu);
+        auto it = host_bufs.find(p);
+        if (it != host_bufs.end()) {
+            host_bufs.erase(it);
+            return;
+        }
+    }
+    free(p);
 }
 
 extern "C" void cs_torch_set_threads(int n) {

@@ -78,6 +78,12 @@ int cs_torch_encode_images(cs_torch_model *m, const float *pixels, int n, float 
 int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n,
                           int stride, float *out, struct cs_error *e);
 
+/* Host buffers for inputs: page-locked (pinned) when the model runs on
+ * CUDA, so copies to the GPU are asynchronous DMA; plain malloc otherwise.
+ * Free with cs_torch_host_free. NULL when out of memory. */
+void *cs_torch_host_alloc(const cs_torch_model *m, size_t bytes);
+void cs_torch_host_free(void *p);
+
 /* Intra-op threads used by libtorch on the CPU. */
 void cs_torch_set_threads(int n);
 int cs_torch_get_threads(void);
