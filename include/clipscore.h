@@ -61,15 +61,19 @@ typedef enum clipscore_status {
 
 typedef struct clipscore_context clipscore_context;
 
+/* One line describing this build: version, libtorch version, CUDA devices
+ * visible, optional features (figures, downloads). Static storage. */
+CLIPSCORE_API const char *clipscore_build_info(void);
+
 typedef struct clipscore_params {
-    const char *model;     /* "ViT-B/32" (default), other known name, hf:ORG/NAME[@REV],
-                              registry name, or a local model folder / file */
-    const char *device;    /* "auto" (default: cuda if available, else cpu), "cpu", "cuda", "cuda:N" */
+    const char *model;  /* "ViT-B/32" (default), other known name, hf:ORG/NAME[@REV],
+                           registry name, or a local model folder / file */
+    const char *device; /* "auto" (default: cuda if available, else cpu), "cpu", "cuda", "cuda:N" */
     const char *precision; /* "auto" (default: fp32 on CPU, fp16 on CUDA), "fp32", "fp16", "bf16" */
     int threads;           /* worker threads; 0 (default): from the core count */
     int64_t max_pixels;    /* images with more pixels are refused; default 100,000,000 */
-    int offline;           /* 1: never use the network (default 0; CLIPSCORE_OFFLINE=1 also sets it) */
-    int quiet;             /* 1: no progress output on stderr (default 0) */
+    int offline; /* 1: never use the network (default 0; CLIPSCORE_OFFLINE=1 also sets it) */
+    int quiet;   /* 1: no progress output on stderr (default 0) */
 } clipscore_params;
 
 CLIPSCORE_API clipscore_params clipscore_default_params(void);
@@ -95,11 +99,12 @@ typedef struct clipscore_model_info {
     int context_length;       /* text tokens, start and end included */
     int vision_width, vision_layers, vision_heads, patch_size;
     int text_width, text_layers, text_heads, vocab_size;
-    int quick_gelu;           /* 1: x*sigmoid(1.702x), 0: exact GELU */
+    int quick_gelu; /* 1: x*sigmoid(1.702x), 0: exact GELU */
 } clipscore_model_info;
 
 /* Fills info; the strings stay valid until clipscore_free(ctx). */
-CLIPSCORE_API int clipscore_get_model_info(const clipscore_context *ctx, clipscore_model_info *info);
+CLIPSCORE_API int clipscore_get_model_info(const clipscore_context *ctx,
+                                           clipscore_model_info *info);
 /* SHA-256 (64 hex digits) of the weight file, computed on first call. */
 CLIPSCORE_API int clipscore_weights_sha256(clipscore_context *ctx, char out[65]);
 
@@ -116,7 +121,8 @@ CLIPSCORE_API int clipscore_tokenize(clipscore_context *ctx, const char *text, i
 /* Decodes an image file and preprocesses it as CLIP does (bicubic resize of
  * the shorter side, centre crop, normalisation) into pixels[3][R][R],
  * R = info.image_size. */
-CLIPSCORE_API int clipscore_preprocess_image(clipscore_context *ctx, const char *path, float *pixels);
+CLIPSCORE_API int clipscore_preprocess_image(clipscore_context *ctx, const char *path,
+                                             float *pixels);
 
 /* Image embeddings (projections, not normalised): pixels [n][3][R][R] -> emb [n][D]. */
 CLIPSCORE_API int clipscore_encode_images(clipscore_context *ctx, const float *pixels, int n,
@@ -132,18 +138,18 @@ typedef enum clipscore_metric {
 } clipscore_metric;
 
 typedef struct clipscore_score_params {
-    const char *input_csv;       /* required */
-    const char *output_dir;      /* NULL (default): the input's folder */
-    const char *image_column;    /* NULL: detect (image, image_path, filepath, file, path, url, ...) */
-    const char *caption_column;  /* NULL: detect (caption, text, title, ...) */
-    const char *image_root;      /* NULL: relative image paths resolve against the CSV's folder */
+    const char *input_csv;    /* required */
+    const char *output_dir;   /* NULL (default): the input's folder */
+    const char *image_column; /* NULL: detect (image, image_path, filepath, file, path, url, ...) */
+    const char *caption_column;   /* NULL: detect (caption, text, title, ...) */
+    const char *image_root;       /* NULL: relative image paths resolve against the CSV's folder */
     const char *caption_template; /* "{}" (default); "{}" is replaced by the caption */
-    clipscore_metric metric;     /* default CLIPSCORE_METRIC_COSINE */
-    int batch_size;              /* pairs per encoder batch; default 32 */
-    const char *save_embeddings; /* folder for image_/text_embeddings.npy, NULL: none */
-    int figures;                 /* 1 (default): write the two JPEG figures */
-    int figure_limit;            /* pairs shown in the figures; default 64 */
-    int progress;                /* 1 (default): progress on stderr (bar on a terminal) */
+    clipscore_metric metric;      /* default CLIPSCORE_METRIC_COSINE */
+    int batch_size;               /* pairs per encoder batch; default 32 */
+    const char *save_embeddings;  /* folder for image_/text_embeddings.npy, NULL: none */
+    int figures;                  /* 1 (default): write the two JPEG figures */
+    int figure_limit;             /* pairs shown in the figures; default 64 */
+    int progress;                 /* 1 (default): progress on stderr (bar on a terminal) */
 } clipscore_score_params;
 
 CLIPSCORE_API clipscore_score_params clipscore_default_score_params(void);

@@ -29,22 +29,58 @@ clipscore_params clipscore_default_params(void) {
     return p;
 }
 
+const char *clipscore_build_info(void) {
+    static char info[256];
+    if (!info[0]) {
+        int cuda = cs_torch_cuda_device_count();
+        snprintf(info, sizeof info,
+                 "clipscore %s (libtorch %s, CUDA devices: %d, figures: %s, downloads: %s)",
+                 CLIPSCORE_VERSION, cs_torch_version(), cuda,
+#ifdef CLIPSCORE_HAVE_FIGURES
+                 "yes",
+#else
+                 "no",
+#endif
+#ifdef CLIPSCORE_HAVE_FETCH
+                 "yes"
+#else
+                 "no"
+#endif
+        );
+    }
+    return info;
+}
+
 const char *clipscore_status_name(int status) {
     switch (status) {
-    case CLIPSCORE_OK: return "OK";
-    case CLIPSCORE_EARG: return "EARG";
-    case CLIPSCORE_EIO: return "EIO";
-    case CLIPSCORE_EFORMAT: return "EFORMAT";
-    case CLIPSCORE_EMODEL: return "EMODEL";
-    case CLIPSCORE_EDEVICE: return "EDEVICE";
-    case CLIPSCORE_ENOMEM: return "ENOMEM";
-    case CLIPSCORE_ENETWORK: return "ENETWORK";
-    case CLIPSCORE_ECHECKSUM: return "ECHECKSUM";
-    case CLIPSCORE_EUNSUPPORTED: return "EUNSUPPORTED";
-    case CLIPSCORE_ELIMIT: return "ELIMIT";
-    case CLIPSCORE_EOFFLINE: return "EOFFLINE";
-    case CLIPSCORE_EINTERNAL: return "EINTERNAL";
-    default: return "UNKNOWN";
+    case CLIPSCORE_OK:
+        return "OK";
+    case CLIPSCORE_EARG:
+        return "EARG";
+    case CLIPSCORE_EIO:
+        return "EIO";
+    case CLIPSCORE_EFORMAT:
+        return "EFORMAT";
+    case CLIPSCORE_EMODEL:
+        return "EMODEL";
+    case CLIPSCORE_EDEVICE:
+        return "EDEVICE";
+    case CLIPSCORE_ENOMEM:
+        return "ENOMEM";
+    case CLIPSCORE_ENETWORK:
+        return "ENETWORK";
+    case CLIPSCORE_ECHECKSUM:
+        return "ECHECKSUM";
+    case CLIPSCORE_EUNSUPPORTED:
+        return "EUNSUPPORTED";
+    case CLIPSCORE_ELIMIT:
+        return "ELIMIT";
+    case CLIPSCORE_EOFFLINE:
+        return "EOFFLINE";
+    case CLIPSCORE_EINTERNAL:
+        return "EINTERNAL";
+    default:
+        return "UNKNOWN";
     }
 }
 
@@ -82,16 +118,21 @@ static int load_model(clipscore_context *ctx, cs_error *e) {
     if (rc) return rc;
     ctx->clip = mf.clip;
     ctx->preprocess = mf.preprocess;
-    if (!(ctx->layout = cs_strdup(mf.layout, e)) || !(ctx->weights_path = cs_strdup(mf.weights_path, e))) {
+    if (!(ctx->layout = cs_strdup(mf.layout, e)) ||
+        !(ctx->weights_path = cs_strdup(mf.weights_path, e))) {
         cs_model_files_close(&mf);
         return CLIPSCORE_ENOMEM;
     }
-    if (mf.vocab_path) rc = cs_tokenizer_load_hf(mf.vocab_path, mf.merges_path, &ctx->tok, e);
-    else rc = cs_tokenizer_load_bpe_gz(mf.bpe_gz_path, &ctx->tok, e);
+    if (mf.vocab_path)
+        rc = cs_tokenizer_load_hf(mf.vocab_path, mf.merges_path, &ctx->tok, e);
+    else
+        rc = cs_tokenizer_load_bpe_gz(mf.bpe_gz_path, &ctx->tok, e);
     if (!rc && cs_tokenizer_vocab_size(ctx->tok) > mf.clip.vocab_size)
         rc = cs_fail(e, CLIPSCORE_EMODEL, "%s: the tokenizer has %d tokens but the model only %d",
                      mf.dir, cs_tokenizer_vocab_size(ctx->tok), mf.clip.vocab_size);
-    if (!rc) rc = cs_torch_model_create(&mf.clip, ctx->params.device, ctx->params.precision, &ctx->model, e);
+    if (!rc)
+        rc = cs_torch_model_create(&mf.clip, ctx->params.device, ctx->params.precision, &ctx->model,
+                                   e);
     for (int i = 0; !rc && i < mf.n; i++) {
         rc = cs_torch_model_set(ctx->model, &mf.weights[i], e);
         if (rc > 0) rc = 0; /* a tensor the model does not use (logit_scale, ...) */
@@ -127,7 +168,8 @@ clipscore_context *clipscore_init(const clipscore_params *params, char *err, siz
     if (!rc) cs_torch_set_threads(ctx->threads);
     if (!rc) rc = load_model(ctx, &e);
     if (rc) {
-        if (err && err_len) snprintf(err, err_len, "%s", e.msg[0] ? e.msg : clipscore_status_name(rc));
+        if (err && err_len)
+            snprintf(err, err_len, "%s", e.msg[0] ? e.msg : clipscore_status_name(rc));
         clipscore_free(ctx);
         return NULL;
     }
@@ -200,8 +242,10 @@ int clipscore_tokenize(clipscore_context *ctx, const char *text, int32_t *ids, i
     int n = 0;
     int rc = cs_ctx_tokenize(ctx, text, buf, &n, flags, &ctx->err);
     if (!rc) {
-        if (n > max_ids) rc = cs_fail(&ctx->err, CLIPSCORE_EARG, "%d ids do not fit in %d", n, max_ids);
-        else memcpy(ids, buf, (size_t)n * sizeof *ids);
+        if (n > max_ids)
+            rc = cs_fail(&ctx->err, CLIPSCORE_EARG, "%d ids do not fit in %d", n, max_ids);
+        else
+            memcpy(ids, buf, (size_t)n * sizeof *ids);
         *n_ids = n;
     }
     free(buf);

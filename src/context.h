@@ -11,18 +11,18 @@
 
 struct clipscore_context {
     clipscore_params params;
-    int threads;            /* resolved worker count */
-    char *model_name;       /* as requested */
-    char *model_path;       /* resolved local folder or file */
+    int threads;      /* resolved worker count */
+    char *model_name; /* as requested */
+    char *model_path; /* resolved local folder or file */
     char *layout;
     char *weights_path;
-    char sha256[65];        /* of weights_path, "" until computed */
+    char sha256[65]; /* of weights_path, "" until computed */
     cs_clip_config clip;
     cs_preprocess_cfg preprocess;
     cs_tokenizer *tok;
     cs_torch_model *model;
-    double load_seconds;    /* resolving and loading the model */
-    cs_error err;           /* last error */
+    double load_seconds; /* resolving and loading the model */
+    cs_error err;        /* last error */
 };
 
 /* Tokenises with the context's tokenizer and context length; ids must hold

@@ -10,7 +10,7 @@
 
 struct cs_embed_cache {
     int cap, dim;
-    int next;     /* ring slot replaced next */
+    int next; /* ring slot replaced next */
     long hits;
     char **keys;  /* [cap] key of each ring slot, NULL when empty */
     float *emb;   /* [cap][dim] */

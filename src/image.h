@@ -16,16 +16,16 @@
 
 typedef struct cs_image {
     int w, h;
-    int channels;       /* 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA), as stored in the file */
-    unsigned char *px;  /* w*h*channels bytes, row-major, owned */
-    int palette;        /* 1: palette or 1-bit file (Pillow mode "P" or "1"), which the
-                           reference resizes with nearest neighbour; 0 otherwise */
+    int channels;      /* 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA), as stored in the file */
+    unsigned char *px; /* w*h*channels bytes, row-major, owned */
+    int palette;       /* 1: palette or 1-bit file (Pillow mode "P" or "1"), which the
+                          reference resizes with nearest neighbour; 0 otherwise */
 } cs_image;
 
 typedef struct cs_preprocess_cfg {
-    int size;          /* output resolution R (shorter side resized to R, then centre crop R x R) */
-    float mean[3];     /* per-channel mean, on the 0..1 scale */
-    float std[3];      /* per-channel std */
+    int size;      /* output resolution R (shorter side resized to R, then centre crop R x R) */
+    float mean[3]; /* per-channel mean, on the 0..1 scale */
+    float std[3];  /* per-channel std */
 } cs_preprocess_cfg;
 
 /* CLIP's defaults: 224, OpenAI mean and std. */

@@ -26,7 +26,8 @@ static const char *const usage_text =
     "usage: clipscore [score] INPUT.csv [options]\n"
     "       clipscore tokenize   --model M [--jsonl] [TEXT...]      (stdin when no TEXT)\n"
     "       clipscore preprocess --model M -o OUT.npy IMAGE...\n"
-    "       clipscore embed      --model M -o OUT.npy (--images IMAGE... | --texts FILE [--jsonl])\n"
+    "       clipscore embed      --model M -o OUT.npy (--images IMAGE... | --texts FILE "
+    "[--jsonl])\n"
     "       clipscore models     [list | fetch NAME]\n"
     "       clipscore info       --model M\n"
     "\n"
@@ -45,7 +46,8 @@ static const char *const usage_text =
     "  -b, --batch-size N     pairs per encoder batch [32]\n"
     "  -t, --threads N        worker threads [number of cores]\n"
     "  -o, --output DIR       output folder [the input's folder]\n"
-    "      --image-column C   image column name or #N [detected: image, image_path, filepath, ...]\n"
+    "      --image-column C   image column name or #N [detected: image, image_path, filepath, "
+    "...]\n"
     "      --caption-column C caption column name or #N [detected: caption, text, title, ...]\n"
     "      --image-root DIR   folder for relative image paths [the input's folder]\n"
     "      --template T       caption template, {} is the caption, e.g. \"This is {}\" [{}]\n"
@@ -86,7 +88,8 @@ static int parse_int(const char *opt, const char *s, long lo, long hi, long *out
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "clipscore: %s expects a number from %ld to %ld, not '%s'\n", opt, lo, hi, s);
+        fprintf(stderr, "clipscore: %s expects a number from %ld to %ld, not '%s'\n", opt, lo, hi,
+                s);
         return -1;
     }
     *out = v;
@@ -102,7 +105,8 @@ static int parse_args(int argc, char **argv, cli *c) {
     c->positional = calloc((size_t)argc, sizeof *c->positional);
     if (!c->positional) return -1;
     int i = 1;
-    static const char *const commands[] = {"score", "tokenize", "preprocess", "embed", "models", "info"};
+    static const char *const commands[] = {"score", "tokenize", "preprocess",
+                                           "embed", "models",   "info"};
     if (argc > 1)
         for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
             if (strcmp(argv[1], commands[k]) == 0) {
@@ -130,8 +134,10 @@ static int parse_args(int argc, char **argv, cli *c) {
             snprintf(name, sizeof name, "%s", a);
         }
 #define FLAG(s) (strcmp(name, s) == 0)
-#define VALUE()                                                                          \
-    (val ? val : (i + 1 < argc ? argv[++i] : (usage_error("option %s needs a value", name), (char *)NULL)))
+#define VALUE()                                                                                    \
+    (val ? val                                                                                     \
+         : (i + 1 < argc ? argv[++i]                                                               \
+                         : (usage_error("option %s needs a value", name), (char *)NULL)))
         long n;
         if (FLAG("-h") || FLAG("--help")) {
             fputs(usage_text, stdout);
@@ -176,8 +182,10 @@ static int parse_args(int argc, char **argv, cli *c) {
         } else if (FLAG("--metric")) {
             const char *m = VALUE();
             if (!m) return -1;
-            if (strcmp(m, "cosine") == 0) c->score.metric = CLIPSCORE_METRIC_COSINE;
-            else if (strcmp(m, "clipscore") == 0) c->score.metric = CLIPSCORE_METRIC_CLIPSCORE;
+            if (strcmp(m, "cosine") == 0)
+                c->score.metric = CLIPSCORE_METRIC_COSINE;
+            else if (strcmp(m, "clipscore") == 0)
+                c->score.metric = CLIPSCORE_METRIC_CLIPSCORE;
             else {
                 usage_error("--metric %s: expected cosine or clipscore", m);
                 return -1;
@@ -312,7 +320,8 @@ static int write_npy(const char *path, const float *data, int ndim, const int64_
 }
 
 static int cmd_preprocess(cli *c) {
-    if (!c->output || !c->n_positional) return usage_error("%s", "preprocess needs -o OUT.npy and images");
+    if (!c->output || !c->n_positional)
+        return usage_error("%s", "preprocess needs -o OUT.npy and images");
     clipscore_context *ctx = open_context(c);
     if (!ctx) return EXIT_FATAL;
     clipscore_model_info info;
@@ -337,7 +346,8 @@ static int cmd_preprocess(cli *c) {
 
 static int cmd_embed(cli *c) {
     if (!c->output || c->images_mode == c->texts_mode)
-        return usage_error("%s", "embed needs -o OUT.npy and either --images IMAGE... or --texts FILE");
+        return usage_error("%s",
+                           "embed needs -o OUT.npy and either --images IMAGE... or --texts FILE");
     clipscore_context *ctx = open_context(c);
     if (!ctx) return EXIT_FATAL;
     clipscore_model_info info;
@@ -355,8 +365,10 @@ static int cmd_embed(cli *c) {
         for (long i = 0; rc == EXIT_OK && i < n; i += batch) {
             int k = (int)(n - i < batch ? n - i : batch);
             for (int j = 0; rc == EXIT_OK && j < k; j++)
-                if (clipscore_preprocess_image(ctx, c->positional[i + j], px + (size_t)j * per)) rc = EXIT_FATAL;
-            if (rc == EXIT_OK && clipscore_encode_images(ctx, px, k, emb + (size_t)i * d)) rc = EXIT_FATAL;
+                if (clipscore_preprocess_image(ctx, c->positional[i + j], px + (size_t)j * per))
+                    rc = EXIT_FATAL;
+            if (rc == EXIT_OK && clipscore_encode_images(ctx, px, k, emb + (size_t)i * d))
+                rc = EXIT_FATAL;
         }
         free(px);
     } else {
@@ -369,12 +381,15 @@ static int cmd_embed(cli *c) {
         }
         n = read_texts(f, c->texts_file, c->jsonl, &texts);
         if (f != stdin) fclose(f);
-        if (n < 0) rc = EXIT_FATAL;
-        else emb = malloc((size_t)(n ? n : 1) * d * sizeof *emb);
+        if (n < 0)
+            rc = EXIT_FATAL;
+        else
+            emb = malloc((size_t)(n ? n : 1) * d * sizeof *emb);
         if (n >= 0 && !emb) rc = EXIT_FATAL;
         for (long i = 0; rc == EXIT_OK && i < n; i += batch) {
             int k = (int)(n - i < batch ? n - i : batch);
-            if (clipscore_encode_texts(ctx, (const char *const *)texts + i, k, emb + (size_t)i * d, NULL))
+            if (clipscore_encode_texts(ctx, (const char *const *)texts + i, k, emb + (size_t)i * d,
+                                       NULL))
                 rc = EXIT_FATAL;
         }
         if (n >= 0) free_texts(texts, n);
@@ -396,7 +411,8 @@ static int cmd_info(cli *c) {
     clipscore_model_info m;
     clipscore_get_model_info(ctx, &m);
     printf("model        %s\npath         %s\nlayout       %s\nweights      %s\n"
-           "device       %s\nprecision    %s\nimage        %d px, patch %d, width %d, %d layers, %d heads\n"
+           "device       %s\nprecision    %s\nimage        %d px, patch %d, width %d, %d layers, "
+           "%d heads\n"
            "text         context %d, vocab %d, width %d, %d layers, %d heads\n"
            "embedding    %d\nactivation   %s\n",
            m.name, m.path, m.layout, m.weights_file, m.device, m.precision, m.image_size,
@@ -464,20 +480,28 @@ int main(int argc, char **argv) {
     cli c;
     int p = parse_args(argc, argv, &c);
     int rc;
-    if (p < 0) rc = EXIT_USAGE;
-    else if (p == 1) rc = EXIT_OK;
+    if (p < 0)
+        rc = EXIT_USAGE;
+    else if (p == 1)
+        rc = EXIT_OK;
     else if (p == 2) {
-        printf("clipscore %s\n", CLIPSCORE_VERSION);
+        printf("%s\n", clipscore_build_info());
         rc = EXIT_OK;
     } else if (argc < 2) {
         fputs(usage_text, stderr);
         rc = EXIT_USAGE;
-    } else if (strcmp(c.command, "tokenize") == 0) rc = cmd_tokenize(&c);
-    else if (strcmp(c.command, "preprocess") == 0) rc = cmd_preprocess(&c);
-    else if (strcmp(c.command, "embed") == 0) rc = cmd_embed(&c);
-    else if (strcmp(c.command, "models") == 0) rc = cmd_models(&c);
-    else if (strcmp(c.command, "info") == 0) rc = cmd_info(&c);
-    else rc = cmd_score(&c);
+    } else if (strcmp(c.command, "tokenize") == 0)
+        rc = cmd_tokenize(&c);
+    else if (strcmp(c.command, "preprocess") == 0)
+        rc = cmd_preprocess(&c);
+    else if (strcmp(c.command, "embed") == 0)
+        rc = cmd_embed(&c);
+    else if (strcmp(c.command, "models") == 0)
+        rc = cmd_models(&c);
+    else if (strcmp(c.command, "info") == 0)
+        rc = cmd_info(&c);
+    else
+        rc = cmd_score(&c);
     free(c.positional);
     return rc;
 }

@@ -59,7 +59,6 @@ void cs_model_files_close(cs_model_files *mf) {
 
 /* ------------------------------------------------------------ sources */
 
-
 static int src_count(const cs_model_files *mf) {
     return mf->archive ? cs_archive_count(mf->archive) : mf->st.n;
 }
@@ -208,8 +207,9 @@ static int map_hf(cs_model_files *mf, cs_error *e) {
     for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++)
         if ((rc = map_rename(mf, &cap, pairs[k][0], pairs[k][1], e))) return rc;
     /* transformers spells it "pre_layrnorm" (sic); accept the corrected name too. */
-    const char *pre = src_find(mf, "vision_model.pre_layrnorm.weight") ? "vision_model.pre_layrnorm"
-                                                                       : "vision_model.pre_layernorm";
+    const char *pre = src_find(mf, "vision_model.pre_layrnorm.weight")
+                          ? "vision_model.pre_layrnorm"
+                          : "vision_model.pre_layernorm";
     char from[128];
     snprintf(from, sizeof from, "%s.weight", pre);
     if ((rc = map_rename(mf, &cap, from, "visual.ln_pre.weight", e))) return rc;
@@ -261,10 +261,14 @@ static int w_count_layers(const cs_model_files *mf, const char *prefix) {
 
 /* As OpenAI's build_model: everything from the shapes; heads = width / 64. */
 static int infer_architecture(cs_model_files *mf, cs_error *e) {
-    static const char *const required[] = {
-        "visual.conv1.weight", "visual.positional_embedding", "text_projection",
-        "positional_embedding", "token_embedding.weight", "ln_final.weight",
-        "visual.transformer.resblocks.0.mlp.c_fc.weight", "transformer.resblocks.0.mlp.c_fc.weight"};
+    static const char *const required[] = {"visual.conv1.weight",
+                                           "visual.positional_embedding",
+                                           "text_projection",
+                                           "positional_embedding",
+                                           "token_embedding.weight",
+                                           "ln_final.weight",
+                                           "visual.transformer.resblocks.0.mlp.c_fc.weight",
+                                           "transformer.resblocks.0.mlp.c_fc.weight"};
     const cs_tensor *t[8];
     for (int i = 0; i < 8; i++) {
         t[i] = w_find(mf, required[i]);
@@ -344,19 +348,24 @@ static int apply_hf_config(cs_model_files *mf, cs_error *e) {
     cs_clip_config *c = &mf->clip;
     if (cJSON_IsObject(tc)) json_int(tc, "num_attention_heads", &c->text_heads);
     if (cJSON_IsObject(vc)) json_int(vc, "num_attention_heads", &c->vision_heads);
-    const cJSON *act = cJSON_IsObject(vc) ? cJSON_GetObjectItemCaseSensitive(vc, "hidden_act") : NULL;
+    const cJSON *act =
+        cJSON_IsObject(vc) ? cJSON_GetObjectItemCaseSensitive(vc, "hidden_act") : NULL;
     if (!act && cJSON_IsObject(tc)) act = cJSON_GetObjectItemCaseSensitive(tc, "hidden_act");
     if (cJSON_IsString(act)) {
-        if (strcmp(act->valuestring, "quick_gelu") == 0) c->quick_gelu = 1;
-        else if (strcmp(act->valuestring, "gelu") == 0) c->quick_gelu = 0;
+        if (strcmp(act->valuestring, "quick_gelu") == 0)
+            c->quick_gelu = 1;
+        else if (strcmp(act->valuestring, "gelu") == 0)
+            c->quick_gelu = 0;
         else {
-            rc = cs_fail(e, CLIPSCORE_EMODEL, "%s: hidden_act \"%s\" is not supported (quick_gelu, gelu)",
+            rc = cs_fail(e, CLIPSCORE_EMODEL,
+                         "%s: hidden_act \"%s\" is not supported (quick_gelu, gelu)",
                          mf->config_path, act->valuestring);
             cJSON_Delete(root);
             return rc;
         }
     }
-    const cJSON *eps = cJSON_IsObject(vc) ? cJSON_GetObjectItemCaseSensitive(vc, "layer_norm_eps") : NULL;
+    const cJSON *eps =
+        cJSON_IsObject(vc) ? cJSON_GetObjectItemCaseSensitive(vc, "layer_norm_eps") : NULL;
     if (cJSON_IsNumber(eps)) c->ln_eps = (float)eps->valuedouble;
     cJSON_Delete(root);
 
@@ -373,8 +382,10 @@ static int apply_hf_config(cs_model_files *mf, cs_error *e) {
         json_floats3(root, "image_std", mf->preprocess.std);
         const cJSON *crop = cJSON_GetObjectItemCaseSensitive(root, "crop_size");
         int size = 0;
-        if (cJSON_IsNumber(crop)) size = (int)crop->valuedouble;
-        else if (cJSON_IsObject(crop)) json_int(crop, "height", &size);
+        if (cJSON_IsNumber(crop))
+            size = (int)crop->valuedouble;
+        else if (cJSON_IsObject(crop))
+            json_int(crop, "height", &size);
         if (size > 0 && size != c->image_size) {
             rc = cs_fail(e, CLIPSCORE_EMODEL, "%s: crop size %d differs from the model's %d", pp,
                          size, c->image_size);
@@ -421,7 +432,8 @@ static int apply_openclip_config(cs_model_files *mf, cs_error *e) {
         json_int(tc, "heads", &c->text_heads);
         const cJSON *hf = cJSON_GetObjectItemCaseSensitive(tc, "hf_model_name");
         if (cJSON_IsString(hf)) {
-            rc = cs_fail(e, CLIPSCORE_EMODEL, "%s: text towers from transformers (%s) are not supported",
+            rc = cs_fail(e, CLIPSCORE_EMODEL,
+                         "%s: text towers from transformers (%s) are not supported",
                          mf->config_path, hf->valuestring);
             cJSON_Delete(root);
             return rc;
@@ -448,8 +460,10 @@ static int probe(const char *dir, const char *name, char **out, cs_error *e) {
     *out = NULL;
     char *p = cs_path_join(dir, name, e);
     if (!p) return CLIPSCORE_ENOMEM;
-    if (cs_file_exists(p)) *out = p;
-    else free(p);
+    if (cs_file_exists(p))
+        *out = p;
+    else
+        free(p);
     return 0;
 }
 
@@ -463,8 +477,8 @@ static int probe_suffix(const char *dir, const char *suffix, char **out, cs_erro
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.' || !has_suffix(de->d_name, suffix)) continue;
         if (*out) {
-            rc = cs_fail(e, CLIPSCORE_EMODEL, "%s: several *%s files; pass the one to use with --model",
-                         dir, suffix);
+            rc = cs_fail(e, CLIPSCORE_EMODEL,
+                         "%s: several *%s files; pass the one to use with --model", dir, suffix);
             free(*out);
             *out = NULL;
             break;
@@ -505,7 +519,8 @@ static int find_files(cs_model_files *mf, cs_error *e) {
         for (size_t i = 0; i < 4 && !mf->weights_path; i++)
             if ((rc = probe(mf->dir, names[i], &mf->weights_path, e))) break;
         if (!rc && !mf->weights_path) rc = probe_suffix(mf->dir, ".pt", &mf->weights_path, e);
-        if (!rc && !mf->weights_path && !(rc = probe_suffix(mf->dir, ".safetensors", &mf->weights_path, e)) &&
+        if (!rc && !mf->weights_path &&
+            !(rc = probe_suffix(mf->dir, ".safetensors", &mf->weights_path, e)) &&
             !mf->weights_path)
             rc = cs_fail(e, CLIPSCORE_EMODEL,
                          "%s: no weights found (expected model.safetensors, pytorch_model.bin, "
@@ -559,22 +574,29 @@ int cs_model_files_open(const char *path, cs_model_files *mf, cs_error *e) {
     if (!(mf->path = cs_strdup(path, e))) goto fail;
     if ((rc = find_files(mf, e))) goto fail;
 
-    if (has_suffix(mf->weights_path, ".safetensors")) rc = cs_safetensors_open(mf->weights_path, &mf->st, e);
-    else rc = cs_archive_open(mf->weights_path, &mf->archive, e);
+    if (has_suffix(mf->weights_path, ".safetensors"))
+        rc = cs_safetensors_open(mf->weights_path, &mf->st, e);
+    else
+        rc = cs_archive_open(mf->weights_path, &mf->archive, e);
     if (rc) goto fail;
 
-    if (src_find(mf, "vision_model.embeddings.patch_embedding.weight")) rc = map_hf(mf, e);
-    else rc = map_openai(mf, e);
+    if (src_find(mf, "vision_model.embeddings.patch_embedding.weight"))
+        rc = map_hf(mf, e);
+    else
+        rc = map_openai(mf, e);
     if (rc) goto fail;
     if ((rc = infer_architecture(mf, e))) goto fail;
     if (mf->config_path) {
-        if (strcmp(mf->layout, "openclip") == 0) rc = apply_openclip_config(mf, e);
-        else rc = apply_hf_config(mf, e);
+        if (strcmp(mf->layout, "openclip") == 0)
+            rc = apply_openclip_config(mf, e);
+        else
+            rc = apply_hf_config(mf, e);
         if (rc) goto fail;
     }
     if (mf->clip.vision_heads <= 0 || mf->clip.vision_width % mf->clip.vision_heads ||
         mf->clip.text_heads <= 0 || mf->clip.text_width % mf->clip.text_heads) {
-        rc = cs_fail(e, CLIPSCORE_EMODEL, "%s: attention heads (%d, %d) do not divide the widths (%d, %d)",
+        rc = cs_fail(e, CLIPSCORE_EMODEL,
+                     "%s: attention heads (%d, %d) do not divide the widths (%d, %d)",
                      mf->weights_path, mf->clip.vision_heads, mf->clip.text_heads,
                      mf->clip.vision_width, mf->clip.text_width);
         goto fail;

@@ -23,26 +23,26 @@
 #include "util.h"
 
 typedef struct cs_model_files {
-    char *path;          /* as given */
-    char *dir;           /* folder holding the files */
-    const char *layout;  /* "hf-safetensors", "hf-bin", "openclip", "openai-jit" (static) */
-    char *weights_path;  /* the weight file */
-    char *config_path;   /* config.json / open_clip_config.json, NULL when none */
-    char *vocab_path;    /* vocab.json, NULL for the .gz layout */
-    char *merges_path;   /* merges.txt, NULL for the .gz layout */
-    char *bpe_gz_path;   /* bpe_simple_vocab_16e6.txt.gz, NULL for the json layout */
+    char *path;         /* as given */
+    char *dir;          /* folder holding the files */
+    const char *layout; /* "hf-safetensors", "hf-bin", "openclip", "openai-jit" (static) */
+    char *weights_path; /* the weight file */
+    char *config_path;  /* config.json / open_clip_config.json, NULL when none */
+    char *vocab_path;   /* vocab.json, NULL for the .gz layout */
+    char *merges_path;  /* merges.txt, NULL for the .gz layout */
+    char *bpe_gz_path;  /* bpe_simple_vocab_16e6.txt.gz, NULL for the json layout */
 
-    cs_clip_config clip;        /* architecture */
+    cs_clip_config clip;          /* architecture */
     cs_preprocess_cfg preprocess; /* resolution, mean, std */
 
-    int n;               /* weights under OpenAI names */
-    cs_tensor *weights;  /* views into the sources below or into owned buffers */
+    int n;              /* weights under OpenAI names */
+    cs_tensor *weights; /* views into the sources below or into owned buffers */
 
     /* owned */
     cs_safetensors st;
     cs_archive *archive;
     int n_owned;
-    void **owned;        /* stacked q/k/v, transposed projections, names */
+    void **owned; /* stacked q/k/v, transposed projections, names */
 } cs_model_files;
 
 /* Opens a model folder or weight file, reads its configuration and weights.

@@ -13,9 +13,9 @@ int cs_npy_write_f32(const char *path, const float *data, int ndim, const int64_
 
 typedef struct cs_npy_stream {
     cs_atomic_file file;
-    int ndim;            /* 2 or 4: leading dimension is the row count */
-    int64_t shape[4];    /* shape[0] counts the rows appended so far */
-    int64_t row_floats;  /* floats per row */
+    int ndim;           /* 2 or 4: leading dimension is the row count */
+    int64_t shape[4];   /* shape[0] counts the rows appended so far */
+    int64_t row_floats; /* floats per row */
 } cs_npy_stream;
 
 /* Opens a stream of rows of shape row_shape (ndim_row dims, at most 3). */

@@ -39,9 +39,9 @@
 #include "figures.h"
 #endif
 
-#define THUMB_SIDE 256         /* thumbnail size kept for image_captions.jpg */
-#define CACHE_ENTRIES 4096     /* embeddings remembered per kind across batches */
-#define TEXT_CHUNK 16          /* captions per text-encoder call, grouped by length */
+#define THUMB_SIDE 256     /* thumbnail size kept for image_captions.jpg */
+#define CACHE_ENTRIES 4096 /* embeddings remembered per kind across batches */
+#define TEXT_CHUNK 16      /* captions per text-encoder call, grouped by length */
 
 clipscore_score_params clipscore_default_score_params(void) {
     clipscore_score_params p;
@@ -59,46 +59,46 @@ clipscore_score_params clipscore_default_score_params(void) {
 
 typedef struct uimage { /* a distinct image of a batch */
     char *path;
-    int want_thumb;     /* a row of it is drawn in the figures */
-    int cached;         /* embedding came from the cache: no decode */
-    int px_slot;        /* slot in batch.px, -1 when cached */
-    int rc;             /* decode status */
+    int want_thumb; /* a row of it is drawn in the figures */
+    int cached;     /* embedding came from the cache: no decode */
+    int px_slot;    /* slot in batch.px, -1 when cached */
+    int rc;         /* decode status */
     char *error;
     cs_image thumb;
-    float *emb;         /* -> batch.img_emb row */
+    float *emb; /* -> batch.img_emb row */
 } uimage;
 
 typedef struct utext { /* a distinct caption of a batch */
-    char *text;         /* after the template */
+    char *text;        /* after the template */
     int cached;
-    int32_t *ids;       /* -> batch.ids row */
+    int32_t *ids; /* -> batch.ids row */
     int n_ids;
     unsigned flags;
     int rc;
     char *error;
-    float *emb;         /* -> batch.txt_emb row */
+    float *emb; /* -> batch.txt_emb row */
 } utext;
 
 typedef struct row {
     long index, line;
-    int n;              /* fields */
+    int n; /* fields */
     char **f;
     size_t *len;
-    int img, txt;       /* uimage / utext index, -1 when the row failed before */
-    char *error;        /* owned; NULL when scored */
+    int img, txt; /* uimage / utext index, -1 when the row failed before */
+    char *error;  /* owned; NULL when scored */
     double sim;
 } row;
 
 typedef struct batch {
     int n_rows, n_img, n_txt;
-    row *rows;          /* [B] */
-    uimage *img;        /* [B] */
-    utext *txt;         /* [B] */
-    float *px;          /* [B][3][R][R] */
-    float *img_emb;     /* [B][D] */
-    int32_t *ids;       /* [B][T] */
-    float *txt_emb;     /* [B][D] */
-    int pending;        /* decode jobs not finished (guarded by the pool mutex) */
+    row *rows;             /* [B] */
+    uimage *img;           /* [B] */
+    utext *txt;            /* [B] */
+    float *px;             /* [B][3][R][R] */
+    float *img_emb;        /* [B][D] */
+    int32_t *ids;          /* [B][T] */
+    float *txt_emb;        /* [B][D] */
+    int pending;           /* decode jobs not finished (guarded by the pool mutex) */
     double decode_seconds; /* summed over workers (guarded by the pool mutex) */
 } batch;
 
@@ -236,7 +236,7 @@ typedef struct run {
     int B, D, T, R;
     cs_csv_reader *csv;
     int n_header, col_img, col_cap;
-    char *img_base;        /* folder relative image paths resolve against */
+    char *img_base; /* folder relative image paths resolve against */
     char *out_dir;
     char *sim_name, *err_name, *cs_name; /* output column names */
     cs_atomic_file out;
@@ -257,7 +257,7 @@ typedef struct run {
     int noted_truncated, noted_utf8;
     stage_times t;
     /* progress */
-    long total_rows;       /* from a first pass, -1 unknown */
+    long total_rows; /* from a first pass, -1 unknown */
     int tty;
     double t_start, t_last;
 } run;
@@ -465,7 +465,8 @@ static int cmp_len(const void *a, const void *b, void *arg) {
 /* Stage "encode": unique images and captions of the batch not in the caches. */
 static int encode_batch(run *r, batch *b) {
     const size_t per = 3 * (size_t)r->R * (size_t)r->R, D = (size_t)r->D;
-    int *order = cs_malloc((size_t)(b->n_img > b->n_txt ? b->n_img : b->n_txt) + 1, sizeof *order, r->e);
+    int *order =
+        cs_malloc((size_t)(b->n_img > b->n_txt ? b->n_img : b->n_txt) + 1, sizeof *order, r->e);
     float *tmp = cs_malloc(((size_t)r->B + 1) * D, sizeof *tmp, r->e);
     int32_t *ids = cs_malloc((size_t)TEXT_CHUNK * (size_t)r->T, sizeof *ids, r->e);
     int lens[TEXT_CHUNK];
@@ -476,7 +477,8 @@ static int encode_batch(run *r, batch *b) {
     for (int i = 0; !rc && i < b->n_img; i++) {
         uimage *u = &b->img[i];
         if (u->cached || u->rc) continue;
-        if (u->px_slot != k) memmove(b->px + (size_t)k * per, b->px + (size_t)u->px_slot * per, per * sizeof *b->px);
+        if (u->px_slot != k)
+            memmove(b->px + (size_t)k * per, b->px + (size_t)u->px_slot * per, per * sizeof *b->px);
         order[k++] = i;
     }
     if (!rc && k) {
@@ -551,7 +553,8 @@ static int combine_batch(run *r, batch *b) {
         if (!w->error && ut->rc && row_fail(w, "caption: %s", ut->error)) return CLIPSCORE_ENOMEM;
         if (w->error) continue;
         w->sim = cosine(ui->emb, ut->emb, r->D);
-        if (isnan(w->sim) && row_fail(w, "%s", "embedding has zero length")) return CLIPSCORE_ENOMEM;
+        if (isnan(w->sim) && row_fail(w, "%s", "embedding has zero length"))
+            return CLIPSCORE_ENOMEM;
     }
     return 0;
 }
@@ -666,7 +669,8 @@ static int write_batch(run *r, batch *b) {
             r->fig_scores[j] = w->error ? NAN : (float)w->sim;
             memcpy(r->fig_img + (size_t)j * r->D, nimg, (size_t)r->D * sizeof *nimg);
             memcpy(r->fig_txt + (size_t)j * r->D, ntxt, (size_t)r->D * sizeof *ntxt);
-            if (w->img >= 0 && b->img[w->img].thumb.px) { /* copy: the batch's thumb may serve two rows */
+            if (w->img >= 0 &&
+                b->img[w->img].thumb.px) { /* copy: the batch's thumb may serve two rows */
                 const cs_image *t = &b->img[w->img].thumb;
                 size_t bytes = (size_t)t->w * t->h * t->channels;
                 r->fig_thumbs[j] = *t;
@@ -684,10 +688,14 @@ static int write_batch(run *r, batch *b) {
 /* ------------------------------------------------------------ progress */
 
 static void fmt_duration(double s, char *buf, size_t n) {
-    if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
-    else if (s < 60) snprintf(buf, n, "%.0fs", s);
-    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
-    else snprintf(buf, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+    if (!(s >= 0) || s > 1e7)
+        snprintf(buf, n, "?");
+    else if (s < 60)
+        snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600)
+        snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else
+        snprintf(buf, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
 }
 
 static void progress(run *r, int final) {
@@ -697,18 +705,20 @@ static void progress(run *r, int final) {
     r->t_last = now;
     double rate = el > 0 ? (double)r->sum.rows / el : 0;
     char eta[32] = "";
-    if (r->total_rows > 0 && rate > 0) fmt_duration((double)(r->total_rows - r->sum.rows) / rate, eta, sizeof eta);
+    if (r->total_rows > 0 && rate > 0)
+        fmt_duration((double)(r->total_rows - r->sum.rows) / rate, eta, sizeof eta);
     if (r->tty) {
         char bar[31];
-        int fill = r->total_rows > 0 ? (int)(30.0 * (double)r->sum.rows / (double)r->total_rows) : 0;
+        int fill =
+            r->total_rows > 0 ? (int)(30.0 * (double)r->sum.rows / (double)r->total_rows) : 0;
         for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
         bar[30] = '\0';
         fprintf(stderr, "\r\033[K[%s] %ld/%ld rows  %.1f rows/s  ETA %s", bar, (long)r->sum.rows,
                 r->total_rows, rate, eta[0] ? eta : "?");
         if (final) fputc('\n', stderr);
     } else {
-        fprintf(stderr, "clipscore: %ld/%ld rows, %.1f rows/s%s%s\n", (long)r->sum.rows, r->total_rows,
-                rate, eta[0] ? ", ETA " : "", eta);
+        fprintf(stderr, "clipscore: %ld/%ld rows, %.1f rows/s%s%s\n", (long)r->sum.rows,
+                r->total_rows, rate, eta[0] ? ", ETA " : "", eta);
     }
 }
 
@@ -748,8 +758,10 @@ static int write_run_json(run *r, const char *path, int figures_written) {
     cJSON_AddStringToObject(m, "path", mi.path);
     cJSON_AddStringToObject(m, "layout", mi.layout);
     cJSON_AddStringToObject(m, "weights_file", mi.weights_file);
-    if (sha[0]) cJSON_AddStringToObject(m, "weights_sha256", sha);
-    else cJSON_AddNullToObject(m, "weights_sha256");
+    if (sha[0])
+        cJSON_AddStringToObject(m, "weights_sha256", sha);
+    else
+        cJSON_AddNullToObject(m, "weights_sha256");
     cJSON_AddNumberToObject(m, "image_size", mi.image_size);
     cJSON_AddNumberToObject(m, "patch_size", mi.patch_size);
     cJSON_AddNumberToObject(m, "vision_width", mi.vision_width);
@@ -767,14 +779,17 @@ static int write_run_json(run *r, const char *path, int figures_written) {
     cJSON_AddStringToObject(j, "image_column", cs_csv_header(r->csv)->fields[r->col_img]);
     cJSON_AddStringToObject(j, "caption_column", cs_csv_header(r->csv)->fields[r->col_cap]);
     cJSON_AddStringToObject(j, "template", r->sp->caption_template);
-    cJSON_AddStringToObject(j, "metric", r->sp->metric == CLIPSCORE_METRIC_CLIPSCORE ? "clipscore" : "cosine");
+    cJSON_AddStringToObject(j, "metric",
+                            r->sp->metric == CLIPSCORE_METRIC_CLIPSCORE ? "clipscore" : "cosine");
     cJSON_AddNumberToObject(j, "rows", (double)r->sum.rows);
     cJSON_AddNumberToObject(j, "scored", (double)r->sum.scored);
     cJSON_AddNumberToObject(j, "failed", (double)r->sum.failed);
     cJSON_AddNumberToObject(j, "truncated_captions", (double)r->sum.truncated);
     cJSON_AddNumberToObject(j, "invalid_utf8_captions", (double)r->sum.invalid_utf8);
-    if (r->sum.scored) cJSON_AddNumberToObject(j, "mean_similarity", r->sum.mean_similarity);
-    else cJSON_AddNullToObject(j, "mean_similarity");
+    if (r->sum.scored)
+        cJSON_AddNumberToObject(j, "mean_similarity", r->sum.mean_similarity);
+    else
+        cJSON_AddNullToObject(j, "mean_similarity");
     cJSON_AddNumberToObject(j, "images_encoded", (double)r->images_encoded);
     cJSON_AddNumberToObject(j, "texts_encoded", (double)r->texts_encoded);
     cJSON_AddBoolToObject(j, "figures", figures_written);
@@ -804,8 +819,10 @@ static int write_run_json(run *r, const char *path, int figures_written) {
 static char *free_column_name(const cs_csv_record *h, const char *name, cs_error *e) {
     for (int k = 1; k < 100; k++) {
         char cand[64];
-        if (k == 1) snprintf(cand, sizeof cand, "%s", name);
-        else snprintf(cand, sizeof cand, "%s_%d", name, k);
+        if (k == 1)
+            snprintf(cand, sizeof cand, "%s", name);
+        else
+            snprintf(cand, sizeof cand, "%s_%d", name, k);
         int taken = 0;
         for (int i = 0; i < h->n && !taken; i++) taken = strcmp(h->fields[i], cand) == 0;
         if (!taken) return cs_strdup(cand, e);
@@ -817,16 +834,19 @@ static char *free_column_name(const cs_csv_record *h, const char *name, cs_error
 /* Same file? (by device and inode, so links and ./ spellings count). */
 static int same_file(const char *a, const char *b) {
     struct stat sa, sb;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
 }
 
 static int setup(run *r) {
     const clipscore_score_params *sp = r->sp;
     clipscore_context *ctx = r->ctx;
     int rc;
-    if (!sp->input_csv || !*sp->input_csv) return cs_fail(r->e, CLIPSCORE_EARG, "no input CSV given");
+    if (!sp->input_csv || !*sp->input_csv)
+        return cs_fail(r->e, CLIPSCORE_EARG, "no input CSV given");
     if (sp->caption_template && !strstr(sp->caption_template, "{}"))
-        return cs_fail(r->e, CLIPSCORE_EARG, "--template '%s' has no {} for the caption", sp->caption_template);
+        return cs_fail(r->e, CLIPSCORE_EARG, "--template '%s' has no {} for the caption",
+                       sp->caption_template);
     r->B = sp->batch_size > 0 ? sp->batch_size : 32;
     r->D = ctx->clip.embed_dim;
     r->T = ctx->clip.context_length;
@@ -835,13 +855,16 @@ static int setup(run *r) {
 #ifndef CLIPSCORE_HAVE_FIGURES
     r->fig_limit = 0;
 #endif
-    if (cs_is_dir(sp->input_csv)) return cs_fail(r->e, CLIPSCORE_EARG, "%s is a folder, not a CSV file", sp->input_csv);
+    if (cs_is_dir(sp->input_csv))
+        return cs_fail(r->e, CLIPSCORE_EARG, "%s is a folder, not a CSV file", sp->input_csv);
     if ((rc = cs_csv_open(sp->input_csv, &r->csv, r->e))) return rc;
     const cs_csv_record *h = cs_csv_header(r->csv);
     r->n_header = h->n;
-    r->col_img = cs_csv_find_column(h, sp->input_csv, sp->image_column, cs_csv_image_columns, "image", r->e);
+    r->col_img =
+        cs_csv_find_column(h, sp->input_csv, sp->image_column, cs_csv_image_columns, "image", r->e);
     if (r->col_img < 0) return r->col_img;
-    r->col_cap = cs_csv_find_column(h, sp->input_csv, sp->caption_column, cs_csv_caption_columns, "caption", r->e);
+    r->col_cap = cs_csv_find_column(h, sp->input_csv, sp->caption_column, cs_csv_caption_columns,
+                                    "caption", r->e);
     if (r->col_cap < 0) return r->col_cap;
     if (r->col_img == r->col_cap)
         return cs_fail(r->e, CLIPSCORE_EARG, "%s: the image and caption columns are both '%s'",
@@ -858,7 +881,8 @@ static int setup(run *r) {
     if (!r->img_base) return CLIPSCORE_ENOMEM;
     if (sp->image_root && !cs_is_dir(sp->image_root))
         return cs_fail(r->e, CLIPSCORE_EARG, "--image-root %s: no such folder", sp->image_root);
-    r->out_dir = sp->output_dir ? cs_strdup(sp->output_dir, r->e) : cs_path_dirname(sp->input_csv, r->e);
+    r->out_dir =
+        sp->output_dir ? cs_strdup(sp->output_dir, r->e) : cs_path_dirname(sp->input_csv, r->e);
     if (!r->out_dir) return CLIPSCORE_ENOMEM;
     if ((rc = cs_mkdir_p(r->out_dir, r->e))) return rc;
 
@@ -871,9 +895,10 @@ static int setup(run *r) {
         int same = same_file(p, sp->input_csv);
         free(p);
         if (same)
-            return cs_fail(r->e, CLIPSCORE_EARG,
-                           "%s would be overwritten by the output %s; choose another folder with -o",
-                           sp->input_csv, outputs[i]);
+            return cs_fail(
+                r->e, CLIPSCORE_EARG,
+                "%s would be overwritten by the output %s; choose another folder with -o",
+                sp->input_csv, outputs[i]);
     }
     char *out_csv = cs_path_join(r->out_dir, "output.csv", r->e);
     if (!out_csv) return CLIPSCORE_ENOMEM;
@@ -883,7 +908,8 @@ static int setup(run *r) {
 
     /* output.csv header */
     const char *f[1024 + 3];
-    if (h->n > 1024) return cs_fail(r->e, CLIPSCORE_EFORMAT, "%s: more than 1024 columns", sp->input_csv);
+    if (h->n > 1024)
+        return cs_fail(r->e, CLIPSCORE_EFORMAT, "%s: more than 1024 columns", sp->input_csv);
     int n = 0;
     for (int i = 0; i < h->n; i++) f[n++] = h->fields[i];
     f[n++] = r->sim_name;
@@ -915,7 +941,8 @@ static int setup(run *r) {
         r->fig_scores = cs_calloc(L, sizeof *r->fig_scores, r->e);
         r->fig_img = cs_calloc(L * (size_t)r->D, sizeof *r->fig_img, r->e);
         r->fig_txt = cs_calloc(L * (size_t)r->D, sizeof *r->fig_txt, r->e);
-        if (!r->fig_thumbs || !r->fig_caps || !r->fig_errs || !r->fig_scores || !r->fig_img || !r->fig_txt)
+        if (!r->fig_thumbs || !r->fig_caps || !r->fig_errs || !r->fig_scores || !r->fig_img ||
+            !r->fig_txt)
             return CLIPSCORE_ENOMEM;
     }
     if ((rc = cs_embed_cache_new(CACHE_ENTRIES, r->D, &r->img_cache, r->e))) return rc;
@@ -924,7 +951,8 @@ static int setup(run *r) {
     /* Decode workers: the cores libtorch's own threads leave over while it
      * encodes; at least one so decoding overlaps encoding. */
     int workers = ctx->threads > 1 ? ctx->threads - 1 : 1;
-    if ((rc = pool_start(&r->pool, workers, 2 * r->B + 1, &ctx->preprocess, ctx->params.max_pixels, r->e)))
+    if ((rc = pool_start(&r->pool, workers, 2 * r->B + 1, &ctx->preprocess, ctx->params.max_pixels,
+                         r->e)))
         return rc;
     r->tty = isatty(2);
     r->total_rows = sp->progress ? count_rows(sp->input_csv) : -1;
@@ -948,9 +976,12 @@ static int draw_figures(run *r) {
     char *p2 = cs_path_join(r->out_dir, "similarity_matrix.jpg", r->e);
     rc = p1 && p2 ? 0 : CLIPSCORE_ENOMEM;
     if (!rc)
-        rc = cs_figure_image_captions(p1, n, r->fig_thumbs, (const char *const *)r->fig_caps, r->fig_scores,
-                                      (const char *const *)r->fig_errs, r->sum.rows, r->e);
-    if (!rc) rc = cs_figure_similarity_matrix(p2, n, sim, (const char *const *)r->fig_caps, r->sum.rows, r->e);
+        rc = cs_figure_image_captions(p1, n, r->fig_thumbs, (const char *const *)r->fig_caps,
+                                      r->fig_scores, (const char *const *)r->fig_errs, r->sum.rows,
+                                      r->e);
+    if (!rc)
+        rc = cs_figure_similarity_matrix(p2, n, sim, (const char *const *)r->fig_caps, r->sum.rows,
+                                         r->e);
     free(p1);
     free(p2);
     free(sim);
@@ -1015,8 +1046,10 @@ int clipscore_score_csv(clipscore_context *ctx, const clipscore_score_params *pa
     if (!rc) rc = read_batch(&r, &r.b[0], &eof);
     while (!rc && r.b[cur].n_rows > 0) {
         batch *b = &r.b[cur], *next = &r.b[1 - cur];
-        if (!eof) rc = read_batch(&r, next, &eof);
-        else batch_clear(next);
+        if (!eof)
+            rc = read_batch(&r, next, &eof);
+        else
+            batch_clear(next);
         double t0 = cs_now();
         pool_wait(&r.pool, b);
         r.t.wait += cs_now() - t0;
@@ -1039,8 +1072,10 @@ int clipscore_score_csv(clipscore_context *ctx, const clipscore_score_params *pa
     }
     if (!rc && r.save) {
         rc = cs_npy_stream_commit(&r.npy_img, r.e);
-        if (!rc) rc = cs_npy_stream_commit(&r.npy_txt, r.e);
-        else cs_npy_stream_abort(&r.npy_txt);
+        if (!rc)
+            rc = cs_npy_stream_commit(&r.npy_txt, r.e);
+        else
+            cs_npy_stream_abort(&r.npy_txt);
         r.save = 0;
     }
     r.t.total = cs_now() - r.t_start;
@@ -1052,9 +1087,10 @@ int clipscore_score_csv(clipscore_context *ctx, const clipscore_score_params *pa
     if (!rc) rc = cs_atomic_commit(&r.out, r.e);
     r.sum.seconds = cs_now() - r.t_start;
     if (!rc && params->progress) {
-        fprintf(stderr, "clipscore: %ld rows: %ld scored, %ld failed, %ld captions truncated", (long)r.sum.rows,
-                (long)r.sum.scored, (long)r.sum.failed, (long)r.sum.truncated);
-        if (r.sum.invalid_utf8) fprintf(stderr, ", %ld with invalid UTF-8", (long)r.sum.invalid_utf8);
+        fprintf(stderr, "clipscore: %ld rows: %ld scored, %ld failed, %ld captions truncated",
+                (long)r.sum.rows, (long)r.sum.scored, (long)r.sum.failed, (long)r.sum.truncated);
+        if (r.sum.invalid_utf8)
+            fprintf(stderr, ", %ld with invalid UTF-8", (long)r.sum.invalid_utf8);
         if (r.sum.scored) fprintf(stderr, "; mean similarity %.4f", r.sum.mean_similarity);
         fprintf(stderr, "; %.1f s\nclipscore: wrote %s/output.csv%s\n", r.sum.seconds, r.out_dir,
                 figures_written ? ", image_captions.jpg, similarity_matrix.jpg" : "");

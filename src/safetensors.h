@@ -21,7 +21,7 @@
 #include "util.h"
 
 typedef struct cs_safetensors {
-    void *map;          /* whole file (mmap or malloc'd copy for memory buffers) */
+    void *map; /* whole file (mmap or malloc'd copy for memory buffers) */
     size_t map_len;
     int mapped;         /* 1: map came from mmap */
     int n;              /* tensor count */

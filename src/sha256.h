@@ -10,7 +10,7 @@
 
 typedef struct cs_sha256 {
     uint32_t h[8];
-    uint64_t len;       /* bytes hashed so far */
+    uint64_t len; /* bytes hashed so far */
     unsigned char buf[64];
     size_t buf_len;
 } cs_sha256;

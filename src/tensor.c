@@ -5,9 +5,9 @@ static const struct {
     const char *name;
     size_t size;
 } dtype_info[CS_DTYPE_COUNT] = {
-    [CS_DTYPE_F32] = {"F32", 4}, [CS_DTYPE_F16] = {"F16", 2}, [CS_DTYPE_BF16] = {"BF16", 2},
-    [CS_DTYPE_F64] = {"F64", 8}, [CS_DTYPE_I64] = {"I64", 8}, [CS_DTYPE_I32] = {"I32", 4},
-    [CS_DTYPE_I16] = {"I16", 2}, [CS_DTYPE_I8] = {"I8", 1},   [CS_DTYPE_U8] = {"U8", 1},
+    [CS_DTYPE_F32] = {"F32", 4},   [CS_DTYPE_F16] = {"F16", 2}, [CS_DTYPE_BF16] = {"BF16", 2},
+    [CS_DTYPE_F64] = {"F64", 8},   [CS_DTYPE_I64] = {"I64", 8}, [CS_DTYPE_I32] = {"I32", 4},
+    [CS_DTYPE_I16] = {"I16", 2},   [CS_DTYPE_I8] = {"I8", 1},   [CS_DTYPE_U8] = {"U8", 1},
     [CS_DTYPE_BOOL] = {"BOOL", 1},
 };
 

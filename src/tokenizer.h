@@ -32,7 +32,7 @@ int cs_tokenizer_vocab_size(const cs_tokenizer *tok);
  * (when longer, cut so that eot is the last id). ids must hold
  * context_length entries. *flags gets CLIPSCORE_TOKEN_* bits (may be NULL).
  * Invalid UTF-8 is replaced by U+FFFD, not an error. */
-int cs_tokenizer_encode(const cs_tokenizer *tok, const char *text, int context_length,
-                        int32_t *ids, int *n_ids, unsigned *flags, cs_error *e);
+int cs_tokenizer_encode(const cs_tokenizer *tok, const char *text, int context_length, int32_t *ids,
+                        int *n_ids, unsigned *flags, cs_error *e);
 
 #endif

@@ -48,7 +48,8 @@ std::string short_what(const c10::Error &err) {
 #define SHIM_CATCH(E_, WHAT_)                                                                      \
     }                                                                                              \
     catch (const c10::Error &err) {                                                                \
-        return fail(E_, CLIPSCORE_EINTERNAL, std::string(WHAT_) + ": libtorch: " + short_what(err)); \
+        return fail(E_, CLIPSCORE_EINTERNAL,                                                       \
+                    std::string(WHAT_) + ": libtorch: " + short_what(err));                        \
     }                                                                                              \
     catch (const std::bad_alloc &) {                                                               \
         return fail(E_, CLIPSCORE_ENOMEM, std::string(WHAT_) + ": out of memory");                 \
@@ -62,27 +63,57 @@ std::string short_what(const c10::Error &err) {
 
 bool to_cs_dtype(at::ScalarType t, cs_dtype *out) {
     switch (t) {
-    case at::kFloat: *out = CS_DTYPE_F32; return true;
-    case at::kHalf: *out = CS_DTYPE_F16; return true;
-    case at::kBFloat16: *out = CS_DTYPE_BF16; return true;
-    case at::kDouble: *out = CS_DTYPE_F64; return true;
-    case at::kLong: *out = CS_DTYPE_I64; return true;
-    case at::kInt: *out = CS_DTYPE_I32; return true;
-    case at::kShort: *out = CS_DTYPE_I16; return true;
-    case at::kChar: *out = CS_DTYPE_I8; return true;
-    case at::kByte: *out = CS_DTYPE_U8; return true;
-    case at::kBool: *out = CS_DTYPE_BOOL; return true;
-    default: return false;
+    case at::kFloat:
+        *out = CS_DTYPE_F32;
+        return true;
+    case at::kHalf:
+        *out = CS_DTYPE_F16;
+        return true;
+    case at::kBFloat16:
+        *out = CS_DTYPE_BF16;
+        return true;
+    case at::kDouble:
+        *out = CS_DTYPE_F64;
+        return true;
+    case at::kLong:
+        *out = CS_DTYPE_I64;
+        return true;
+    case at::kInt:
+        *out = CS_DTYPE_I32;
+        return true;
+    case at::kShort:
+        *out = CS_DTYPE_I16;
+        return true;
+    case at::kChar:
+        *out = CS_DTYPE_I8;
+        return true;
+    case at::kByte:
+        *out = CS_DTYPE_U8;
+        return true;
+    case at::kBool:
+        *out = CS_DTYPE_BOOL;
+        return true;
+    default:
+        return false;
     }
 }
 
 bool to_torch_dtype(cs_dtype t, at::ScalarType *out) {
     switch (t) {
-    case CS_DTYPE_F32: *out = at::kFloat; return true;
-    case CS_DTYPE_F16: *out = at::kHalf; return true;
-    case CS_DTYPE_BF16: *out = at::kBFloat16; return true;
-    case CS_DTYPE_F64: *out = at::kDouble; return true;
-    default: return false;
+    case CS_DTYPE_F32:
+        *out = at::kFloat;
+        return true;
+    case CS_DTYPE_F16:
+        *out = at::kHalf;
+        return true;
+    case CS_DTYPE_BF16:
+        *out = at::kBFloat16;
+        return true;
+    case CS_DTYPE_F64:
+        *out = at::kDouble;
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -190,12 +221,12 @@ extern "C" void cs_archive_free(cs_archive *a) {
 namespace {
 
 struct Block {
-    torch::Tensor ln_1_w, ln_1_b;     // [W]
-    torch::Tensor in_w, in_b;         // [3W, W], [3W]: q, k, v stacked
-    torch::Tensor out_w, out_b;       // [W, W], [W]
-    torch::Tensor ln_2_w, ln_2_b;     // [W]
-    torch::Tensor fc_w, fc_b;         // [M, W], [M]
-    torch::Tensor proj_w, proj_b;     // [W, M], [W]
+    torch::Tensor ln_1_w, ln_1_b; // [W]
+    torch::Tensor in_w, in_b;     // [3W, W], [3W]: q, k, v stacked
+    torch::Tensor out_w, out_b;   // [W, W], [W]
+    torch::Tensor ln_2_w, ln_2_b; // [W]
+    torch::Tensor fc_w, fc_b;     // [M, W], [M]
+    torch::Tensor proj_w, proj_b; // [W, M], [W]
 };
 
 } // namespace
@@ -277,7 +308,8 @@ torch::Tensor layer_norm(const torch::Tensor &x, const torch::Tensor &w, const t
 torch::Tensor attention(const torch::Tensor &x, const Block &b, int heads, bool causal) {
     const int64_t n = x.size(0), l = x.size(1), w = x.size(2), hd = w / heads;
     // [N, L, 3W] -> [3, N, H, L, hd]
-    torch::Tensor qkv = torch::linear(x, b.in_w, b.in_b).view({n, l, 3, heads, hd}).permute({2, 0, 3, 1, 4});
+    torch::Tensor qkv =
+        torch::linear(x, b.in_w, b.in_b).view({n, l, 3, heads, hd}).permute({2, 0, 3, 1, 4});
     torch::Tensor q = qkv[0], k = qkv[1], v = qkv[2];
     torch::Tensor o;
 #if TORCH_VERSION_MAJOR >= 2
@@ -433,7 +465,8 @@ extern "C" int cs_torch_model_set(cs_torch_model *m, const cs_tensor *t, cs_erro
     // Copied into a fresh tensor first: safetensors data need not be aligned.
     torch::Tensor src = torch::empty(shape, torch::TensorOptions().dtype(st));
     if ((size_t)src.numel() * src.element_size() != t->nbytes)
-        return cs_fail(e, CLIPSCORE_EMODEL, "weight %s: %zu bytes for its shape", t->name, t->nbytes);
+        return cs_fail(e, CLIPSCORE_EMODEL, "weight %s: %zu bytes for its shape", t->name,
+                       t->nbytes);
     memcpy(src.data_ptr(), t->data, t->nbytes);
     at::ScalarType want = is_norm_param(it->first) ? at::kFloat : m->dtype;
     // Convert through fp32 on the CPU (fp16 arithmetic is CUDA-only here).
@@ -503,13 +536,13 @@ extern "C" int cs_torch_encode_images(cs_torch_model *m, const float *pixels, in
                           .to(m->device, at::kFloat, /*non_blocking=*/m->device.is_cuda())
                           .to(m->dtype);
     x = torch::conv2d(x, m->v_conv, {}, c.patch_size); // [N, W, g, g]
-    x = x.flatten(2).transpose(1, 2);                    // [N, g*g, W]
+    x = x.flatten(2).transpose(1, 2);                  // [N, g*g, W]
     torch::Tensor cls = m->v_cls.view({1, 1, w}).expand({n, 1, w});
     x = torch::cat({cls, x}, 1) + m->v_pos; // [N, g*g+1, W]
     x = layer_norm(x, m->v_ln_pre_w, m->v_ln_pre_b, c.ln_eps);
     x = transformer(x, m->v_blocks, c.vision_heads, false, c);
     x = layer_norm(x.select(1, 0), m->v_ln_post_w, m->v_ln_post_b, c.ln_eps); // class token
-    copy_out(torch::matmul(x, m->v_proj), out);                                  // [N, D]
+    copy_out(torch::matmul(x, m->v_proj), out);                               // [N, D]
     return 0;
     SHIM_CATCH(e, "image encoder")
 }
@@ -554,7 +587,8 @@ extern "C" int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, cons
     torch::Tensor x = torch::embedding(m->t_tok, tok) + m->t_pos.slice(0, 0, l); // [N, l, W]
     x = transformer(x, m->t_blocks, c.text_heads, true, c);
     x = layer_norm(x, m->t_ln_w, m->t_ln_b, c.ln_eps);
-    torch::Tensor rows = torch::arange(n, torch::TensorOptions().dtype(at::kLong).device(m->device));
+    torch::Tensor rows =
+        torch::arange(n, torch::TensorOptions().dtype(at::kLong).device(m->device));
     x = x.index({rows, last.to(m->device)}); // [N, W]
     copy_out(torch::matmul(x, m->t_proj), out);
     return 0;
@@ -568,8 +602,9 @@ static std::unordered_map<void *, torch::Tensor> host_bufs;
 extern "C" void *cs_torch_host_alloc(const cs_torch_model *m, size_t bytes) {
     if (m && m->device.is_cuda()) {
         try {
-            torch::Tensor t = torch::empty({(int64_t)(bytes ? bytes : 1)},
-                                           torch::TensorOptions().dtype(at::kByte).pinned_memory(true));
+            torch::Tensor t =
+                torch::empty({(int64_t)(bytes ? bytes : 1)},
+                             torch::TensorOptions().dtype(at::kByte).pinned_memory(true));
             std::lock_guard<std::mutex> lock(host_mu);
             host_bufs[t.data_ptr()] = t;
             return t.data_ptr();

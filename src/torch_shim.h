@@ -36,21 +36,21 @@ void cs_archive_free(cs_archive *a);
 /* --- the CLIP model --- */
 
 typedef struct cs_clip_config {
-    int image_size;    /* input resolution R */
-    int patch_size;    /* P: R/P patches per side */
-    int vision_width;  /* Wv */
+    int image_size;   /* input resolution R */
+    int patch_size;   /* P: R/P patches per side */
+    int vision_width; /* Wv */
     int vision_layers;
     int vision_heads;
-    int vision_mlp;    /* hidden width of the MLP, usually 4*Wv */
+    int vision_mlp;     /* hidden width of the MLP, usually 4*Wv */
     int context_length; /* T */
     int vocab_size;
-    int text_width;    /* Wt */
+    int text_width; /* Wt */
     int text_layers;
     int text_heads;
     int text_mlp;
-    int embed_dim;     /* D */
-    int quick_gelu;    /* 1: x*sigmoid(1.702x) (OpenAI), 0: exact erf GELU */
-    float ln_eps;      /* layer norm epsilon, 1e-5 */
+    int embed_dim;  /* D */
+    int quick_gelu; /* 1: x*sigmoid(1.702x) (OpenAI), 0: exact erf GELU */
+    float ln_eps;   /* layer norm epsilon, 1e-5 */
 } cs_clip_config;
 
 typedef struct cs_torch_model cs_torch_model;
@@ -75,8 +75,8 @@ int cs_torch_encode_images(cs_torch_model *m, const float *pixels, int n, float 
  * token) -> out [n][D], read at each row's first largest id (the end
  * token), as the reference's argmax does. The batch is run only as far as its longest row:
  * with causal attention nothing after a row's end token changes its result. */
-int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n,
-                          int stride, float *out, struct cs_error *e);
+int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n, int stride,
+                          float *out, struct cs_error *e);
 
 /* Host buffers for inputs: page-locked (pinned) when the model runs on
  * CUDA, so copies to the GPU are asynchronous DMA; plain malloc otherwise.

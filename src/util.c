@@ -166,7 +166,8 @@ int cs_mkdir_p(const char *path, cs_error *e) {
             char c = *s;
             *s = '\0';
             if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-                int rc = cs_fail(e, CLIPSCORE_EIO, "cannot create folder %s: %s", p, strerror(errno));
+                int rc =
+                    cs_fail(e, CLIPSCORE_EIO, "cannot create folder %s: %s", p, strerror(errno));
                 free(p);
                 return rc;
             }
@@ -217,13 +218,15 @@ int cs_atomic_commit(cs_atomic_file *f, cs_error *e) {
     bad |= fclose(fp) != 0;
     f->fp = NULL;
     if (bad) {
-        int rc = cs_fail(e, CLIPSCORE_EIO, "writing %s failed: %s", f->path, strerror(saved ? saved : EIO));
+        int rc = cs_fail(e, CLIPSCORE_EIO, "writing %s failed: %s", f->path,
+                         strerror(saved ? saved : EIO));
         unlink(f->tmp_path);
         atomic_release(f);
         return rc;
     }
     if (rename(f->tmp_path, f->path) != 0) {
-        int rc = cs_fail(e, CLIPSCORE_EIO, "cannot move %s into place: %s", f->path, strerror(errno));
+        int rc =
+            cs_fail(e, CLIPSCORE_EIO, "cannot move %s into place: %s", f->path, strerror(errno));
         unlink(f->tmp_path);
         atomic_release(f);
         return rc;

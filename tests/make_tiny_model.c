@@ -12,7 +12,8 @@ int main(int argc, char **argv) {
     }
     tiny_spec s = tiny_default_spec();
     cs_error e = {0};
-    if (tiny_model_write(argv[1], argc > 2 ? argv[2] : "hf", &s, argc > 3 ? (unsigned)atoi(argv[3]) : 1, 0, &e)) {
+    if (tiny_model_write(argv[1], argc > 2 ? argv[2] : "hf", &s,
+                         argc > 3 ? (unsigned)atoi(argv[3]) : 1, 0, &e)) {
         fprintf(stderr, "make_tiny_model: %s\n", e.msg);
         return 1;
     }

@@ -12,44 +12,44 @@
 
 static int test_checks, test_failures;
 
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        test_checks++;                                                              \
-        if (!(cond)) {                                                              \
-            test_failures++;                                                        \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-        }                                                                           \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        test_checks++;                                                                             \
+        if (!(cond)) {                                                                             \
+            test_failures++;                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_MSG(cond, ...)                                                        \
-    do {                                                                            \
-        test_checks++;                                                              \
-        if (!(cond)) {                                                              \
-            test_failures++;                                                        \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                           \
-            fputc('\n', stderr);                                                    \
-        }                                                                           \
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        test_checks++;                                                                             \
+        if (!(cond)) {                                                                             \
+            test_failures++;                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                                  \
-    do {                                                                                    \
-        long long va_ = (long long)(a), vb_ = (long long)(b);                               \
-        CHECK_MSG(va_ == vb_, "%s = %lld, %s = %lld", #a, va_, #b, vb_);                    \
+#define CHECK_EQ_INT(a, b)                                                                         \
+    do {                                                                                           \
+        long long va_ = (long long)(a), vb_ = (long long)(b);                                      \
+        CHECK_MSG(va_ == vb_, "%s = %lld, %s = %lld", #a, va_, #b, vb_);                           \
     } while (0)
 
-#define CHECK_EQ_STR(a, b)                                                                  \
-    do {                                                                                    \
-        const char *sa_ = (a), *sb_ = (b);                                                  \
-        CHECK_MSG(sa_ && sb_ && strcmp(sa_, sb_) == 0, "\"%s\" != \"%s\"", sa_ ? sa_ : "(null)", \
-                  sb_ ? sb_ : "(null)");                                                    \
+#define CHECK_EQ_STR(a, b)                                                                         \
+    do {                                                                                           \
+        const char *sa_ = (a), *sb_ = (b);                                                         \
+        CHECK_MSG(sa_ &&sb_ &&strcmp(sa_, sb_) == 0, "\"%s\" != \"%s\"", sa_ ? sa_ : "(null)",     \
+                  sb_ ? sb_ : "(null)");                                                           \
     } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                               \
-    do {                                                                                    \
-        double da_ = (double)(a), db_ = (double)(b);                                        \
-        CHECK_MSG(fabs(da_ - db_) <= (tol), "%s = %.8g, %s = %.8g (tol %g)", #a, da_, #b, db_, \
-                  (double)(tol));                                                           \
+#define CHECK_NEAR(a, b, tol)                                                                      \
+    do {                                                                                           \
+        double da_ = (double)(a), db_ = (double)(b);                                               \
+        CHECK_MSG(fabs(da_ - db_) <= (tol), "%s = %.8g, %s = %.8g (tol %g)", #a, da_, #b, db_,     \
+                  (double)(tol));                                                                  \
     } while (0)
 
 static inline int test_finish(const char *name) {

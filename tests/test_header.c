@@ -6,12 +6,12 @@
 #include <string.h>
 
 static int failures;
-#define EXPECT(c)                                                      \
-    do {                                                               \
-        if (!(c)) {                                                    \
-            fprintf(stderr, "%s:%d: failed: %s\n", __FILE__, __LINE__, #c); \
-            failures++;                                                \
-        }                                                              \
+#define EXPECT(c)                                                                                  \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "%s:%d: failed: %s\n", __FILE__, __LINE__, #c);                        \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 int main(void) {

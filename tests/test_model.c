@@ -49,7 +49,8 @@ static void layer_norm(double *x, int n, int w, const float *g, const float *b) 
 }
 
 /* out[n][o] = x[n][in] . w[o][in] + b[o] */
-static void linear(double *out, const double *x, int n, int in, int o, const float *w, const float *b) {
+static void linear(double *out, const double *x, int n, int in, int o, const float *w,
+                   const float *b) {
     for (int i = 0; i < n; i++)
         for (int j = 0; j < o; j++) {
             double s = b ? b[j] : 0;
@@ -59,7 +60,8 @@ static void linear(double *out, const double *x, int n, int in, int o, const flo
 }
 
 /* One residual block on x [L][Wd], in place. */
-static void block(const ref *r, const char *pre, int li, double *x, int L, int Wd, int H, int causal) {
+static void block(const ref *r, const char *pre, int li, double *x, int L, int Wd, int H,
+                  int causal) {
     char f[160];
 #define P(name) (snprintf(f, sizeof f, "%s.%%d.%s", pre, name), W(r, f, li))
     double *h = calloc((size_t)L * Wd, sizeof *h), *qkv = calloc((size_t)L * 3 * Wd, sizeof *qkv);
@@ -76,14 +78,16 @@ static void block(const ref *r, const char *pre, int li, double *x, int L, int W
             for (int j = 0; j <= last; j++) {
                 double d = 0;
                 for (int k = 0; k < hd; k++)
-                    d += qkv[(size_t)i * 3 * Wd + hh * hd + k] * qkv[(size_t)j * 3 * Wd + Wd + hh * hd + k];
+                    d += qkv[(size_t)i * 3 * Wd + hh * hd + k] *
+                         qkv[(size_t)j * 3 * Wd + Wd + hh * hd + k];
                 s[j] = d / sqrt((double)hd);
                 if (s[j] > mx) mx = s[j];
             }
             for (int j = 0; j <= last; j++) sum += (s[j] = exp(s[j] - mx));
             for (int k = 0; k < hd; k++) {
                 double acc = 0;
-                for (int j = 0; j <= last; j++) acc += s[j] / sum * qkv[(size_t)j * 3 * Wd + 2 * Wd + hh * hd + k];
+                for (int j = 0; j <= last; j++)
+                    acc += s[j] / sum * qkv[(size_t)j * 3 * Wd + 2 * Wd + hh * hd + k];
                 att[(size_t)i * Wd + hh * hd + k] = acc;
             }
         }
@@ -123,7 +127,8 @@ static void ref_image(const ref *r, const float *px, double *out) {
             }
     for (size_t k = 0; k < (size_t)L * Wd; k++) x[k] += pos[k];
     layer_norm(x, L, Wd, W(r, "visual.ln_pre.weight", 0), W(r, "visual.ln_pre.bias", 0));
-    for (int i = 0; i < s->vision_layers; i++) block(r, "visual.transformer.resblocks", i, x, L, Wd, s->vision_heads, 0);
+    for (int i = 0; i < s->vision_layers; i++)
+        block(r, "visual.transformer.resblocks", i, x, L, Wd, s->vision_heads, 0);
     layer_norm(x, 1, Wd, W(r, "visual.ln_post.weight", 0), W(r, "visual.ln_post.bias", 0));
     const float *proj = W(r, "visual.proj", 0);
     for (int d = 0; d < s->embed_dim; d++) {
@@ -143,9 +148,11 @@ static void ref_text(const ref *r, const int32_t *ids, int n, double *out) {
     const float *tok = W(r, "token_embedding.weight", 0), *pos = W(r, "positional_embedding", 0);
     for (int i = 0; i < L; i++) {
         int id = i < n ? ids[i] : 0;
-        for (int k = 0; k < Wd; k++) x[(size_t)i * Wd + k] = tok[(size_t)id * Wd + k] + pos[(size_t)i * Wd + k];
+        for (int k = 0; k < Wd; k++)
+            x[(size_t)i * Wd + k] = tok[(size_t)id * Wd + k] + pos[(size_t)i * Wd + k];
     }
-    for (int i = 0; i < s->text_layers; i++) block(r, "transformer.resblocks", i, x, L, Wd, s->text_heads, 1);
+    for (int i = 0; i < s->text_layers; i++)
+        block(r, "transformer.resblocks", i, x, L, Wd, s->text_heads, 1);
     double *e = x + (size_t)(n - 1) * Wd;
     layer_norm(e, 1, Wd, W(r, "ln_final.weight", 0), W(r, "ln_final.bias", 0));
     const float *proj = W(r, "text_projection", 0);
@@ -175,8 +182,10 @@ static cs_torch_model *load(const char *dir, const char *precision, cs_model_fil
         cs_torch_model_free(m);
         m = NULL;
     }
-    if (mf_out) *mf_out = mf;
-    else cs_model_files_close(&mf);
+    if (mf_out)
+        *mf_out = mf;
+    else
+        cs_model_files_close(&mf);
     return m;
 }
 
@@ -192,7 +201,8 @@ static double max_abs(const float *a, const double *b, int n, double *scale) {
 
 static double cosine(const float *a, const float *b, int n) {
     double d = 0, na = 0, nb = 0;
-    for (int i = 0; i < n; i++) d += (double)a[i] * b[i], na += (double)a[i] * a[i], nb += (double)b[i] * b[i];
+    for (int i = 0; i < n; i++)
+        d += (double)a[i] * b[i], na += (double)a[i] * a[i], nb += (double)b[i] * b[i];
     return d / sqrt(na * nb);
 }
 
@@ -260,8 +270,10 @@ static void test_tiny(void) {
         double d = max_abs(e_hf + i * D, want, D, &scale) / scale;
         if (d > worst) worst = d;
         CHECK_MSG(d < 1e-4, "image %d: max |torch - reference| / max |reference| = %g", i, d);
-        CHECK_MSG(max_abs(e_oc + i * D, want, D, &scale) / scale < 1e-4, "open_clip layout, image %d", i);
-        CHECK_MSG(max_abs(e_oc16 + i * D, want, D, &scale) / scale < 1e-4, "F16 layout, image %d", i);
+        CHECK_MSG(max_abs(e_oc + i * D, want, D, &scale) / scale < 1e-4,
+                  "open_clip layout, image %d", i);
+        CHECK_MSG(max_abs(e_oc16 + i * D, want, D, &scale) / scale < 1e-4, "F16 layout, image %d",
+                  i);
     }
     fprintf(stderr, "image encoder vs plain-C reference: worst relative difference %.2e\n", worst);
 
@@ -273,7 +285,8 @@ static void test_tiny(void) {
     int lens[4] = {2, 5, 16, 9};
     for (int i = 0; i < 4; i++) {
         ids[i * T] = V - 2;
-        for (int j = 1; j < lens[i] - 1; j++) ids[i * T + j] = (int32_t)((frand() + 1) * 0.5 * (V - 3));
+        for (int j = 1; j < lens[i] - 1; j++)
+            ids[i * T + j] = (int32_t)((frand() + 1) * 0.5 * (V - 3));
         ids[i * T + lens[i] - 1] = V - 1;
         for (int j = lens[i]; j < T; j++) ids[i * T + j] = 0;
     }
@@ -287,7 +300,8 @@ static void test_tiny(void) {
         double d = max_abs(t_hf + i * D, want, D, &scale) / scale;
         if (d > worst) worst = d;
         CHECK_MSG(d < 1e-4, "text %d (%d tokens): relative difference %g", i, lens[i], d);
-        CHECK_MSG(max_abs(t_oc + i * D, want, D, &scale) / scale < 1e-4, "open_clip layout, text %d", i);
+        CHECK_MSG(max_abs(t_oc + i * D, want, D, &scale) / scale < 1e-4,
+                  "open_clip layout, text %d", i);
         CHECK_EQ_INT(cs_torch_encode_texts(m_hf, ids + i * T, &lens[i], 1, T, t_one, &e), 0);
         double dd = 0;
         for (int k = 0; k < D; k++) dd = fmax(dd, fabs(t_one[k] - t_hf[i * D + k]));
@@ -308,7 +322,8 @@ static void test_tiny(void) {
     if (m_bf) {
         float b16[N * 32];
         CHECK_EQ_INT(cs_torch_encode_images(m_bf, px, N, b16, &e), 0);
-        for (int i = 0; i < N; i++) CHECK_MSG(cosine(b16 + i * D, e_hf + i * D, D) > 0.99, "bf16 image %d", i);
+        for (int i = 0; i < N; i++)
+            CHECK_MSG(cosine(b16 + i * D, e_hf + i * D, D) > 0.99, "bf16 image %d", i);
         cs_torch_model_free(m_bf);
     }
     free(px);
@@ -419,22 +434,26 @@ static void test_conformance(const char *dir) {
     }
     if (f) fclose(f);
     if (!px || !wi || !wt) return;
-    static const char *const layouts[] = {"model-hf", "model-hf-bin", "model-openclip", "model-openai-jit"};
+    static const char *const layouts[] = {"model-hf", "model-hf-bin", "model-openclip",
+                                          "model-openai-jit"};
     for (int l = 0; l < 4; l++) {
         snprintf(p, sizeof p, "%s/%s", dir, layouts[l]);
         cs_torch_model *m = load(p, "fp32", NULL);
         CHECK_MSG(m != NULL, "%s loads", layouts[l]);
         if (!m) continue;
         cs_error e = {0};
-        float *gi = malloc((size_t)(ni * d) * sizeof *gi), *gt = malloc((size_t)(nt * dt) * sizeof *gt);
+        float *gi = malloc((size_t)(ni * d) * sizeof *gi),
+              *gt = malloc((size_t)(nt * dt) * sizeof *gt);
         CHECK_EQ_INT(cs_torch_encode_images(m, px, (int)ni, gi, &e), 0);
         for (int s = 0; s < nt; s += 50)
-            CHECK_EQ_INT(cs_torch_encode_texts(m, ids + s * 77, lens + s, nt - s < 50 ? nt - s : 50, 77,
-                                               gt + (size_t)s * dt, &e), 0);
+            CHECK_EQ_INT(cs_torch_encode_texts(m, ids + s * 77, lens + s, nt - s < 50 ? nt - s : 50,
+                                               77, gt + (size_t)s * dt, &e),
+                         0);
         double ci = 1, ct = 1;
         for (int i = 0; i < ni; i++) ci = fmin(ci, cosine(gi + i * d, wi + i * d, (int)d));
         for (int i = 0; i < nt; i++) ct = fmin(ct, cosine(gt + i * dt, wt + i * dt, (int)dt));
-        fprintf(stderr, "%s: min cosine to reference: images %.7f, texts %.7f\n", layouts[l], ci, ct);
+        fprintf(stderr, "%s: min cosine to reference: images %.7f, texts %.7f\n", layouts[l], ci,
+                ct);
         CHECK_MSG(ci >= 0.9999, "%s image embeddings: min cosine %.7f", layouts[l], ci);
         CHECK_MSG(ct >= 0.9999, "%s text embeddings: min cosine %.7f", layouts[l], ct);
         free(gi);
@@ -450,7 +469,9 @@ int main(void) {
     cs_torch_set_threads(2);
     test_tiny();
     const char *conf = test_conformance_dir();
-    if (conf) test_conformance(conf);
-    else fprintf(stderr, "conformance fixtures not found: skipped that part\n");
+    if (conf)
+        test_conformance(conf);
+    else
+        fprintf(stderr, "conformance fixtures not found: skipped that part\n");
     return test_finish("test_model");
 }

@@ -13,9 +13,9 @@
 /* The merges of the synthetic tokenizer, in rank order. Each joins two
  * tokens that exist already (bytes or earlier merges). */
 static const char *const merges[] = {
-    "t h", "h e</w>", "th e</w>", "a n", "i n", "e r", "o n", "r e", "a t", "an d</w>",
-    "i s</w>", "o f</w>", "c a", "ca t</w>", "d o", "do g</w>", "p h", "o t", "o o</w>",
-    "ph ot", "phot o</w>", "re d</w>", "o g</w>",
+    "t h", "h e</w>",  "th e</w>", "a n",     "i n",        "e r",      "o n",     "r e",
+    "a t", "an d</w>", "i s</w>",  "o f</w>", "c a",        "ca t</w>", "d o",     "do g</w>",
+    "p h", "o t",      "o o</w>",  "ph ot",   "phot o</w>", "re d</w>", "o g</w>",
 };
 #define N_MERGES (int)(sizeof merges / sizeof merges[0])
 
@@ -65,8 +65,8 @@ typedef struct wlist {
     void **bufs;
 } wlist;
 
-static int wl_add(wlist *w, const char *name, int ndim, const int64_t *shape, double scale, double offset,
-                  int f16, cs_error *e) {
+static int wl_add(wlist *w, const char *name, int ndim, const int64_t *shape, double scale,
+                  double offset, int f16, cs_error *e) {
     if (w->n == w->cap) {
         w->cap = w->cap ? 2 * w->cap : 64;
         w->t = realloc(w->t, (size_t)w->cap * sizeof *w->t);
@@ -82,8 +82,10 @@ static int wl_add(wlist *w, const char *name, int ndim, const int64_t *shape, do
     if (!buf || !nm) return cs_fail(e, CLIPSCORE_ENOMEM, "out of memory");
     for (int64_t i = 0; i < n; i++) {
         float v = round_f16((float)(offset + scale * rnd()));
-        if (f16) ((uint16_t *)buf)[i] = f32_to_f16(v);
-        else ((float *)buf)[i] = v;
+        if (f16)
+            ((uint16_t *)buf)[i] = f32_to_f16(v);
+        else
+            ((float *)buf)[i] = v;
     }
     cs_tensor *t = &w->t[w->n];
     memset(t, 0, sizeof *t);
@@ -109,16 +111,16 @@ static void wl_free(wlist *w) {
     free(w->bufs);
 }
 
-#define ADD(name, scale, offset, ...)                                                        \
-    do {                                                                                     \
-        int64_t sh_[] = {__VA_ARGS__};                                                       \
-        rc = wl_add(&w, name, (int)(sizeof sh_ / sizeof sh_[0]), sh_, scale, offset, f16, e); \
-        if (rc) goto done;                                                                   \
+#define ADD(name, scale, offset, ...)                                                              \
+    do {                                                                                           \
+        int64_t sh_[] = {__VA_ARGS__};                                                             \
+        rc = wl_add(&w, name, (int)(sizeof sh_ / sizeof sh_[0]), sh_, scale, offset, f16, e);      \
+        if (rc) goto done;                                                                         \
     } while (0)
-#define ADD0(name, scale, offset)                                   \
-    do {                                                            \
-        rc = wl_add(&w, name, 0, NULL, scale, offset, f16, e);      \
-        if (rc) goto done;                                          \
+#define ADD0(name, scale, offset)                                                                  \
+    do {                                                                                           \
+        rc = wl_add(&w, name, 0, NULL, scale, offset, f16, e);                                     \
+        if (rc) goto done;                                                                         \
     } while (0)
 
 /* The OpenAI names, in the order build_model would see them. Weights are
@@ -138,8 +140,8 @@ static int draw_weights(wlist *wo, const tiny_spec *s, int f16, cs_error *e) {
         int L = pass == 0 ? s->vision_layers : s->text_layers;
         for (int i = 0; i < L; i++) {
             char n[128];
-#define B(suffix, scale, offset, ...)                     \
-    snprintf(n, sizeof n, "%s.%d.%s", pre, i, suffix);    \
+#define B(suffix, scale, offset, ...)                                                              \
+    snprintf(n, sizeof n, "%s.%d.%s", pre, i, suffix);                                             \
     ADD(n, scale, offset, __VA_ARGS__)
             B("ln_1.weight", 0.1, 1.0, W);
             B("ln_1.bias", 0.1, 0, W);
@@ -198,26 +200,30 @@ static int to_hf(const wlist *o, wlist *h, const tiny_spec *s, cs_error *e) {
         {"logit_scale", "logit_scale"},
     };
     static const char *const blk[][2] = {
-        {"ln_1.weight", "layer_norm1.weight"},     {"ln_1.bias", "layer_norm1.bias"},
+        {"ln_1.weight", "layer_norm1.weight"},
+        {"ln_1.bias", "layer_norm1.bias"},
         {"attn.out_proj.weight", "self_attn.out_proj.weight"},
         {"attn.out_proj.bias", "self_attn.out_proj.bias"},
-        {"ln_2.weight", "layer_norm2.weight"},     {"ln_2.bias", "layer_norm2.bias"},
-        {"mlp.c_fc.weight", "mlp.fc1.weight"},     {"mlp.c_fc.bias", "mlp.fc1.bias"},
-        {"mlp.c_proj.weight", "mlp.fc2.weight"},   {"mlp.c_proj.bias", "mlp.fc2.bias"},
+        {"ln_2.weight", "layer_norm2.weight"},
+        {"ln_2.bias", "layer_norm2.bias"},
+        {"mlp.c_fc.weight", "mlp.fc1.weight"},
+        {"mlp.c_fc.bias", "mlp.fc1.bias"},
+        {"mlp.c_proj.weight", "mlp.fc2.weight"},
+        {"mlp.c_proj.bias", "mlp.fc2.bias"},
     };
     h->cap = o->n * 2;
     h->t = calloc((size_t)h->cap, sizeof *h->t);
     h->names = calloc((size_t)h->cap, sizeof *h->names);
     h->bufs = calloc((size_t)h->cap, sizeof *h->bufs);
     if (!h->t || !h->names || !h->bufs) return cs_fail(e, CLIPSCORE_ENOMEM, "out of memory");
-#define PUSH(nm, tens, buf)                        \
-    do {                                           \
-        char *nm_ = (nm);                          \
-        h->t[h->n] = tens;                         \
-        h->names[h->n] = nm_;                      \
-        h->t[h->n].name = nm_;                     \
-        h->bufs[h->n] = buf;                       \
-        h->n++;                                    \
+#define PUSH(nm, tens, buf)                                                                        \
+    do {                                                                                           \
+        char *nm_ = (nm);                                                                          \
+        h->t[h->n] = tens;                                                                         \
+        h->names[h->n] = nm_;                                                                      \
+        h->t[h->n].name = nm_;                                                                     \
+        h->bufs[h->n] = buf;                                                                       \
+        h->n++;                                                                                    \
     } while (0)
     for (size_t k = 0; k < sizeof ren / sizeof ren[0]; k++) {
         const cs_tensor *t = wfind(o, ren[k][0]);
@@ -248,7 +254,8 @@ static int to_hf(const wlist *o, wlist *h, const tiny_spec *s, cs_error *e) {
                 const cs_tensor *t = wfind(o, a);
                 size_t third = t->nbytes / 3;
                 for (int q = 0; q < 3; q++) {
-                    snprintf(b, sizeof b, "%s.%d.self_attn.%c_proj.%s", hp, i, "qkv"[q], wb ? "bias" : "weight");
+                    snprintf(b, sizeof b, "%s.%d.self_attn.%c_proj.%s", hp, i, "qkv"[q],
+                             wb ? "bias" : "weight");
                     void *buf = malloc(third);
                     memcpy(buf, (const char *)t->data + q * third, third);
                     cs_tensor c = *t;
@@ -267,7 +274,8 @@ static int to_hf(const wlist *o, wlist *h, const tiny_spec *s, cs_error *e) {
         unsigned char *buf = malloc(t->nbytes);
         for (int64_t i = 0; i < r; i++)
             for (int64_t j = 0; j < c; j++)
-                memcpy(buf + (j * r + i) * es, (const unsigned char *)t->data + (i * c + j) * es, es);
+                memcpy(buf + (j * r + i) * es, (const unsigned char *)t->data + (i * c + j) * es,
+                       es);
         cs_tensor ct = *t;
         ct.shape[0] = c;
         ct.shape[1] = r;
@@ -285,7 +293,8 @@ static void byte_unicode(int b, char out[8]) {
     if (!ready) {
         int n = 0;
         for (int i = 0; i < 256; i++) {
-            int printable = (i >= '!' && i <= '~') || (i >= 0xA1 && i <= 0xAC) || (i >= 0xAE && i <= 0xFF);
+            int printable =
+                (i >= '!' && i <= '~') || (i >= 0xA1 && i <= 0xAC) || (i >= 0xAE && i <= 0xFF);
             table[i] = printable ? i : 256 + n++;
         }
         ready = 1;
@@ -304,8 +313,10 @@ static void byte_unicode(int b, char out[8]) {
 static void json_escape(FILE *f, const char *s) {
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else fputc(c, f);
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else
+            fputc(c, f);
     }
 }
 
@@ -341,8 +352,8 @@ static int write_tokenizer(const char *dir, cs_error *e) {
     return rc;
 }
 
-int tiny_model_write(const char *dir, const char *layout, const tiny_spec *s, unsigned seed, int f16,
-                     cs_error *e) {
+int tiny_model_write(const char *dir, const char *layout, const tiny_spec *s, unsigned seed,
+                     int f16, cs_error *e) {
     int rc = cs_mkdir_p(dir, e);
     if (rc) return rc;
     rng_state = 0x9E3779B97F4A7C15ull ^ seed;
@@ -353,38 +364,42 @@ int tiny_model_write(const char *dir, const char *layout, const tiny_spec *s, un
     if (!rc && hf) rc = to_hf(&o, &h, s, e);
     if (!rc) {
         wpath = cs_path_join(dir, hf ? "model.safetensors" : "open_clip_model.safetensors", e);
-        rc = wpath ? cs_safetensors_write(wpath, hf ? h.t : o.t, hf ? h.n : o.n, e) : CLIPSCORE_ENOMEM;
+        rc = wpath ? cs_safetensors_write(wpath, hf ? h.t : o.t, hf ? h.n : o.n, e)
+                   : CLIPSCORE_ENOMEM;
     }
     if (!rc) {
         cfg = cs_path_join(dir, hf ? "config.json" : "open_clip_config.json", e);
         FILE *f = cfg ? fopen(cfg, "wb") : NULL;
-        if (!f) rc = cs_fail(e, CLIPSCORE_EIO, "cannot write the config into %s", dir);
+        if (!f)
+            rc = cs_fail(e, CLIPSCORE_EIO, "cannot write the config into %s", dir);
         else {
             const char *act = s->quick_gelu ? "quick_gelu" : "gelu";
             if (hf)
                 fprintf(f,
                         "{\"model_type\": \"clip\", \"projection_dim\": %d,\n"
                         " \"text_config\": {\"hidden_size\": %d, \"num_attention_heads\": %d, "
-                        "\"num_hidden_layers\": %d, \"max_position_embeddings\": %d, \"vocab_size\": %d, "
+                        "\"num_hidden_layers\": %d, \"max_position_embeddings\": %d, "
+                        "\"vocab_size\": %d, "
                         "\"hidden_act\": \"%s\"},\n"
                         " \"vision_config\": {\"hidden_size\": %d, \"num_attention_heads\": %d, "
                         "\"num_hidden_layers\": %d, \"image_size\": %d, \"patch_size\": %d, "
                         "\"hidden_act\": \"%s\", \"layer_norm_eps\": 1e-05}}\n",
-                        s->embed_dim, s->text_width, s->text_heads, s->text_layers, s->context_length,
-                        tiny_vocab_size(), act, s->vision_width, s->vision_heads, s->vision_layers,
-                        s->image_size, s->patch, act);
+                        s->embed_dim, s->text_width, s->text_heads, s->text_layers,
+                        s->context_length, tiny_vocab_size(), act, s->vision_width, s->vision_heads,
+                        s->vision_layers, s->image_size, s->patch, act);
             else
-                fprintf(f,
-                        "{\"model_cfg\": {\"embed_dim\": %d, \"quick_gelu\": %s,\n"
-                        " \"vision_cfg\": {\"image_size\": %d, \"layers\": %d, \"width\": %d, "
-                        "\"patch_size\": %d, \"head_width\": %d},\n"
-                        " \"text_cfg\": {\"context_length\": %d, \"vocab_size\": %d, \"width\": %d, "
-                        "\"heads\": %d, \"layers\": %d}},\n"
-                        " \"preprocess_cfg\": {\"mean\": [0.48145466, 0.4578275, 0.40821073], "
-                        "\"std\": [0.26862954, 0.26130258, 0.27577711]}}\n",
-                        s->embed_dim, s->quick_gelu ? "true" : "false", s->image_size, s->vision_layers,
-                        s->vision_width, s->patch, s->vision_width / s->vision_heads, s->context_length,
-                        tiny_vocab_size(), s->text_width, s->text_heads, s->text_layers);
+                fprintf(
+                    f,
+                    "{\"model_cfg\": {\"embed_dim\": %d, \"quick_gelu\": %s,\n"
+                    " \"vision_cfg\": {\"image_size\": %d, \"layers\": %d, \"width\": %d, "
+                    "\"patch_size\": %d, \"head_width\": %d},\n"
+                    " \"text_cfg\": {\"context_length\": %d, \"vocab_size\": %d, \"width\": %d, "
+                    "\"heads\": %d, \"layers\": %d}},\n"
+                    " \"preprocess_cfg\": {\"mean\": [0.48145466, 0.4578275, 0.40821073], "
+                    "\"std\": [0.26862954, 0.26130258, 0.27577711]}}\n",
+                    s->embed_dim, s->quick_gelu ? "true" : "false", s->image_size, s->vision_layers,
+                    s->vision_width, s->patch, s->vision_width / s->vision_heads, s->context_length,
+                    tiny_vocab_size(), s->text_width, s->text_heads, s->text_layers);
             if (fclose(f) != 0) rc = cs_fail(e, CLIPSCORE_EIO, "%s: write failed", cfg);
         }
     }

@@ -9,7 +9,7 @@
 #include "util.h"
 
 typedef struct tiny_spec {
-    int image_size, patch;          /* 32, 8 */
+    int image_size, patch; /* 32, 8 */
     int vision_width, vision_layers, vision_heads;
     int text_width, text_layers, text_heads, context_length;
     int embed_dim;
@@ -21,8 +21,8 @@ tiny_spec tiny_default_spec(void);
 /* layout: "hf" (config.json, model.safetensors, F32) or "openclip"
  * (open_clip_config.json, open_clip_model.safetensors, F16 when f16).
  * Writes vocab.json and merges.txt too. Same seed, same weights. */
-int tiny_model_write(const char *dir, const char *layout, const tiny_spec *s, unsigned seed, int f16,
-                     cs_error *e);
+int tiny_model_write(const char *dir, const char *layout, const tiny_spec *s, unsigned seed,
+                     int f16, cs_error *e);
 
 /* Vocabulary size of the synthetic tokenizer (bytes, their word-end forms,
  * merges, two special tokens). */
