@@ -379,6 +379,7 @@ def bench_pairs(a, results):
     py = torch_python()
     peak = None
     if py:
+        wait_quiet(a)
         r = subprocess.run([py, __file__, "--_peak", "--threads", str(a.threads)] + (["--gpu"] if a.gpu else []),
                            capture_output=True, text=True)
         if r.returncode == 0:

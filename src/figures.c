@@ -80,27 +80,6 @@ static size_t utf8_decode(const unsigned char *p, uint32_t *cp) {
     return n;
 }
 
-static size_t utf8_encode(uint32_t cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    } else if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    } else if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Copies s (NULL: "") into out as valid UTF-8 that pango accepts: invalid
  * bytes become U+FFFD, control characters spaces (one paragraph), and text
  * past the buffer is cut at a character boundary with an ellipsis. */
@@ -113,7 +92,7 @@ static void clean_text(const char *s, char *out, size_t cap) {
         if (len == 0) cp = 0xFFFD, len = 1;
         if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp < 0xA0)) cp = ' ';
         char enc[4];
-        size_t el = utf8_encode(cp, enc);
+        size_t el = cs_utf8_put(cp, enc);
         if (o + el + 4 > cap) { /* keep room for "…" and the NUL */
             memcpy(out + o, "\xE2\x80\xA6", 3);
             o += 3;

@@ -76,17 +76,21 @@ static const cs_tensor *src_find(const cs_model_files *mf, const char *name) {
     return NULL;
 }
 
-/* Highest "<prefix>N." index among source names, +1 (the layer count). */
+/* N+1 when name is "<prefix>N.<...>", else 0: layer counts are the largest. */
+static int layer_of(const char *name, const char *prefix) {
+    size_t pl = strlen(prefix);
+    if (strncmp(name, prefix, pl) != 0) return 0;
+    char *end;
+    long v = strtol(name + pl, &end, 10);
+    return end != name + pl && *end == '.' && v >= 0 && v < 1000 ? (int)v + 1 : 0;
+}
+
+/* Layer count among the source tensors' names. */
 static int count_layers(const cs_model_files *mf, const char *prefix) {
     int n = src_count(mf), layers = 0;
-    size_t pl = strlen(prefix);
     for (int i = 0; i < n; i++) {
-        const char *name = src_at(mf, i)->name;
-        if (strncmp(name, prefix, pl) != 0) continue;
-        char *end;
-        long v = strtol(name + pl, &end, 10);
-        if (end != name + pl && *end == '.' && v >= 0 && v < 1000 && v + 1 > layers)
-            layers = (int)v + 1;
+        int l = layer_of(src_at(mf, i)->name, prefix);
+        if (l > layers) layers = l;
     }
     return layers;
 }
@@ -245,16 +249,12 @@ static const cs_tensor *w_find(const cs_model_files *mf, const char *name) {
     return NULL;
 }
 
+/* Layer count among the weights' (OpenAI) names. */
 static int w_count_layers(const cs_model_files *mf, const char *prefix) {
     int layers = 0;
-    size_t pl = strlen(prefix);
     for (int i = 0; i < mf->n; i++) {
-        const char *name = mf->weights[i].name;
-        if (strncmp(name, prefix, pl) != 0) continue;
-        char *end;
-        long v = strtol(name + pl, &end, 10);
-        if (end != name + pl && *end == '.' && v >= 0 && v < 1000 && v + 1 > layers)
-            layers = (int)v + 1;
+        int l = layer_of(mf->weights[i].name, prefix);
+        if (l > layers) layers = l;
     }
     return layers;
 }

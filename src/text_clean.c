@@ -133,36 +133,13 @@ static int utf8_decode(const char *s, size_t len, cpbuf *out, int *invalid, cs_e
     return 0;
 }
 
-static size_t utf8_put(uint32_t c, char *o) {
-    if (c < 0x80) {
-        o[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        o[0] = (char)(0xC0 | (c >> 6));
-        o[1] = (char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c < 0x10000) {
-        o[0] = (char)(0xE0 | (c >> 12));
-        o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (c >> 18));
-    o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
-}
-
 static int utf8_encode(const uint32_t *v, size_t n, char **out, size_t *out_len, cs_error *e) {
     if (n > (SIZE_MAX - 1) / 4)
         return cs_fail(e, CLIPSCORE_ENOMEM, "text too long (%zu characters)", n);
     char *s = cs_malloc(n * 4 + 1, 1, e);
     if (!s) return CLIPSCORE_ENOMEM;
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) k += utf8_put(v[i], s + k);
+    for (size_t i = 0; i < n; i++) k += cs_utf8_put(v[i], s + k);
     s[k] = '\0';
     *out = s;
     if (out_len) *out_len = k;
@@ -448,7 +425,7 @@ static size_t width_fold(uint32_t c, uint32_t out[4]) {
         return 1;
     }
     char in[5];
-    size_t len = utf8_put(c, in);
+    size_t len = cs_utf8_put(c, in);
     utf8proc_uint8_t *nf = NULL;
     utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)in, (utf8proc_ssize_t)len, &nf,
                                       UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT);
@@ -546,8 +523,8 @@ static int nfc(const uint32_t *v, size_t n, cpbuf *out, cs_error *e) {
     int need = 0;
     for (size_t i = 0; i < n && !need; i++) need = v[i] >= 0x300; /* below: already NFC */
     if (!need) return cp_append(out, v, n, e);
-    char *s;
-    size_t len;
+    char *s = NULL;
+    size_t len = 0;
     int rc = utf8_encode(v, n, &s, &len, e);
     if (rc) return rc;
     utf8proc_uint8_t *nf = NULL;

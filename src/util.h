@@ -67,6 +67,10 @@ void cs_atomic_abort(cs_atomic_file *f);
 /* Writes a whole buffer atomically. */
 int cs_write_file_atomic(const char *path, const void *data, size_t len, cs_error *e);
 
+/* Writes code point c (at most U+10FFFF) as UTF-8 into out; returns the
+ * byte count (1 to 4). */
+size_t cs_utf8_put(uint32_t c, char out[4]);
+
 /* Monotonic clock in seconds. */
 double cs_now(void);
 
