@@ -136,6 +136,7 @@ static int load_model(clipscore_context *ctx, cs_error *e) {
     for (int i = 0; !rc && i < mf.n; i++) {
         rc = cs_torch_model_set(ctx->model, &mf.weights[i], e);
         if (rc > 0) rc = 0; /* a tensor the model does not use (logit_scale, ...) */
+        cs_model_files_release(&mf, i);
     }
     if (!rc) rc = cs_torch_model_ready(ctx->model, e);
     if (rc) cs_fail_prefix(e, "model %s", mf.dir);

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define MAX_CONFIG_BYTES (16u << 20)
 
@@ -38,6 +40,21 @@ static int add_weight(cs_model_files *mf, const cs_tensor *t, int *cap, cs_error
     }
     mf->weights[mf->n++] = *t;
     return 0;
+}
+
+void cs_model_files_release(cs_model_files *mf, int i) {
+    if (i < 0 || i >= mf->n) return;
+    const cs_tensor *t = &mf->weights[i];
+    const char *d = t->data, *base = mf->st.map;
+    if (mf->st.mapped && d >= base && d + t->nbytes <= base + mf->st.map_len) {
+        /* Only whole pages inside the tensor: its neighbours stay mapped. */
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        uintptr_t lo = ((uintptr_t)d + page - 1) / page * page;
+        uintptr_t hi = ((uintptr_t)d + t->nbytes) / page * page;
+        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    } else if (mf->archive) {
+        cs_archive_release(mf->archive, t->data);
+    }
 }
 
 void cs_model_files_close(cs_model_files *mf) {

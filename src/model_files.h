@@ -48,6 +48,10 @@ typedef struct cs_model_files {
 /* Opens a model folder or weight file, reads its configuration and weights.
  * Errors name the folder and what is missing or wrong. */
 int cs_model_files_open(const char *path, cs_model_files *mf, cs_error *e);
+/* Gives back the memory behind weight i once the model has its own copy:
+ * mapped safetensors pages are dropped (MADV_DONTNEED), archive tensors
+ * freed. The view must not be read afterwards. */
+void cs_model_files_release(cs_model_files *mf, int i);
 /* Releases everything; safe on a zeroed struct. */
 void cs_model_files_close(cs_model_files *mf);
 

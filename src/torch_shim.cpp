@@ -159,6 +159,8 @@ extern "C" int cs_archive_open(const char *path, cs_archive **out, cs_error *e) 
     // its own classes, which the plain unpickler refuses, so that comes next.
     try {
         torch::IValue v = torch::pickle_load(data);
+        data.clear(); // the tensors own copies: free the file's bytes now
+        data.shrink_to_fit();
         if (v.isGenericDict()) {
             for (const auto &kv : v.toGenericDict()) {
                 if (kv.key().isString() && kv.value().isTensor())
@@ -210,6 +212,18 @@ extern "C" int cs_archive_count(const cs_archive *a) {
 extern "C" const cs_tensor *cs_archive_tensor(const cs_archive *a, int i) {
     if (!a || i < 0 || (size_t)i >= a->views.size()) return nullptr;
     return &a->views[(size_t)i];
+}
+
+extern "C" void cs_archive_release(cs_archive *a, const void *data) {
+    if (!a || !data) return;
+    for (size_t i = 0; i < a->tensors.size(); i++) {
+        if (a->views[i].data == data) {
+            a->tensors[i] = torch::Tensor();
+            a->views[i].data = nullptr;
+            a->views[i].nbytes = 0;
+            return;
+        }
+    }
 }
 
 extern "C" void cs_archive_free(cs_archive *a) {

@@ -31,6 +31,10 @@ typedef struct cs_archive cs_archive;
 int cs_archive_open(const char *path, cs_archive **out, struct cs_error *e);
 int cs_archive_count(const cs_archive *a);
 const cs_tensor *cs_archive_tensor(const cs_archive *a, int i);
+/* Drops the tensor whose data starts at `data` (after it was copied into a
+ * model), so loading never holds two full copies of the weights. Its view
+ * must not be used afterwards. No-op when no tensor matches. */
+void cs_archive_release(cs_archive *a, const void *data);
 void cs_archive_free(cs_archive *a);
 
 /* --- the CLIP model --- */
