@@ -318,42 +318,74 @@ torch::Tensor layer_norm(const torch::Tensor &x, const torch::Tensor &w, const t
     return torch::layer_norm(x.to(at::kFloat), {x.size(-1)}, w, b, eps).to(x.scalar_type());
 }
 
-// x [N, L, W] -> [N, L, W]; causal: each position sees itself and earlier ones.
+// SDPA with an explicit scale (1.0: q is pre-scaled) exists from 2.1 on.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+#define CS_HAVE_SDPA 1
+#endif
+
+// x [N, L, W] -> [N, L, W]; causal: each position sees itself and earlier
+// ones. The q rows of in_proj are pre-scaled by 1/sqrt(hd) (see fold_scales),
+// so the scores are plain q k^T.
 torch::Tensor attention(const torch::Tensor &x, const Block &b, int heads, bool causal) {
     const int64_t n = x.size(0), l = x.size(1), w = x.size(2), hd = w / heads;
-    // [N, L, 3W] -> [3, N, H, L, hd]
-    torch::Tensor qkv =
-        torch::linear(x, b.in_w, b.in_b).view({n, l, 3, heads, hd}).permute({2, 0, 3, 1, 4});
-    torch::Tensor q = qkv[0], k = qkv[1], v = qkv[2];
+    // [N, L, 3W] -> [3, N, H, L, hd] in one copy, so q, k, v are contiguous.
+    torch::Tensor qkv = torch::linear(x, b.in_w, b.in_b)
+                            .view({n, l, 3, heads, hd})
+                            .permute({2, 0, 3, 1, 4})
+                            .contiguous();
     torch::Tensor o;
-#if TORCH_VERSION_MAJOR >= 2
-    o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, causal);
+#ifdef CS_HAVE_SDPA
+    o = at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], {}, 0.0, causal, 1.0);
 #else
-    // As torch.nn.MultiheadAttention: scale q, then q k^T, mask, softmax.
-    torch::Tensor s = torch::matmul(q * (1.0 / std::sqrt((double)hd)), k.transpose(-2, -1));
-    if (causal) {
-        torch::Tensor mask = torch::full({l, l}, -INFINITY, s.options()).triu(1);
-        s = s + mask;
-    }
-    o = torch::matmul(torch::softmax(s, -1), v); // [N, H, L, hd]
+    torch::Tensor q = qkv[0].view({n * heads, l, hd}), k = qkv[1].view({n * heads, l, hd}),
+                  v = qkv[2].view({n * heads, l, hd});
+    torch::Tensor s;
+    if (causal) // mask [l, l] broadcast over the batch, added by the same call
+        s = torch::baddbmm(torch::full({l, l}, -INFINITY, x.options()).triu(1), q,
+                           k.transpose(1, 2));
+    else
+        s = torch::bmm(q, k.transpose(1, 2));
+    o = torch::bmm(torch::softmax(s, -1), v); // [N*H, L, hd]
 #endif
-    o = o.transpose(1, 2).reshape({n, l, w});
+    o = o.view({n, heads, l, hd}).transpose(1, 2).reshape({n, l, w});
     return torch::linear(o, b.out_w, b.out_b);
 }
 
+// quick_gelu(h) = h * sigmoid(1.702 h) = silu(1.702 h) / 1.702: with the
+// 1.702 folded into c_fc and its inverse into c_proj (fold_scales), the
+// activation is one in-place silu pass.
 torch::Tensor mlp(const torch::Tensor &x, const Block &b, bool quick_gelu) {
     torch::Tensor h = torch::linear(x, b.fc_w, b.fc_b);
-    h = quick_gelu ? h * torch::sigmoid(1.702 * h) : torch::gelu(h);
+    h = quick_gelu ? torch::silu_(h) : torch::gelu(h);
     return torch::linear(h, b.proj_w, b.proj_b);
 }
 
 torch::Tensor transformer(torch::Tensor x, const std::vector<Block> &blocks, int heads, bool causal,
                           const cs_clip_config &cfg) {
     for (const Block &b : blocks) {
-        x = x + attention(layer_norm(x, b.ln_1_w, b.ln_1_b, cfg.ln_eps), b, heads, causal);
-        x = x + mlp(layer_norm(x, b.ln_2_w, b.ln_2_b, cfg.ln_eps), b, cfg.quick_gelu != 0);
+        x.add_(attention(layer_norm(x, b.ln_1_w, b.ln_1_b, cfg.ln_eps), b, heads, causal));
+        x.add_(mlp(layer_norm(x, b.ln_2_w, b.ln_2_b, cfg.ln_eps), b, cfg.quick_gelu != 0));
     }
     return x;
+}
+
+// Folds constant scales into the weights as they arrive (in fp32, before any
+// cast to fp16/bf16): 1/sqrt(head width) into the q rows of in_proj, and
+// quick_gelu's 1.702 into c_fc (its inverse into c_proj).
+void fold_scales(const cs_torch_model *m, const std::string &name, torch::Tensor &w) {
+    auto ends = [&](const char *suffix) {
+        size_t n = strlen(suffix);
+        return name.size() >= n && name.compare(name.size() - n, n, suffix) == 0;
+    };
+    const bool vision = name.rfind("visual.", 0) == 0;
+    const int64_t width = vision ? m->cfg.vision_width : m->cfg.text_width;
+    const int heads = vision ? m->cfg.vision_heads : m->cfg.text_heads;
+    if (ends("attn.in_proj_weight") || ends("attn.in_proj_bias"))
+        w.narrow(0, 0, width).mul_(1.0 / std::sqrt((double)(width / heads)));
+    else if (m->cfg.quick_gelu && (ends("mlp.c_fc.weight") || ends("mlp.c_fc.bias")))
+        w.mul_(1.702);
+    else if (m->cfg.quick_gelu && ends("mlp.c_proj.weight"))
+        w.div_(1.702);
 }
 
 void copy_out(const torch::Tensor &y, float *out) {
@@ -484,7 +516,9 @@ extern "C" int cs_torch_model_set(cs_torch_model *m, const cs_tensor *t, cs_erro
     memcpy(src.data_ptr(), t->data, t->nbytes);
     at::ScalarType want = is_norm_param(it->first) ? at::kFloat : m->dtype;
     // Convert through fp32 on the CPU (fp16 arithmetic is CUDA-only here).
-    it->second.second = src.to(at::kFloat).to(want).clone();
+    torch::Tensor w = src.to(at::kFloat).clone();
+    fold_scales(m, it->first, w);
+    it->second.second = w.to(want);
     return 0;
     SHIM_CATCH(e, std::string("weight ") + t->name)
 }
@@ -582,21 +616,22 @@ extern "C" int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, cons
     c10::InferenceMode guard;
     // Only the first l positions: padding after a row's end token cannot
     // reach that token through the causal mask.
-    torch::Tensor tok = torch::zeros({n, l}, at::kLong);
-    torch::Tensor last = torch::empty({n}, at::kLong);
-    auto ta = tok.accessor<int64_t, 2>();
+    std::vector<int64_t> tok_v((size_t)n * l, 0), last_v((size_t)n);
     for (int i = 0; i < n; i++) {
         // Features are read where the reference reads them: at the row's
         // largest id (argmax, first occurrence), which is the first end token
         // since it has the highest id; a caption spelling "<|endoftext|>"
         // puts one before the last position.
+        const int32_t *row = ids + (size_t)i * stride;
         int at = 0;
         for (int j = 0; j < lens[i]; j++) {
-            ta[i][j] = ids[(size_t)i * stride + j];
-            if (ta[i][j] > ta[i][at]) at = j;
+            tok_v[(size_t)i * l + j] = row[j];
+            if (row[j] > row[at]) at = j;
         }
-        last[i] = at;
+        last_v[(size_t)i] = at;
     }
+    torch::Tensor tok = torch::from_blob(tok_v.data(), {n, l}, at::kLong);
+    torch::Tensor last = torch::from_blob(last_v.data(), {n}, at::kLong);
     tok = tok.to(m->device);
     torch::Tensor x = torch::embedding(m->t_tok, tok) + m->t_pos.slice(0, 0, l); // [N, l, W]
     x = transformer(x, m->t_blocks, c.text_heads, true, c);

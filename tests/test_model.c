@@ -326,11 +326,43 @@ static void test_tiny(void) {
             CHECK_MSG(cosine(b16 + i * D, e_hf + i * D, D) > 0.99, "bf16 image %d", i);
         cs_torch_model_free(m_bf);
     }
-    free(px);
     cs_torch_model_free(m_hf);
     cs_torch_model_free(m_oc);
     cs_torch_model_free(m_oc16);
     cs_safetensors_close(&r.st);
+
+    /* The exact-GELU activation (open_clip's default), same checks. */
+    {
+        tiny_spec g = s;
+        g.quick_gelu = 0;
+        char gdir[600], gref[600];
+        snprintf(gdir, sizeof gdir, "%s/gelu-hf", tmp);
+        snprintf(gref, sizeof gref, "%s/gelu-openclip", tmp);
+        CHECK_EQ_INT(tiny_model_write(gdir, "hf", &g, 9, 0, &e), 0);
+        CHECK_EQ_INT(tiny_model_write(gref, "openclip", &g, 9, 0, &e), 0);
+        ref rg = {.s = g};
+        snprintf(path, sizeof path, "%s/open_clip_model.safetensors", gref);
+        CHECK_EQ_INT(cs_safetensors_open(path, &rg.st, &e), 0);
+        cs_model_files gmf;
+        cs_torch_model *mg = load(gdir, "fp32", &gmf);
+        CHECK(mg != NULL);
+        if (mg && rg.st.n) {
+            CHECK_EQ_INT(gmf.clip.quick_gelu, 0);
+            float ge[32], gt[32];
+            double want[32], scale;
+            CHECK_EQ_INT(cs_torch_encode_images(mg, px, 1, ge, &e), 0);
+            ref_image(&rg, px, want);
+            CHECK_MSG(max_abs(ge, want, D, &scale) / scale < 1e-4, "gelu image vs reference");
+            CHECK_EQ_INT(cs_torch_encode_texts(mg, ids + 2 * T, &lens[2], 1, T, gt, &e), 0);
+            ref_text(&rg, ids + 2 * T, lens[2], want);
+            CHECK_MSG(max_abs(gt, want, D, &scale) / scale < 1e-4, "gelu text vs reference");
+            cs_model_files_close(&gmf);
+        }
+        cs_torch_model_free(mg);
+        cs_safetensors_close(&rg.st);
+    }
+
+    free(px);
 
     /* Devices and precisions a CPU build must refuse clearly. */
     cs_model_files mf2;
