@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -94,6 +95,20 @@ static int default_threads(void) {
     return n > 0 ? (int)n : 1;
 }
 
+/* libtorch's intra-op (OpenMP) threads. With MKL, GEMMs run on those same
+ * threads: give them every core. With OpenBLAS (Debian's libtorch), GEMMs
+ * run on OpenBLAS's own threads, and OpenMP's threads, which spin for a
+ * while after each parallel region, then fight them for the cores: measured
+ * on 2 cores, the text encoder ran at 60 GFLOP/s with 2 OpenMP threads and
+ * 130 with 1 (images 110-135 against 153). So one OpenMP thread, unless
+ * OMP_WAIT_POLICY=PASSIVE stops the spinning (then every core: images
+ * reached 160-166 GFLOP/s). The decode workers are separate (pipeline.c). */
+static int torch_threads(int cores) {
+    const char *wp = getenv("OMP_WAIT_POLICY");
+    int passive = wp && strcasecmp(wp, "passive") == 0;
+    return cs_torch_blas_has_own_threads() && !passive ? 1 : cores;
+}
+
 static int resolve_model(clipscore_context *ctx, cs_error *e) {
     const char *spec = ctx->params.model;
 #ifdef CLIPSCORE_HAVE_FETCH
@@ -163,10 +178,7 @@ clipscore_context *clipscore_init(const clipscore_params *params, char *err, siz
     }
     double t0 = cs_now();
     if (!rc) rc = resolve_model(ctx, &e);
-    /* libtorch's intra-op pool gets every core: while it encodes, the
-     * decode workers (one fewer than the cores, see pipeline.c) mostly wait,
-     * and their work is small beside the encoders'. */
-    if (!rc) cs_torch_set_threads(ctx->threads);
+    if (!rc) cs_torch_set_threads(ctx->torch_threads = torch_threads(ctx->threads));
     if (!rc) rc = load_model(ctx, &e);
     if (rc) {
         if (err && err_len)

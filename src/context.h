@@ -11,7 +11,8 @@
 
 struct clipscore_context {
     clipscore_params params;
-    int threads;      /* resolved worker count */
+    int threads;       /* cores to use (--threads or the core count) */
+    int torch_threads; /* libtorch intra-op threads (see clipscore.c) */
     char *model_name; /* as requested */
     char *model_path; /* resolved local folder or file */
     char *layout;

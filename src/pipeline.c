@@ -41,7 +41,7 @@
 
 #define THUMB_SIDE 256     /* thumbnail size kept for image_captions.jpg */
 #define CACHE_ENTRIES 4096 /* embeddings remembered per kind across batches */
-#define TEXT_CHUNK 16      /* captions per text-encoder call, grouped by length */
+#define TEXT_CHUNK 64      /* captions per text-encoder call, grouped by length */
 
 clipscore_score_params clipscore_default_score_params(void) {
     clipscore_score_params p;
@@ -774,6 +774,7 @@ static int write_run_json(run *r, const char *path, int figures_written) {
     cJSON_AddStringToObject(j, "device", mi.device);
     cJSON_AddStringToObject(j, "precision", mi.precision);
     cJSON_AddNumberToObject(j, "threads", ctx->threads);
+    cJSON_AddNumberToObject(j, "torch_intra_op_threads", ctx->torch_threads);
     cJSON_AddNumberToObject(j, "batch_size", r->B);
     cJSON_AddStringToObject(j, "input", r->sp->input_csv);
     cJSON_AddStringToObject(j, "image_column", cs_csv_header(r->csv)->fields[r->col_img]);

@@ -677,6 +677,10 @@ extern "C" void cs_torch_host_free(void *p) {
     free(p);
 }
 
+extern "C" int cs_torch_blas_has_own_threads(void) {
+    return at::hasMKL() ? 0 : 1;
+}
+
 extern "C" void cs_torch_set_threads(int n) {
     if (n > 0) at::set_num_threads(n);
 }

@@ -88,6 +88,10 @@ int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, const int *lens
 void *cs_torch_host_alloc(const cs_torch_model *m, size_t bytes);
 void cs_torch_host_free(void *p);
 
+/* 1 when libtorch's BLAS runs GEMMs on a thread pool of its own (OpenBLAS,
+ * as in Debian's build) rather than on libtorch's OpenMP threads (MKL). */
+int cs_torch_blas_has_own_threads(void);
+
 /* Intra-op threads used by libtorch on the CPU. */
 void cs_torch_set_threads(int n);
 int cs_torch_get_threads(void);
