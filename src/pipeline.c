@@ -704,26 +704,35 @@ static void progress(run *r, int final) {
     if (!final && now - r->t_last < (r->tty ? 0.2 : 10.0)) return;
     r->t_last = now;
     double rate = el > 0 ? (double)r->sum.rows / el : 0;
-    char eta[32] = "";
-    if (r->total_rows > 0 && rate > 0)
-        fmt_duration((double)(r->total_rows - r->sum.rows) / rate, eta, sizeof eta);
+    int known = r->total_rows > 0;
+    char count[64], eta[48] = "";
+    if (known)
+        snprintf(count, sizeof count, "%ld/%ld rows", (long)r->sum.rows, r->total_rows);
+    else
+        snprintf(count, sizeof count, "%ld rows", (long)r->sum.rows);
+    if (known && rate > 0) {
+        char d[32];
+        fmt_duration((double)(r->total_rows - r->sum.rows) / rate, d, sizeof d);
+        snprintf(eta, sizeof eta, ", ETA %s", d);
+    }
     if (r->tty) {
         char bar[31];
-        int fill =
-            r->total_rows > 0 ? (int)(30.0 * (double)r->sum.rows / (double)r->total_rows) : 0;
+        int fill = known ? (int)(30.0 * (double)r->sum.rows / (double)r->total_rows) : 0;
         for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
         bar[30] = '\0';
-        fprintf(stderr, "\r\033[K[%s] %ld/%ld rows  %.1f rows/s  ETA %s", bar, (long)r->sum.rows,
-                r->total_rows, rate, eta[0] ? eta : "?");
+        fprintf(stderr, "\r\033[K[%s] %s, %.1f rows/s%s", known ? bar : "streaming", count, rate,
+                eta);
         if (final) fputc('\n', stderr);
     } else {
-        fprintf(stderr, "clipscore: %ld/%ld rows, %.1f rows/s%s%s\n", (long)r->sum.rows,
-                r->total_rows, rate, eta[0] ? ", ETA " : "", eta);
+        fprintf(stderr, "clipscore: %s, %.1f rows/s%s\n", count, rate, eta);
     }
 }
 
-/* Data rows in the file (a first pass with the CSV reader), -1 on error. */
+/* Data rows in the file (a first pass with the CSV reader), -1 on error or
+ * when the input is not a regular file (a pipe can be read only once). */
 static long count_rows(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
     cs_csv_reader *c;
     cs_error e;
     if (cs_csv_open(path, &c, &e)) return -1;
