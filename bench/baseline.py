@@ -40,9 +40,11 @@ STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class LayerNorm(nn.LayerNorm):
-    # As OpenAI's: computed in fp32 also when the model is fp16.
+    # As OpenAI's: computed in fp32 also when the model is fp16 (here the
+    # norm's own weights are halved too, so they are widened with the input).
     def forward(self, x):
-        return super().forward(x.float()).type(x.dtype)
+        return nn.functional.layer_norm(x.float(), self.normalized_shape, self.weight.float(),
+                                        self.bias.float(), self.eps).type(x.dtype)
 
 
 class QuickGELU(nn.Module):

@@ -26,6 +26,7 @@ say "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
   [ -n "${BUILD_ONLY:-}" ] || { echo "gpu.sh: no nvidia-smi"; exit 1; }
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
+"$PY" -c 'import numpy, PIL' || { echo "gpu.sh: bench.py needs numpy and Pillow in $PY"; exit 1; }
 for t in cmake cc c++; do command -v $t >/dev/null || { echo "gpu.sh: $t not found"; exit 1; }; done
 
 say "unpacking the C libraries from $DEBS"

@@ -250,7 +250,7 @@ _TIMES = ["at dusk", "on a rainy morning", "in the late afternoon", "under a clo
 
 
 def captions(n, seed=7):
-    """n distinct realistic captions (~10-15 words) while the combinations
+    """n distinct realistic captions (11-21 words) while the combinations
     last, so no caption is served from clipscore's embedding cache."""
     combos = [(a, b, c, d) for a in _SUBJECTS for b in _ACTIONS for c in _PLACES for d in _TIMES]
     rng = np.random.default_rng(seed)

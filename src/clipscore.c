@@ -230,9 +230,27 @@ int clipscore_get_model_info(const clipscore_context *ctx, clipscore_model_info 
     return 0;
 }
 
+/* Where hashes of weight files are remembered between runs (the model
+ * cache folder), NULL when there is none. Caller frees. */
+static char *sha256_memo_path(void) {
+#ifdef CLIPSCORE_HAVE_FETCH
+    cs_error e;
+    char *dir = NULL;
+    cs_fetch_opts fo = cs_fetch_default_opts();
+    if (cs_fetch_cache_dir(&fo, &dir, &e) != 0) return NULL;
+    char *p = cs_mkdir_p(dir, &e) == 0 ? cs_path_join(dir, "weights-sha256.txt", &e) : NULL;
+    free(dir);
+    return p;
+#else
+    return NULL;
+#endif
+}
+
 int clipscore_weights_sha256(clipscore_context *ctx, char out[65]) {
     if (!ctx->sha256[0]) {
-        int rc = cs_sha256_file(ctx->weights_path, ctx->sha256, &ctx->err);
+        char *memo = sha256_memo_path();
+        int rc = cs_sha256_file_memo(ctx->weights_path, memo, ctx->sha256, &ctx->err);
+        free(memo);
         if (rc) {
             ctx->sha256[0] = '\0';
             return rc;

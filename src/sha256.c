@@ -1,6 +1,9 @@
 /* sha256.c - SHA-256 as specified in FIPS 180-4, streaming, plus a helper
  * that hashes a file in 1 MiB chunks. Leaves out SHA-224 and HMAC. */
+#define _GNU_SOURCE
 #include "sha256.h"
+
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -134,4 +137,69 @@ int cs_sha256_file(const char *path, char out_hex[65], cs_error *e) {
     cs_sha256_final(&s, digest);
     cs_sha256_hex(digest, out_hex);
     return 0;
+}
+
+/* ---- memo of file hashes ---------------------------------------------- */
+
+#define MEMO_MAX_ENTRIES 256
+
+int cs_sha256_file_memo(const char *path, const char *memo_path, char out_hex[65], cs_error *e) {
+    struct stat st;
+    char *real = realpath(path, NULL);
+    if (!real || stat(real, &st) != 0) {
+        free(real);
+        return cs_sha256_file(path, out_hex, e);
+    }
+    char key[128];
+    snprintf(key, sizeof key, "%lld %lld %llu %llu", (long long)st.st_size,
+             (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
+             (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+    char *memo = NULL;
+    size_t memo_len = 0;
+    cs_error ignored;
+    if (memo_path && cs_read_file(memo_path, 1u << 20, &memo, &memo_len, &ignored) != 0)
+        memo = NULL;
+    /* Lines: HEX KEY PATH; a match needs the key and the path. */
+    size_t keylen = strlen(key), reallen = strlen(real);
+    for (char *line = memo; line && *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        if (len == 64 + 1 + keylen + 1 + reallen && line[64] == ' ' &&
+            memcmp(line + 65, key, keylen) == 0 && line[65 + keylen] == ' ' &&
+            memcmp(line + 66 + keylen, real, reallen) == 0 &&
+            strspn(line, "0123456789abcdef") == 64) {
+            memcpy(out_hex, line, 64);
+            out_hex[64] = '\0';
+            free(memo);
+            free(real);
+            return 0;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    int rc = cs_sha256_file(path, out_hex, e);
+    if (rc == 0 && memo_path) {
+        /* Rewrite: the newest entry first, then up to MAX-1 older lines. */
+        cs_atomic_file f;
+        if (cs_atomic_open(&f, memo_path, &ignored) == 0) {
+            fprintf(f.fp, "%s %s %s\n", out_hex, key, real);
+            int kept = 1;
+            for (char *line = memo; line && *line && kept < MEMO_MAX_ENTRIES;) {
+                char *nl = strchr(line, '\n');
+                size_t len = nl ? (size_t)(nl - line) : strlen(line);
+                int same_path = len >= reallen &&
+                                memcmp(line + len - reallen, real, reallen) == 0 && len > reallen &&
+                                line[len - reallen - 1] == ' ';
+                if (len > 66 && !same_path) {
+                    fwrite(line, 1, len, f.fp);
+                    fputc('\n', f.fp);
+                    kept++;
+                }
+                line = nl ? nl + 1 : NULL;
+            }
+            cs_atomic_commit(&f, &ignored);
+        }
+    }
+    free(memo);
+    free(real);
+    return rc;
 }

@@ -23,4 +23,11 @@ void cs_sha256_hex(const unsigned char digest[32], char out[65]);
 /* Hashes a whole file. */
 int cs_sha256_file(const char *path, char out_hex[65], cs_error *e);
 
+/* Like cs_sha256_file, but remembers results in memo_path, one line per file
+ * ("HEX SIZE MTIME_NS DEV INODE PATH"), so an unchanged file (same path, size,
+ * modification time and inode) is hashed once: a 600 MB weight file costs
+ * seconds to hash. The memo only speeds things up: when it cannot be read
+ * or written, the file is hashed as usual. At most 256 entries are kept. */
+int cs_sha256_file_memo(const char *path, const char *memo_path, char out_hex[65], cs_error *e);
+
 #endif

@@ -427,10 +427,54 @@ static void test_read_file(const char *tmp) {
     CHECK(!cs_file_exists(path) && cs_is_dir(tmp) && !cs_file_exists(tmp));
 }
 
+/* The hash memo: a remembered hash is used while the file is unchanged,
+ * and recomputed once it changes. */
+static void test_sha256_memo(const char *tmp) {
+    char file[600], memo[600], hex[65], real[65];
+    snprintf(file, sizeof file, "%s/weights.bin", tmp);
+    snprintf(memo, sizeof memo, "%s/memo.txt", tmp);
+    FILE *f = fopen(file, "wb");
+    fputs("some weights", f);
+    fclose(f);
+    cs_error e = {0};
+    CHECK_EQ_INT(cs_sha256_file_memo(file, memo, hex, &e), 0);
+    CHECK_EQ_INT(cs_sha256_file(file, real, &e), 0);
+    CHECK_EQ_STR(hex, real);
+    char *text = NULL;
+    size_t len = 0;
+    CHECK_EQ_INT(cs_read_file(memo, 0, &text, &len, &e), 0);
+    CHECK(text && strncmp(text, real, 64) == 0 && strstr(text, "weights.bin\n") != NULL);
+    /* Plant a different hash in the memo: it must be what comes back
+     * (the file was not read again). */
+    if (text) {
+        memset(text, 'a', 64);
+        FILE *m = fopen(memo, "wb");
+        fwrite(text, 1, len, m);
+        fclose(m);
+    }
+    free(text);
+    CHECK_EQ_INT(cs_sha256_file_memo(file, memo, hex, &e), 0);
+    CHECK_EQ_STR(hex, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    /* Changed content (size and time differ): hashed again. */
+    f = fopen(file, "ab");
+    fputs(" and more", f);
+    fclose(f);
+    CHECK_EQ_INT(cs_sha256_file_memo(file, memo, hex, &e), 0);
+    CHECK_EQ_INT(cs_sha256_file(file, real, &e), 0);
+    CHECK_EQ_STR(hex, real);
+    /* No memo, or an unwritable one: plain hashing. */
+    CHECK_EQ_INT(cs_sha256_file_memo(file, NULL, hex, &e), 0);
+    CHECK_EQ_STR(hex, real);
+    CHECK_EQ_INT(cs_sha256_file_memo(file, "/nonexistent/dir/memo.txt", hex, &e), 0);
+    CHECK_EQ_STR(hex, real);
+    CHECK(cs_sha256_file_memo("/nonexistent/file", memo, hex, &e) < 0);
+}
+
 int main(void) {
     char tmp[512];
     snprintf(tmp, sizeof tmp, "%s", test_tmpdir("util"));
     test_sha256(tmp);
+    test_sha256_memo(tmp);
     test_npy(tmp);
     test_atomic(tmp);
     test_paths(tmp);
