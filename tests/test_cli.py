@@ -44,6 +44,7 @@ def png(path, w, h, seed=0, mode="RGB"):
 def run(args, cwd=None, env=None):
     e = dict(os.environ)
     e.pop("CLIPSCORE_OFFLINE", None)
+    e["CLIPSCORE_CACHE"] = os.path.join(tmp, "cache")  # keep the user's cache out of it
     if env:
         e.update(env)
     p = subprocess.run([BIN] + args, capture_output=True, cwd=cwd, env=e, timeout=300)

@@ -27,6 +27,7 @@ def check(ok, what, detail=""):
 
 def run(args, env):
     e = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPSCORE_", "HF_"))}
+    e["CLIPSCORE_CACHE"] = os.path.join(tmp, "default-cache")  # never the user's cache
     e.update(env)
     p = subprocess.run([BIN] + args, capture_output=True, env=e, timeout=600)
     return p.returncode, p.stdout.decode(), p.stderr.decode("utf-8", "replace")
