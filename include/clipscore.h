@@ -56,7 +56,8 @@ typedef enum clipscore_status {
     CLIPSCORE_EUNSUPPORTED = -9, /* valid but unsupported (e.g. TIFF image) */
     CLIPSCORE_ELIMIT = -10,      /* input over a configured limit (pixels, size) */
     CLIPSCORE_EOFFLINE = -11,    /* needs the network but offline mode is on */
-    CLIPSCORE_EINTERNAL = -12    /* a bug: please report it */
+    CLIPSCORE_EINTERNAL = -12,   /* a bug: please report it */
+    CLIPSCORE_ECANCELED = -13    /* stopped by clipscore_cancel() */
 } clipscore_status;
 
 typedef struct clipscore_context clipscore_context;
@@ -171,6 +172,11 @@ typedef struct clipscore_score_summary {
  * left behind). */
 CLIPSCORE_API int clipscore_score_csv(clipscore_context *ctx, const clipscore_score_params *params,
                                       clipscore_score_summary *summary);
+
+/* Asks a running clipscore_score_csv to stop after the batch in hand; it then
+ * returns CLIPSCORE_ECANCELED and leaves no output behind. Safe to call from
+ * a signal handler or another thread. */
+CLIPSCORE_API void clipscore_cancel(clipscore_context *ctx);
 
 #ifdef __cplusplus
 }

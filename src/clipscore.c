@@ -203,6 +203,10 @@ void clipscore_free(clipscore_context *ctx) {
     free(ctx);
 }
 
+void clipscore_cancel(clipscore_context *ctx) {
+    if (ctx) ctx->cancel = 1;
+}
+
 const char *clipscore_last_error(const clipscore_context *ctx) {
     return ctx ? ctx->err.msg : "no context";
 }

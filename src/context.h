@@ -3,6 +3,8 @@
 #ifndef CLIPSCORE_CONTEXT_H
 #define CLIPSCORE_CONTEXT_H
 
+#include <signal.h>
+
 #include "clipscore.h"
 #include "image.h"
 #include "tokenizer.h"
@@ -13,8 +15,8 @@ struct clipscore_context {
     clipscore_params params;
     int threads;       /* cores to use (--threads or the core count) */
     int torch_threads; /* libtorch intra-op threads (see clipscore.c) */
-    char *model_name; /* as requested */
-    char *model_path; /* resolved local folder or file */
+    char *model_name;  /* as requested */
+    char *model_path;  /* resolved local folder or file */
     char *layout;
     char *weights_path;
     char sha256[65]; /* of weights_path, "" until computed */
@@ -22,8 +24,9 @@ struct clipscore_context {
     cs_preprocess_cfg preprocess;
     cs_tokenizer *tok;
     cs_torch_model *model;
-    double load_seconds; /* resolving and loading the model */
-    cs_error err;        /* last error */
+    double load_seconds;          /* resolving and loading the model */
+    volatile sig_atomic_t cancel; /* set by clipscore_cancel (signal-safe) */
+    cs_error err;                 /* last error */
 };
 
 /* Tokenises with the context's tokenizer and context length; ids must hold

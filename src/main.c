@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,7 @@ static const char *const usage_text =
     "      --version          version and libtorch build\n"
     "\n"
     "Exit status: 0 every row scored; 3 outputs written but some rows failed;\n"
-    "2 usage error; 1 fatal error (nothing written).\n";
+    "2 usage error; 1 fatal error (nothing written); 130 interrupted (nothing written).\n";
 
 typedef struct cli {
     const char *command;
@@ -457,6 +458,20 @@ static int cmd_models(cli *c) {
 #endif
 }
 
+/* Ctrl-C (or SIGTERM) during a run: the first asks the scorer to stop
+ * cleanly, removing its temporary files; a second one ends the process. */
+static clipscore_context *running;
+
+static void on_signal(int sig) {
+    static volatile sig_atomic_t seen;
+    if (seen++ || !running) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    clipscore_cancel(running);
+}
+
 static int cmd_score(cli *c) {
     if (c->n_positional != 1) {
         if (c->n_positional == 0) return usage_error("%s", "no input CSV given");
@@ -466,10 +481,17 @@ static int cmd_score(cli *c) {
     clipscore_context *ctx = open_context(c);
     if (!ctx) return EXIT_FATAL;
     clipscore_score_summary sum;
+    running = ctx;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     int rc = clipscore_score_csv(ctx, &c->score, &sum);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    running = NULL;
     if (rc < 0) {
         fprintf(stderr, "clipscore: %s\n", clipscore_last_error(ctx));
         clipscore_free(ctx);
+        if (rc == CLIPSCORE_ECANCELED) return 128 + SIGINT;
         return rc == CLIPSCORE_EARG ? EXIT_USAGE : EXIT_FATAL;
     }
     clipscore_free(ctx);

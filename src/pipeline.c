@@ -1054,8 +1054,15 @@ int clipscore_score_csv(clipscore_context *ctx, const clipscore_score_params *pa
      * batch k is encoded, so decoding overlaps the encoders. */
     int eof = 0, cur = 0;
     if (!rc) rc = read_batch(&r, &r.b[0], &eof);
+    ctx->cancel = 0;
     while (!rc && r.b[cur].n_rows > 0) {
         batch *b = &r.b[cur], *next = &r.b[1 - cur];
+        if (ctx->cancel) {
+            rc = cs_fail(r.e, CLIPSCORE_ECANCELED,
+                         "interrupted after %ld rows; nothing was written", (long)r.sum.rows);
+            pool_wait(&r.pool, b);
+            break;
+        }
         if (!eof)
             rc = read_batch(&r, next, &eof);
         else

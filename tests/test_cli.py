@@ -303,6 +303,31 @@ rj = json.load(open(os.path.join(tmp, "rep", "run.json")))
 check(rc == 0 and rj["images_encoded"] == 2 and rj["texts_encoded"] == 3, "duplicates encoded once",
       (rj.get("images_encoded"), rj.get("texts_encoded")))
 
+# 7. Ctrl-C during a run: exit 130, no output.csv, no temporary files left.
+import signal, time
+big = os.path.join(tmp, "big")
+os.makedirs(big)
+write(os.path.join(big, "in.csv"), "image,caption\n" + "".join(f"../img/a{i % 6}.png,caption number {i}\n"
+                                                              for i in range(200000)))
+e = dict(os.environ, CLIPSCORE_CACHE=os.path.join(tmp, "cache"))
+p = subprocess.Popen([BIN, "score", os.path.join(big, "in.csv"), "-o", os.path.join(big, "out"), "-q",
+                      "--no-figures"] + M, stderr=subprocess.PIPE, env=e)
+deadline = time.time() + 120
+while time.time() < deadline and p.poll() is None:
+    if os.path.isdir(os.path.join(big, "out")) and any(".tmp." in f for f in os.listdir(os.path.join(big, "out"))):
+        break  # the run is under way: its temporary output exists
+    time.sleep(0.05)
+time.sleep(0.3)
+p.send_signal(signal.SIGINT)
+try:
+    err = p.communicate(timeout=120)[1].decode()
+except subprocess.TimeoutExpired:
+    p.kill()
+    err = "did not stop"
+left = os.listdir(os.path.join(big, "out")) if os.path.isdir(os.path.join(big, "out")) else []
+check(p.returncode == 130 and "interrupted" in err, "SIGINT stops the run with exit 130", (p.returncode, err[-300:]))
+check(left == [], "an interrupted run leaves nothing in the output folder", left)
+
 shutil.rmtree(tmp, ignore_errors=True)
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
