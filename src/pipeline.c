@@ -1084,8 +1084,16 @@ int clipscore_score_csv(clipscore_context *ctx, const clipscore_score_params *pa
     }
     int figures_written = 0;
     if (!rc && r.fig_limit) {
-        rc = draw_figures(&r);
-        figures_written = !rc;
+        /* The scores matter more than the pictures: a figure that cannot be
+         * drawn is a warning, and output.csv is still written. */
+        cs_error fe;
+        cs_error_clear(&fe);
+        cs_error *keep = r.e;
+        r.e = &fe;
+        figures_written = draw_figures(&r) == 0;
+        r.e = keep;
+        if (!figures_written)
+            fprintf(stderr, "clipscore: warning: figures not written: %s\n", fe.msg);
     }
     if (!rc && r.save) {
         rc = cs_npy_stream_commit(&r.npy_img, r.e);

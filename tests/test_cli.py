@@ -303,6 +303,15 @@ rj = json.load(open(os.path.join(tmp, "rep", "run.json")))
 check(rc == 0 and rj["images_encoded"] == 2 and rj["texts_encoded"] == 3, "duplicates encoded once",
       (rj.get("images_encoded"), rj.get("texts_encoded")))
 
+# A figure that cannot be written does not cost the scores.
+if HAVE_FIGURES:
+    od = os.path.join(tmp, "figfail")
+    os.makedirs(os.path.join(od, "image_captions.jpg"))  # a folder where the file should go
+    rc, _, err = run(["score", inp, "-o", od] + M)
+    check(rc == 0 and os.path.exists(os.path.join(od, "output.csv")) and "figures not written" in err,
+          "a failed figure is a warning; output.csv is written", (rc, err[-300:]))
+    check(json.load(open(os.path.join(od, "run.json")))["figures"] is False, "run.json says figures: false")
+
 # 7. Ctrl-C during a run: exit 130, no output.csv, no temporary files left.
 import signal, time
 big = os.path.join(tmp, "big")
