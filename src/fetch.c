@@ -1230,6 +1230,8 @@ static int resolve(const char *spec, const cs_fetch_opts *o_in, int refresh, int
             rc = 0;
         else if (!rc)
             rc = lookup_name(spec, cache, &m, e);
+        else /* no cache folder, and not a file or folder either: say which model */
+            cs_fail_prefix(e, "model %s is not a file or folder here, and to fetch it", spec);
         if (rc == 0) {
             free(cache);
             if (allow_path && (cs_is_dir(spec) || cs_file_exists(spec))) {
