@@ -289,25 +289,34 @@ static int py_html_unescape(const uint32_t *v, size_t n, cpbuf *out, cs_error *e
     return 0;
 }
 
+/* A code point that expands to up to three others (0-terminated). */
+typedef struct cp_expansion {
+    uint16_t from;
+    uint16_t to[3];
+} cp_expansion;
+
+/* Writes c's expansion from table t into out; 0 when c is not in t. */
+static size_t expand(const cp_expansion *t, size_t n, uint32_t c, uint32_t out[3]) {
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].from != c) continue;
+        size_t k = 0;
+        for (; k < 3 && t[i].to[k]; k++) out[k] = t[i].to[k];
+        return k;
+    }
+    return 0;
+}
+
 /* Python's str.upper() for the characters of HTML entity values: simple
  * uppercase, plus the SpecialCasing expansions that occur among them. */
 static size_t entity_upper(uint32_t c, uint32_t out[3]) {
-    static const struct {
-        uint16_t from;
-        uint16_t to[3];
-    } special[] = {
+    static const cp_expansion special[] = {
         {0x00DF, {'S', 'S', 0}},    /* sharp s */
         {0x0149, {0x02BC, 'N', 0}}, /* n preceded by apostrophe */
         {0xFB00, {'F', 'F', 0}},    {0xFB01, {'F', 'I', 0}},   {0xFB02, {'F', 'L', 0}},
         {0xFB03, {'F', 'F', 'I'}},  {0xFB04, {'F', 'F', 'L'}},
     };
-    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
-        if (special[i].from == c) {
-            size_t k = 0;
-            for (; k < 3 && special[i].to[k]; k++) out[k] = special[i].to[k];
-            return k;
-        }
-    }
+    size_t k = expand(special, sizeof special / sizeof special[0], c, out);
+    if (k) return k;
     out[0] = (uint32_t)utf8proc_toupper((utf8proc_int32_t)c);
     return 1;
 }
@@ -384,10 +393,7 @@ static int ftfy_unescape(const uint32_t *v, size_t n, cpbuf *out, cs_error *e) {
 
 /* fix_latin_ligatures: ftfy's table of Latin ligatures and digraphs. */
 static size_t ligature(uint32_t c, uint32_t out[3]) {
-    static const struct {
-        uint16_t from;
-        uint16_t to[3];
-    } tab[] = {
+    static const cp_expansion tab[] = {
         {0x0132, {'I', 'J', 0}},    {0x0133, {'i', 'j', 0}},    {0x0149, {0x02BC, 'n', 0}},
         {0x01C4, {'D', 0x017D, 0}}, {0x01C5, {'D', 0x017E, 0}}, {0x01C6, {'d', 0x017E, 0}},
         {0x01C7, {'L', 'J', 0}},    {0x01C8, {'L', 'j', 0}},    {0x01C9, {'l', 'j', 0}},
@@ -398,16 +404,8 @@ static size_t ligature(uint32_t c, uint32_t out[3]) {
         {0xFB06, {'s', 't', 0}},
     };
     if ((c >= 0x0132 && c <= 0x01F3) || (c >= 0xFB00 && c <= 0xFB06)) {
-        for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
-            if (tab[i].from == c) {
-                size_t k = 0;
-                while (k < 3 && tab[i].to[k]) {
-                    out[k] = tab[i].to[k];
-                    k++;
-                }
-                return k;
-            }
-        }
+        size_t k = expand(tab, sizeof tab / sizeof tab[0], c, out);
+        if (k) return k;
     }
     out[0] = c;
     return 1;
