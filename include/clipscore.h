@@ -17,17 +17,23 @@
  *     clipscore_free(ctx);
  *
  * Errors: every function returning int returns CLIPSCORE_OK (0) or a negative
- * clipscore_status; the message is then in clipscore_last_error(ctx). Nothing
- * in the library exits the process or prints to stdout.
+ * clipscore_status; the message is then in clipscore_last_error(ctx), which,
+ * like errno, is kept per thread. Functions without a context write their
+ * message into a buffer the caller passes. Nothing in the library exits the
+ * process or prints to stdout (except clipscore_models_list, to its FILE).
  *
- * Threads: a context may be used by one thread at a time (the scorer runs its
- * own worker threads inside). clipscore_tokenize is safe to call from several
- * threads at once on one context. */
+ * Threads: the model a context holds is read-only once clipscore_init has
+ * returned. clipscore_tokenize, clipscore_preprocess_image,
+ * clipscore_get_model_info and clipscore_weights_sha256 may be called from
+ * several threads at once on one context; the encode and score calls from
+ * one thread at a time (the scorer runs its own worker threads inside).
+ * clipscore_cancel may be called from anywhere, a signal handler included. */
 #ifndef CLIPSCORE_H
 #define CLIPSCORE_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -84,6 +90,8 @@ CLIPSCORE_API clipscore_params clipscore_default_params(void);
 CLIPSCORE_API clipscore_context *clipscore_init(const clipscore_params *params, char *err,
                                                 size_t err_len);
 CLIPSCORE_API void clipscore_free(clipscore_context *ctx);
+/* The message of the last call on ctx that failed in this thread ("" when
+ * none did). Valid until this thread's next failing call. */
 CLIPSCORE_API const char *clipscore_last_error(const clipscore_context *ctx);
 /* Short name of a status code, e.g. "EFORMAT". */
 CLIPSCORE_API const char *clipscore_status_name(int status);
@@ -139,11 +147,13 @@ typedef enum clipscore_metric {
 } clipscore_metric;
 
 typedef struct clipscore_score_params {
-    const char *input_csv;    /* required */
-    const char *output_dir;   /* NULL (default): the input's folder */
+    const char *input_csv;    /* required; "-" reads standard input */
+    const char *output_dir;   /* NULL (default): the input's folder; for "-", a pipe or a
+                                 device (/dev/stdin, <(...)): the current folder */
     const char *image_column; /* NULL: detect (image, image_path, filepath, file, path, url, ...) */
     const char *caption_column;   /* NULL: detect (caption, text, title, ...) */
-    const char *image_root;       /* NULL: relative image paths resolve against the CSV's folder */
+    const char *image_root;       /* NULL: relative image paths resolve against the CSV's folder
+                                     (the current folder for "-", pipes and devices) */
     const char *caption_template; /* "{}" (default); "{}" is replaced by the caption */
     clipscore_metric metric;      /* default CLIPSCORE_METRIC_COSINE */
     int batch_size;               /* pairs per encoder batch; default 32 */
@@ -175,8 +185,25 @@ CLIPSCORE_API int clipscore_score_csv(clipscore_context *ctx, const clipscore_sc
 
 /* Asks a running clipscore_score_csv to stop after the batch in hand; it then
  * returns CLIPSCORE_ECANCELED and leaves no output behind. Safe to call from
- * a signal handler or another thread. */
+ * a signal handler or another thread. The request stays until the next
+ * clipscore_score_csv begins (which clears it on entry). */
 CLIPSCORE_API void clipscore_cancel(clipscore_context *ctx);
+
+/* Model names and the download cache, without loading a model. params
+ * gives offline and quiet (NULL: defaults). On failure err (if not NULL)
+ * receives the message. */
+/* Prints the known names, where each comes from and whether it is cached. */
+CLIPSCORE_API int clipscore_models_list(FILE *out, const clipscore_params *params, char *err,
+                                        size_t err_len);
+/* Downloads (or finds in the cache) a model by name; path receives its
+ * local folder or file. */
+CLIPSCORE_API int clipscore_models_fetch(const char *name, const clipscore_params *params,
+                                         char *path, size_t path_len, char *err, size_t err_len);
+
+/* Writes a float32 array as a NumPy .npy file (little-endian, C order),
+ * atomically: shape[0..ndim) with 1 <= ndim <= 4. */
+CLIPSCORE_API int clipscore_write_npy(const char *path, const float *data, int ndim,
+                                      const int64_t *shape, char *err, size_t err_len);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,11 @@
 /* clipscore.c - the public API's context: resolving and loading a model,
- * tokenising, preprocessing and encoding. The batch scorer is pipeline.c. */
+ * tokenising, preprocessing and encoding; the context's rules are in
+ * context.h. The batch scorer is pipeline.c. */
 #define _GNU_SOURCE
 #include "clipscore.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +15,49 @@
 
 #include "context.h"
 #include "model_files.h"
+#include "npy.h"
 #include "sha256.h"
+#include "tokenizer.h"
+#include "torch_shim.h"
 #ifdef CLIPSCORE_HAVE_FETCH
 #include "fetch.h"
 #endif
+
+struct clipscore_context {
+    clipscore_params params;
+    int threads;       /* cores to use (--threads or the core count) */
+    int torch_threads; /* libtorch intra-op threads (see torch_threads below) */
+    char *model_name;  /* as requested */
+    char *model_path;  /* resolved local folder or file */
+    char *layout;
+    char *weights_path;
+    cs_clip_config clip;
+    cs_preprocess_cfg preprocess;
+    cs_tokenizer *tok;
+    cs_torch_model *model;
+    double load_seconds; /* resolving and loading the model */
+    atomic_int cancel;   /* set by clipscore_cancel (lock-free: signal-safe) */
+    pthread_mutex_t sha_mu;
+    char sha256[65]; /* of weights_path, "" until computed (guarded by sha_mu) */
+};
+
+/* The last failed public call's message, per thread (context.h). */
+static _Thread_local struct {
+    const clipscore_context *ctx;
+    char msg[sizeof(((cs_error *)0)->msg)];
+} last_error;
+
+int cs_ctx_fail(const clipscore_context *ctx, int rc, const cs_error *e) {
+    last_error.ctx = ctx;
+    snprintf(last_error.msg, sizeof last_error.msg, "%s",
+             e->msg[0] ? e->msg : clipscore_status_name(rc));
+    return rc;
+}
+
+/* A public call's result: a failure is recorded for clipscore_last_error. */
+static int done(const clipscore_context *ctx, int rc, const cs_error *e) {
+    return rc < 0 ? cs_ctx_fail(ctx, rc, e) : rc;
+}
 
 clipscore_params clipscore_default_params(void) {
     clipscore_params p;
@@ -80,6 +122,8 @@ const char *clipscore_status_name(int status) {
         return "EOFFLINE";
     case CLIPSCORE_EINTERNAL:
         return "EINTERNAL";
+    case CLIPSCORE_ECANCELED:
+        return "ECANCELED";
     default:
         return "UNKNOWN";
     }
@@ -165,6 +209,8 @@ clipscore_context *clipscore_init(const clipscore_params *params, char *err, siz
     clipscore_context *ctx = cs_calloc(1, sizeof *ctx, &e);
     int rc = ctx ? 0 : CLIPSCORE_ENOMEM;
     if (ctx) {
+        pthread_mutex_init(&ctx->sha_mu, NULL);
+        atomic_init(&ctx->cancel, 0);
         ctx->params = params ? *params : clipscore_default_params();
         if (!ctx->params.model || !*ctx->params.model) ctx->params.model = "ViT-B/32";
         const char *off = getenv("CLIPSCORE_OFFLINE");
@@ -182,7 +228,7 @@ clipscore_context *clipscore_init(const clipscore_params *params, char *err, siz
     if (!rc) rc = load_model(ctx, &e);
     if (rc) {
         if (err && err_len)
-            snprintf(err, err_len, "%s", e.msg[0] ? e.msg : clipscore_status_name(rc));
+            cs_copy_elided(err, err_len, e.msg[0] ? e.msg : clipscore_status_name(rc));
         clipscore_free(ctx);
         return NULL;
     }
@@ -200,15 +246,64 @@ void clipscore_free(clipscore_context *ctx) {
     free(ctx->model_path);
     free(ctx->layout);
     free(ctx->weights_path);
+    pthread_mutex_destroy(&ctx->sha_mu);
     free(ctx);
 }
 
 void clipscore_cancel(clipscore_context *ctx) {
-    if (ctx) ctx->cancel = 1;
+    if (ctx) atomic_store(&ctx->cancel, 1);
 }
 
 const char *clipscore_last_error(const clipscore_context *ctx) {
-    return ctx ? ctx->err.msg : "no context";
+    if (!ctx) return "no context";
+    return last_error.ctx == ctx ? last_error.msg : "";
+}
+
+/* ---- the internal interface (context.h) ---- */
+
+const cs_clip_config *cs_ctx_clip(const clipscore_context *ctx) {
+    return &ctx->clip;
+}
+const cs_preprocess_cfg *cs_ctx_preprocess(const clipscore_context *ctx) {
+    return &ctx->preprocess;
+}
+int cs_ctx_threads(const clipscore_context *ctx) {
+    return ctx->threads;
+}
+int cs_ctx_torch_threads(const clipscore_context *ctx) {
+    return ctx->torch_threads;
+}
+int64_t cs_ctx_max_pixels(const clipscore_context *ctx) {
+    return ctx->params.max_pixels;
+}
+double cs_ctx_load_seconds(const clipscore_context *ctx) {
+    return ctx->load_seconds;
+}
+const char *cs_ctx_torch_version(void) {
+    return cs_torch_version();
+}
+const atomic_int *cs_ctx_cancel_flag(const clipscore_context *ctx) {
+    return &ctx->cancel;
+}
+int cs_ctx_cancelled(const clipscore_context *ctx) {
+    return atomic_load(&ctx->cancel) != 0;
+}
+void cs_ctx_cancel_clear(clipscore_context *ctx) {
+    atomic_store(&ctx->cancel, 0);
+}
+void *cs_ctx_host_alloc(const clipscore_context *ctx, size_t bytes) {
+    return cs_torch_host_alloc(ctx->model, bytes);
+}
+void cs_ctx_host_free(void *p) {
+    cs_torch_host_free(p);
+}
+int cs_ctx_encode_images(clipscore_context *ctx, const float *pixels, int n, float *emb,
+                         cs_error *e) {
+    return cs_torch_encode_images(ctx->model, pixels, n, emb, e);
+}
+int cs_ctx_encode_tokens(clipscore_context *ctx, const int32_t *ids, const int *lens, int n,
+                         int stride, float *emb, cs_error *e) {
+    return cs_torch_encode_texts(ctx->model, ids, lens, n, stride, emb, e);
 }
 
 int clipscore_get_model_info(const clipscore_context *ctx, clipscore_model_info *info) {
@@ -250,69 +345,152 @@ static char *sha256_memo_path(void) {
 #endif
 }
 
-int clipscore_weights_sha256(clipscore_context *ctx, char out[65]) {
+int cs_ctx_weights_sha256(clipscore_context *ctx, char out[65], cs_error *e) {
+    int rc = 0;
+    pthread_mutex_lock(&ctx->sha_mu);
     if (!ctx->sha256[0]) {
         char *memo = sha256_memo_path();
-        int rc = cs_sha256_file_memo(ctx->weights_path, memo, ctx->sha256, &ctx->err);
+        rc = cs_sha256_file_memo(ctx->weights_path, memo, ctx->sha256, e);
         free(memo);
-        if (rc) {
-            ctx->sha256[0] = '\0';
-            return rc;
-        }
+        if (rc) ctx->sha256[0] = '\0';
     }
-    memcpy(out, ctx->sha256, 65);
-    return 0;
+    if (!rc) memcpy(out, ctx->sha256, 65);
+    pthread_mutex_unlock(&ctx->sha_mu);
+    return rc;
 }
 
-int cs_ctx_tokenize(clipscore_context *ctx, const char *text, int32_t *ids, int *n_ids,
+int clipscore_weights_sha256(clipscore_context *ctx, char out[65]) {
+    cs_error e;
+    cs_error_clear(&e);
+    return done(ctx, cs_ctx_weights_sha256(ctx, out, &e), &e);
+}
+
+int cs_ctx_tokenize(const clipscore_context *ctx, const char *text, int32_t *ids, int *n_ids,
                     unsigned *flags, cs_error *e) {
     return cs_tokenizer_encode(ctx->tok, text, ctx->clip.context_length, ids, n_ids, flags, e);
 }
 
 int clipscore_tokenize(clipscore_context *ctx, const char *text, int32_t *ids, int max_ids,
                        int *n_ids, unsigned *flags) {
+    cs_error e;
+    cs_error_clear(&e);
     int ctxlen = ctx->clip.context_length;
-    int32_t *buf = cs_malloc((size_t)ctxlen, sizeof *buf, &ctx->err);
-    if (!buf) return CLIPSCORE_ENOMEM;
+    int32_t *buf = cs_malloc((size_t)ctxlen, sizeof *buf, &e);
+    if (!buf) return done(ctx, CLIPSCORE_ENOMEM, &e);
     int n = 0;
-    int rc = cs_ctx_tokenize(ctx, text, buf, &n, flags, &ctx->err);
+    int rc = cs_ctx_tokenize(ctx, text, buf, &n, flags, &e);
     if (!rc) {
         if (n > max_ids)
-            rc = cs_fail(&ctx->err, CLIPSCORE_EARG, "%d ids do not fit in %d", n, max_ids);
+            rc = cs_fail(&e, CLIPSCORE_EARG, "%d ids do not fit in %d", n, max_ids);
         else
             memcpy(ids, buf, (size_t)n * sizeof *ids);
         *n_ids = n;
     }
     free(buf);
-    return rc;
+    return done(ctx, rc, &e);
 }
 
 int clipscore_preprocess_image(clipscore_context *ctx, const char *path, float *pixels) {
+    cs_error e;
+    cs_error_clear(&e);
     cs_image img;
-    int rc = cs_image_load(path, ctx->params.max_pixels, &img, &ctx->err);
-    if (rc) return rc;
-    rc = cs_image_preprocess(&img, &ctx->preprocess, pixels, &ctx->err);
+    int rc = cs_image_load(path, ctx->params.max_pixels, &img, &e);
+    if (rc) return done(ctx, rc, &e);
+    rc = cs_image_preprocess(&img, &ctx->preprocess, pixels, &e);
     cs_image_free(&img);
-    return rc;
+    return done(ctx, rc, &e);
 }
 
 int clipscore_encode_images(clipscore_context *ctx, const float *pixels, int n, float *emb) {
-    return cs_torch_encode_images(ctx->model, pixels, n, emb, &ctx->err);
+    cs_error e;
+    cs_error_clear(&e);
+    return done(ctx, cs_ctx_encode_images(ctx, pixels, n, emb, &e), &e);
 }
 
 int clipscore_encode_texts(clipscore_context *ctx, const char *const *texts, int n, float *emb,
                            unsigned *flags) {
+    cs_error e;
+    cs_error_clear(&e);
     int ctxlen = ctx->clip.context_length;
-    int32_t *ids = cs_malloc((size_t)n * (size_t)ctxlen, sizeof *ids, &ctx->err);
-    int *lens = cs_malloc((size_t)n, sizeof *lens, &ctx->err);
+    int32_t *ids = cs_malloc((size_t)n * (size_t)ctxlen, sizeof *ids, &e);
+    int *lens = cs_malloc((size_t)n, sizeof *lens, &e);
     int rc = ids && lens ? 0 : CLIPSCORE_ENOMEM;
     for (int i = 0; !rc && i < n; i++) {
         unsigned f = 0;
-        rc = cs_ctx_tokenize(ctx, texts[i], ids + (size_t)i * ctxlen, &lens[i], &f, &ctx->err);
+        rc = cs_ctx_tokenize(ctx, texts[i], ids + (size_t)i * ctxlen, &lens[i], &f, &e);
         if (flags) flags[i] = f;
     }
-    if (!rc) rc = cs_torch_encode_texts(ctx->model, ids, lens, n, ctxlen, emb, &ctx->err);
+    if (!rc) rc = cs_ctx_encode_tokens(ctx, ids, lens, n, ctxlen, emb, &e);
     free(ids);
     free(lens);
+    return done(ctx, rc, &e);
+}
+
+/* ---- model names and the cache, for callers without a context ---- */
+
+static int fail_out(char *err, size_t err_len, const cs_error *e, int rc) {
+    if (err && err_len)
+        cs_copy_elided(err, err_len, e->msg[0] ? e->msg : clipscore_status_name(rc));
     return rc;
+}
+
+#ifdef CLIPSCORE_HAVE_FETCH
+static cs_fetch_opts fetch_opts(const clipscore_params *p) {
+    cs_fetch_opts fo = cs_fetch_default_opts();
+    clipscore_params d = clipscore_default_params();
+    if (!p) p = &d;
+    if (p->offline) fo.offline = 1;
+    fo.progress = !p->quiet;
+    return fo;
+}
+#endif
+
+int clipscore_models_list(FILE *out, const clipscore_params *params, char *err, size_t err_len) {
+    cs_error e;
+    cs_error_clear(&e);
+#ifdef CLIPSCORE_HAVE_FETCH
+    cs_fetch_opts fo = fetch_opts(params);
+    int rc = cs_models_list(out, &fo, &e);
+#else
+    (void)out;
+    (void)params;
+    int rc = cs_fail(&e, CLIPSCORE_EUNSUPPORTED,
+                     "this build has no model downloads (CLIPSCORE_FETCH=OFF)");
+#endif
+    return rc ? fail_out(err, err_len, &e, rc) : 0;
+}
+
+int clipscore_models_fetch(const char *name, const clipscore_params *params, char *path,
+                           size_t path_len, char *err, size_t err_len) {
+    cs_error e;
+    cs_error_clear(&e);
+#ifdef CLIPSCORE_HAVE_FETCH
+    cs_fetch_opts fo = fetch_opts(params);
+    char *where = NULL;
+    int rc = cs_models_fetch(name, &fo, &where, &e);
+    if (!rc && path && path_len) {
+        if (strlen(where) >= path_len)
+            rc = cs_fail(&e, CLIPSCORE_EARG, "the path of %s does not fit in %zu bytes", name,
+                         path_len);
+        else
+            memcpy(path, where, strlen(where) + 1);
+    }
+    free(where);
+#else
+    (void)name;
+    (void)params;
+    (void)path;
+    (void)path_len;
+    int rc = cs_fail(&e, CLIPSCORE_EUNSUPPORTED,
+                     "this build has no model downloads (CLIPSCORE_FETCH=OFF)");
+#endif
+    return rc ? fail_out(err, err_len, &e, rc) : 0;
+}
+
+int clipscore_write_npy(const char *path, const float *data, int ndim, const int64_t *shape,
+                        char *err, size_t err_len) {
+    cs_error e;
+    cs_error_clear(&e);
+    int rc = cs_npy_write_f32(path, data, ndim, shape, &e);
+    return rc ? fail_out(err, err_len, &e, rc) : 0;
 }

@@ -361,7 +361,9 @@ int cs_csv_open(const char *path, cs_csv_reader **out, cs_error *e) {
     }
     r->parser_ready = 1;
     csv_set_space_func(&r->parser, never_space);
-    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* "-" is standard input (duplicated, so closing the reader leaves fd 0). */
+    r->fd = strcmp(path, "-") == 0 ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0)
+                                   : open(path, O_RDONLY | O_CLOEXEC);
     if (r->fd < 0) {
         int rc = cs_fail(e, CLIPSCORE_EIO, "%s: %s", path, strerror(errno));
         cs_csv_close(r);

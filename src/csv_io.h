@@ -22,7 +22,7 @@ typedef struct cs_csv_record {
     long index;    /* 0-based data row index (header excluded) */
 } cs_csv_record;
 
-/* Opens the file and reads the header row. An empty file or a file whose
+/* Opens the file ("-": standard input) and reads the header row. An empty file or a file whose
  * first record is empty is an error (EFORMAT) naming the file. */
 int cs_csv_open(const char *path, cs_csv_reader **out, cs_error *e);
 /* The header (owned by the reader, valid until cs_csv_close). */

@@ -251,7 +251,7 @@ static void jpeg_write(void *ctx, void *data, int size) {
 
 /* Encodes the canvas as JPEG at path (atomically). Consumes the pixels: they
  * are packed to RGB in place, so the canvas can only be closed afterwards. */
-static int canvas_write_jpeg(canvas *c, const char *path, cs_error *e) {
+static int canvas_write_jpeg(canvas *c, const char *path, cs_atomic_file *staged, cs_error *e) {
     cairo_status_t st = cairo_status(c->cr);
     if (st != CAIRO_STATUS_SUCCESS) return cairo_error(e, st, path);
     cairo_surface_flush(c->surf);
@@ -281,7 +281,12 @@ static int canvas_write_jpeg(canvas *c, const char *path, cs_error *e) {
         return cs_fail(e, CLIPSCORE_EIO, "writing %s failed%s", path,
                        ok ? "" : ": JPEG encoder refused the image");
     }
-    return cs_atomic_commit(&f, e);
+    if (!staged) return cs_atomic_commit(&f, e);
+    /* Finished but not renamed: the caller commits it with the run's other
+     * outputs (commit.h). */
+    if ((rc = cs_atomic_finish(&f, e))) return rc;
+    *staged = f;
+    return 0;
 }
 
 /* ---- drawing helpers ----------------------------------------------------- */
@@ -498,9 +503,10 @@ static int draw_thumb(canvas *c, const cs_image *t, double x, double y, double w
     return 0;
 }
 
-int cs_figure_image_captions(const char *path, int n, const cs_image *thumbs,
-                             const char *const *captions, const float *scores,
-                             const char *const *errors, int64_t total_rows, cs_error *e) {
+int cs_figure_image_captions(const char *path, cs_atomic_file *staged, int n,
+                             const cs_image *thumbs, const char *const *captions,
+                             const float *scores, const char *const *errors, int64_t total_rows,
+                             cs_error *e) {
     int rc = check_path(path, e);
     if (!rc) rc = check_n(path, n, e);
     if (rc) return rc;
@@ -629,7 +635,7 @@ int cs_figure_image_captions(const char *path, int n, const cs_image *thumbs,
             show_at(&c, l, tx, cy + ch + 4, k_error_ink);
         }
     }
-    rc = canvas_write_jpeg(&c, path, e);
+    rc = canvas_write_jpeg(&c, path, staged, e);
 done:
     g_object_unref(l);
     canvas_close(&c);
@@ -673,7 +679,7 @@ static double bar_tick(canvas *c, PangoLayout *l, double x, double y, const char
 #define BAR_W 24.0
 #define BAR_MIN_H 260.0
 
-int cs_figure_similarity_matrix(const char *path, int n, const float *sim,
+int cs_figure_similarity_matrix(const char *path, cs_atomic_file *staged, int n, const float *sim,
                                 const char *const *captions, int64_t total_rows, cs_error *e) {
     int rc = check_path(path, e);
     if (!rc) rc = check_n(path, n, e);
@@ -840,7 +846,7 @@ int cs_figure_similarity_matrix(const char *path, int n, const float *sim,
     show_up(&c, l, bar_x + BAR_W + 10 + fmin(tick_label_w, tick_w) + 6, my + bar_h, k_ink);
 
 write:
-    rc = canvas_write_jpeg(&c, path, e);
+    rc = canvas_write_jpeg(&c, path, staged, e);
     g_object_unref(l);
     canvas_close(&c);
     return rc;

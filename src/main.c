@@ -15,55 +15,66 @@
 #include <string.h>
 
 #include "clipscore.h"
-#include "npy.h"
-#include "util.h"
-#ifdef CLIPSCORE_HAVE_FETCH
-#include "fetch.h"
-#endif
 
 enum { EXIT_OK = 0, EXIT_FATAL = 1, EXIT_USAGE = 2, EXIT_PARTIAL = 3 };
 
-static const char *const usage_text =
-    "usage: clipscore [score] INPUT.csv [options]\n"
-    "       clipscore tokenize   --model M [--jsonl] [TEXT...]      (stdin when no TEXT)\n"
-    "       clipscore preprocess --model M -o OUT.npy IMAGE...\n"
-    "       clipscore embed      --model M -o OUT.npy (--images IMAGE... | --texts FILE "
-    "[--jsonl])\n"
-    "       clipscore models     [list | fetch NAME]\n"
-    "       clipscore info       --model M\n"
-    "\n"
-    "Scores how well each caption matches its image with CLIP (cosine similarity of\n"
-    "the image and text embeddings) and writes, beside INPUT.csv unless -o is given:\n"
-    "  output.csv             the input, unchanged, plus `similarity` and `error` columns\n"
-    "  run.json               model, weight SHA-256, device, counts and timings\n"
-    "  image_captions.jpg     each image with its caption and score\n"
-    "  similarity_matrix.jpg  every image against every caption\n"
-    "\n"
-    "Options (defaults in brackets):\n"
-    "  -m, --model M          ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px, hf:ORG/NAME[@REV],\n"
-    "                         a CLIPSCORE_REGISTRY name, or a local folder/file [ViT-B/32]\n"
-    "      --device D         auto, cpu, cuda, cuda:N [auto: cuda when available]\n"
-    "      --precision P      auto, fp32, fp16, bf16 [auto: fp32 on CPU, fp16 on CUDA]\n"
-    "  -b, --batch-size N     pairs per encoder batch [32]\n"
-    "  -t, --threads N        worker threads [number of cores]\n"
-    "  -o, --output DIR       output folder [the input's folder]\n"
-    "      --image-column C   image column name or #N [detected: image, image_path, filepath, "
-    "...]\n"
-    "      --caption-column C caption column name or #N [detected: caption, text, title, ...]\n"
-    "      --image-root DIR   folder for relative image paths [the input's folder]\n"
-    "      --template T       caption template, {} is the caption, e.g. \"This is {}\" [{}]\n"
-    "      --metric M         cosine, or clipscore to add clipscore = 2.5*max(cos,0) [cosine]\n"
-    "      --save-embeddings DIR  write image_embeddings.npy, text_embeddings.npy (L2-normalised)\n"
-    "      --no-figures       do not draw the two JPEG figures\n"
-    "      --figure-limit N   pairs shown in the figures [64]\n"
-    "      --max-pixels N     refuse larger images [100000000]\n"
-    "      --offline          never use the network (also CLIPSCORE_OFFLINE=1)\n"
-    "  -q, --quiet            no progress or summary on stderr\n"
-    "  -h, --help             this text\n"
-    "      --version          version and libtorch build\n"
-    "\n"
-    "Exit status: 0 every row scored; 3 outputs written but some rows failed;\n"
-    "2 usage error; 1 fatal error (nothing written); 130 interrupted (nothing written).\n";
+/* The usage text; defaults come from the library's defaults functions so
+ * the two cannot drift apart. */
+static void print_usage(FILE *out) {
+    clipscore_params p = clipscore_default_params();
+    clipscore_score_params s = clipscore_default_score_params();
+    fprintf(out,
+            "usage: clipscore [score] INPUT.csv [options]        (INPUT.csv may be - for stdin)\n"
+            "       clipscore tokenize   --model M [--jsonl] [TEXT...]      (stdin when no TEXT)\n"
+            "       clipscore preprocess --model M -o OUT.npy IMAGE...\n"
+            "       clipscore embed      --model M -o OUT.npy (--images IMAGE... | --texts FILE "
+            "[--jsonl])\n"
+            "       clipscore models     [list | fetch NAME]\n"
+            "       clipscore info       --model M\n"
+            "\n"
+            "Scores how well each caption matches its image with CLIP (cosine similarity of\n"
+            "the image and text embeddings) and writes, beside INPUT.csv unless -o is given\n"
+            "(in the current folder when the input is - or a pipe):\n"
+            "  output.csv             the input, unchanged, plus `similarity` and `error` columns\n"
+            "  run.json               model, weight SHA-256, device, counts, timings, outputs\n"
+            "  image_captions.jpg     each image with its caption and score\n"
+            "  similarity_matrix.jpg  every image against every caption\n"
+            "\n"
+            "Options (defaults in brackets):\n"
+            "  -m, --model M          ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px, "
+            "hf:ORG/NAME[@REV],\n"
+            "                         a CLIPSCORE_REGISTRY name, or a local folder/file [%s]\n"
+            "      --device D         auto, cpu, cuda, cuda:N [%s: cuda when available]\n"
+            "      --precision P      auto, fp32, fp16, bf16 [%s: fp32 on CPU, fp16 on CUDA]\n"
+            "  -b, --batch-size N     pairs per encoder batch [%d]\n"
+            "  -t, --threads N        worker threads [number of cores]\n"
+            "  -o, --output DIR       output folder [the input's folder]\n"
+            "      --image-column C   image column name or #N [detected: image, image_path, "
+            "filepath, ...]\n"
+            "      --caption-column C caption column name or #N [detected: caption, text, title, "
+            "...]\n"
+            "      --image-root DIR   folder for relative image paths [the input's folder]\n"
+            "      --template T       caption template, {} is the caption, e.g. \"This is {}\" "
+            "[%s]\n"
+            "      --metric M         cosine, or clipscore to add clipscore = 2.5*max(cos,0) "
+            "[%s]\n"
+            "      --save-embeddings DIR  write image_embeddings.npy, text_embeddings.npy "
+            "(L2-normalised)\n"
+            "      --no-figures       do not draw the two JPEG figures\n"
+            "      --figure-limit N   pairs shown in the figures [%d]\n"
+            "      --max-pixels N     refuse larger images [%lld]\n"
+            "      --offline          never use the network (also CLIPSCORE_OFFLINE=1)\n"
+            "  -q, --quiet            no progress or summary on stderr\n"
+            "  -h, --help             this text\n"
+            "      --version          version and libtorch build\n"
+            "\n"
+            "Exit status: 0 every row scored; 3 outputs written but some rows failed;\n"
+            "2 usage error; 1 fatal error (nothing replaced); 130 interrupted (nothing "
+            "replaced).\n",
+            p.model, p.device, p.precision, s.batch_size, s.caption_template,
+            s.metric == CLIPSCORE_METRIC_CLIPSCORE ? "clipscore" : "cosine", s.figure_limit,
+            (long long)p.max_pixels);
+}
 
 typedef struct cli {
     const char *command;
@@ -141,7 +152,7 @@ static int parse_args(int argc, char **argv, cli *c) {
                          : (usage_error("option %s needs a value", name), (char *)NULL)))
         long n;
         if (FLAG("-h") || FLAG("--help")) {
-            fputs(usage_text, stdout);
+            print_usage(stdout);
             return 1;
         } else if (FLAG("--version")) {
             return 2;
@@ -311,10 +322,9 @@ static int cmd_tokenize(cli *c) {
 }
 
 static int write_npy(const char *path, const float *data, int ndim, const int64_t *shape) {
-    cs_error e;
-    cs_error_clear(&e);
-    if (cs_npy_write_f32(path, data, ndim, shape, &e)) {
-        fprintf(stderr, "clipscore: %s\n", e.msg);
+    char err[1024];
+    if (clipscore_write_npy(path, data, ndim, shape, err, sizeof err)) {
+        fprintf(stderr, "clipscore: %s\n", err);
         return EXIT_FATAL;
     }
     return EXIT_OK;
@@ -425,37 +435,27 @@ static int cmd_info(cli *c) {
 }
 
 static int cmd_models(cli *c) {
-#ifdef CLIPSCORE_HAVE_FETCH
-    cs_error e;
-    cs_error_clear(&e);
-    cs_fetch_opts fo = cs_fetch_default_opts();
-    if (c->params.offline) fo.offline = 1;
-    fo.progress = !c->params.quiet;
+    char err[1024];
     int rc;
     if (c->n_positional == 0 || strcmp(c->positional[0], "list") == 0) {
-        rc = cs_models_list(stdout, &fo, &e);
+        rc = clipscore_models_list(stdout, &c->params, err, sizeof err);
     } else if (strcmp(c->positional[0], "fetch") == 0) {
         if (c->n_positional < 2) return usage_error("%s", "models fetch needs a model NAME");
         rc = 0;
         for (int i = 1; !rc && i < c->n_positional; i++) {
-            char *where = NULL;
-            rc = cs_models_fetch(c->positional[i], &fo, &where, &e);
+            char where[4096];
+            rc = clipscore_models_fetch(c->positional[i], &c->params, where, sizeof where, err,
+                                        sizeof err);
             if (!rc) printf("%s\t%s\n", c->positional[i], where);
-            free(where);
         }
     } else {
         return usage_error("models: unknown action '%s' (list, fetch NAME)", c->positional[0]);
     }
     if (rc) {
-        fprintf(stderr, "clipscore: %s\n", e.msg);
+        fprintf(stderr, "clipscore: %s\n", err);
         return EXIT_FATAL;
     }
     return EXIT_OK;
-#else
-    (void)c;
-    fprintf(stderr, "clipscore: this build has no model downloads (CLIPSCORE_FETCH=OFF)\n");
-    return EXIT_FATAL;
-#endif
 }
 
 /* Ctrl-C (or SIGTERM) during a run: the first asks the scorer to stop
@@ -510,7 +510,7 @@ int main(int argc, char **argv) {
         printf("%s\n", clipscore_build_info());
         rc = EXIT_OK;
     } else if (argc < 2) {
-        fputs(usage_text, stderr);
+        print_usage(stderr);
         rc = EXIT_USAGE;
     } else if (strcmp(c.command, "tokenize") == 0)
         rc = cmd_tokenize(&c);

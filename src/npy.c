@@ -150,7 +150,7 @@ int cs_npy_stream_append(cs_npy_stream *s, const float *rows, int64_t n_rows, cs
     return 0;
 }
 
-int cs_npy_stream_commit(cs_npy_stream *s, cs_error *e) {
+int cs_npy_stream_finish(cs_npy_stream *s, cs_atomic_file *staged, cs_error *e) {
     if (!s->file.fp) return cs_fail(e, CLIPSCORE_EINTERNAL, ".npy stream is not open");
     char head[512], spare[512];
     size_t reserved = stream_header_size(s, spare, sizeof spare);
@@ -166,9 +166,16 @@ int cs_npy_stream_commit(cs_npy_stream *s, cs_error *e) {
         free(path);
         return rc;
     }
-    int rc = cs_atomic_commit(&s->file, e);
+    int rc = cs_atomic_finish(&s->file, e);
+    if (!rc) *staged = s->file;
     memset(s, 0, sizeof *s);
     return rc;
+}
+
+int cs_npy_stream_commit(cs_npy_stream *s, cs_error *e) {
+    cs_atomic_file f;
+    int rc = cs_npy_stream_finish(s, &f, e);
+    return rc ? rc : cs_atomic_rename(&f, e);
 }
 
 void cs_npy_stream_abort(cs_npy_stream *s) {

@@ -23,6 +23,9 @@ int cs_npy_stream_open(cs_npy_stream *s, const char *path, int ndim_row, const i
                        cs_error *e);
 int cs_npy_stream_append(cs_npy_stream *s, const float *rows, int64_t n_rows, cs_error *e);
 int cs_npy_stream_commit(cs_npy_stream *s, cs_error *e);
+/* Completes the file but leaves it as a finished temporary in *staged, to be
+ * renamed with the run's other outputs (commit.h). */
+int cs_npy_stream_finish(cs_npy_stream *s, cs_atomic_file *staged, cs_error *e);
 void cs_npy_stream_abort(cs_npy_stream *s);
 
 #endif

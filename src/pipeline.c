@@ -1,43 +1,45 @@
-/* pipeline.c - the batch scorer behind clipscore_score_csv().
+/* pipeline.c - the batch scorer behind clipscore_score_csv(): its stages and
+ * the run loop.
  *
  * Rows stream through five stages, a batch of --batch-size rows at a time:
  *   read     CSV records are copied into a batch; image paths resolved,
  *            the caption template applied; repeated images and captions
  *            within the batch, or already in the embedding caches, are
- *            collapsed so each is encoded once
- *   prepare  the worker pool decodes and preprocesses the batch's images
- *            (and the thumbnails the figures need); captions are tokenised
- *   encode   the image and text encoders run on the batch's unique inputs,
- *            captions grouped by length so padding is cut
- *   combine  cosine similarity of each row's pair
- *   write    rows are appended to output.csv in input order
+ *            collapsed so each is encoded once; captions are tokenised
+ *   prepare  the worker pool (worker_pool.c) decodes and preprocesses the
+ *            batch's images and the thumbnails the figures need
+ *   encode   the encoders run on the unique inputs that some row still
+ *            needs (not those whose partner already failed), captions
+ *            grouped by length so padding is cut
+ *   combine  cosine similarity of each row's pair, or its error
+ *   write    each row goes, in input order, to every writer (writer.h)
  * The workers prepare batch k+1 while batch k is encoded, so at most two
  * batches are in memory: memory depends on the batch size, never on the
- * number of rows. Every output is written to a temporary file and renamed
- * into place at the end; a failed run leaves nothing half-written. */
+ * number of rows. At the end the writers finish their files as temporaries
+ * and the commit (commit.h) renames them together; a failed or cancelled
+ * run replaces nothing. The output folders are locked for the run
+ * (output_dir.h). */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
-#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "clipscore.h"
+#include "commit.h"
 #include "context.h"
 #include "csv_io.h"
 #include "embed_cache.h"
 #include "image.h"
-#include "npy.h"
-#include "util.h"
-#ifdef CLIPSCORE_HAVE_FIGURES
-#include "figures.h"
-#endif
+#include "output_dir.h"
+#include "progress.h"
+#include "worker_pool.h"
+#include "writer.h"
 
 #define THUMB_SIDE 256     /* thumbnail size kept for image_captions.jpg */
 #define CACHE_ENTRIES 4096 /* embeddings remembered per kind across batches */
@@ -55,14 +57,22 @@ clipscore_score_params clipscore_default_score_params(void) {
     return p;
 }
 
+/* Names of everything a run may write; stale temporaries of these are
+ * removed from the folders it locks. */
+static const char *const output_names[] = {"output.csv",           "run.json",
+                                           "image_captions.jpg",   "similarity_matrix.jpg",
+                                           "image_embeddings.npy", "text_embeddings.npy"};
+enum { N_OUTPUT_NAMES = sizeof output_names / sizeof output_names[0] };
+
 /* ------------------------------------------------------------ batches */
 
 typedef struct uimage { /* a distinct image of a batch */
     char *path;
     int want_thumb; /* a row of it is drawn in the figures */
     int cached;     /* embedding came from the cache: no decode */
+    int needed;     /* some row's caption tokenised: worth encoding */
     int px_slot;    /* slot in batch.px, -1 when cached */
-    int rc;         /* decode status */
+    int rc;         /* decode status (written by a worker) */
     char *error;
     cs_image thumb;
     float *emb; /* -> batch.img_emb row */
@@ -71,6 +81,7 @@ typedef struct uimage { /* a distinct image of a batch */
 typedef struct utext { /* a distinct caption of a batch */
     char *text;        /* after the template */
     int cached;
+    int needed;   /* some row's image decoded: worth encoding */
     int32_t *ids; /* -> batch.ids row */
     int n_ids;
     unsigned flags;
@@ -91,189 +102,64 @@ typedef struct row {
 
 typedef struct batch {
     int n_rows, n_img, n_txt;
-    row *rows;             /* [B] */
-    uimage *img;           /* [B] */
-    utext *txt;            /* [B] */
-    float *px;             /* [B][3][R][R] */
-    float *img_emb;        /* [B][D] */
-    int32_t *ids;          /* [B][T] */
-    float *txt_emb;        /* [B][D] */
-    int pending;           /* decode jobs not finished (guarded by the pool mutex) */
-    double decode_seconds; /* summed over workers (guarded by the pool mutex) */
-} batch;
-
-/* ------------------------------------------------------------ worker pool */
-
-typedef struct task {
-    batch *b;
-    int i;
-} task;
-
-typedef struct pool {
-    pthread_mutex_t mu;
-    pthread_cond_t has_task, task_done;
-    task *q;
-    int cap, head, len;
-    int stop;
-    int n;
-    pthread_t *th;
+    row *rows;      /* [B] */
+    uimage *img;    /* [B] */
+    utext *txt;     /* [B] */
+    float *px;      /* [B][3][R][R] */
+    float *img_emb; /* [B][D] */
+    int32_t *ids;   /* [B][T] */
+    float *txt_emb; /* [B][D] */
+    int *jobs;      /* [B] image indices queued for the workers */
+    cs_job_group decode;
     const cs_preprocess_cfg *pp;
     int64_t max_pixels;
-} pool;
-
-static void prepare_image(pool *p, batch *b, int i) {
-    uimage *u = &b->img[i];
-    cs_error e;
-    cs_error_clear(&e);
-    cs_image img;
-    const size_t per = 3 * (size_t)p->pp->size * (size_t)p->pp->size;
-    int rc = cs_image_load(u->path, p->max_pixels, &img, &e);
-    if (!rc) {
-        rc = cs_image_preprocess(&img, p->pp, b->px + (size_t)u->px_slot * per, &e);
-        if (!rc && u->want_thumb) rc = cs_image_thumbnail(&img, THUMB_SIDE, &u->thumb, &e);
-        cs_image_free(&img);
-    }
-    if (rc) {
-        u->rc = rc;
-        u->error = strdup(e.msg[0] ? e.msg : clipscore_status_name(rc));
-        if (!u->error) u->rc = CLIPSCORE_ENOMEM;
-    }
-}
-
-static void *worker(void *arg) {
-    pool *p = arg;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (!p->stop && p->len == 0) pthread_cond_wait(&p->has_task, &p->mu);
-        if (p->len == 0) break; /* stopping and drained */
-        task t = p->q[p->head];
-        p->head = (p->head + 1) % p->cap;
-        p->len--;
-        pthread_mutex_unlock(&p->mu);
-        double t0 = cs_now();
-        prepare_image(p, t.b, t.i);
-        double dt = cs_now() - t0;
-        pthread_mutex_lock(&p->mu);
-        t.b->decode_seconds += dt;
-        if (--t.b->pending == 0) pthread_cond_broadcast(&p->task_done);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-static int pool_start(pool *p, int n, int queue, const cs_preprocess_cfg *pp, int64_t max_pixels,
-                      cs_error *e) {
-    memset(p, 0, sizeof *p);
-    p->pp = pp;
-    p->max_pixels = max_pixels;
-    p->cap = queue;
-    p->q = cs_malloc((size_t)queue, sizeof *p->q, e);
-    p->th = cs_calloc((size_t)n, sizeof *p->th, e);
-    if (!p->q || !p->th) {
-        free(p->q);
-        free(p->th);
-        return CLIPSCORE_ENOMEM;
-    }
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->has_task, NULL);
-    pthread_cond_init(&p->task_done, NULL);
-    for (int i = 0; i < n; i++) {
-        if (pthread_create(&p->th[i], NULL, worker, p) != 0) break;
-        p->n++;
-    }
-    if (p->n == 0) {
-        free(p->q);
-        free(p->th);
-        return cs_fail(e, CLIPSCORE_EINTERNAL, "cannot start worker threads: %s", strerror(errno));
-    }
-    return 0;
-}
-
-static void pool_stop(pool *p) {
-    if (!p->th) return;
-    pthread_mutex_lock(&p->mu);
-    p->stop = 1;
-    pthread_cond_broadcast(&p->has_task);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < p->n; i++) pthread_join(p->th[i], NULL);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->has_task);
-    pthread_cond_destroy(&p->task_done);
-    free(p->q);
-    free(p->th);
-    memset(p, 0, sizeof *p);
-}
-
-/* Queues the decode jobs of a batch (the queue holds two batches' worth). */
-static void pool_submit(pool *p, batch *b) {
-    pthread_mutex_lock(&p->mu);
-    for (int i = 0; i < b->n_img; i++) {
-        if (b->img[i].cached || b->img[i].rc) continue;
-        p->q[(p->head + p->len) % p->cap] = (task){b, i};
-        p->len++;
-        b->pending++;
-    }
-    pthread_cond_broadcast(&p->has_task);
-    pthread_mutex_unlock(&p->mu);
-}
-
-static void pool_wait(pool *p, batch *b) {
-    pthread_mutex_lock(&p->mu);
-    while (b->pending > 0) pthread_cond_wait(&p->task_done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
-}
+} batch;
 
 /* ------------------------------------------------------------ the run */
-
-typedef struct stage_times {
-    double read, wait, decode_cpu, text, image, write, figures, total;
-} stage_times;
 
 typedef struct run {
     clipscore_context *ctx;
     const clipscore_score_params *sp;
     cs_error *e;
     int B, D, T, R;
+    const char *input; /* as given */
+    int stream;        /* standard input, a pipe or a device: no folder of its own */
     cs_csv_reader *csv;
     int n_header, col_img, col_cap;
     char *img_base; /* folder relative image paths resolve against */
     char *out_dir;
     char *sim_name, *err_name, *cs_name; /* output column names */
-    cs_atomic_file out;
-    int save;
-    cs_npy_stream npy_img, npy_txt;
+    cs_output_lock lock_out, lock_emb;
+    int stale_figures; /* the previous run in out_dir drew figures */
+    /* writers, finished in this order; run.json last */
+    cs_writer *csv_out, *npy_out, *fig_out, *json_out;
+    cs_commit commit;
+    int fig_limit;
     cs_embed_cache *img_cache, *txt_cache;
-    pool pool;
+    cs_worker_pool pool;
     batch b[2];
-    /* figures: the first fig_limit rows */
-    int fig_limit, fig_n;
-    cs_image *fig_thumbs;
-    char **fig_caps, **fig_errs;
-    float *fig_scores, *fig_img, *fig_txt; /* [limit], [limit][D] normalised */
-    /* bookkeeping */
-    clipscore_score_summary sum;
+    float *nimg, *ntxt; /* [D] scratch: one row's normalised embeddings */
+    cs_run_record rec;
     double sim_total;
-    long images_encoded, texts_encoded;
     int noted_truncated, noted_utf8;
-    stage_times t;
-    /* progress */
-    long total_rows; /* from a first pass, -1 unknown */
-    int tty;
-    double t_start, t_last;
+    cs_progress progress;
 } run;
 
 static int batch_alloc(run *r, batch *b) {
     const size_t B = (size_t)r->B;
     memset(b, 0, sizeof *b);
+    b->pp = cs_ctx_preprocess(r->ctx);
+    b->max_pixels = cs_ctx_max_pixels(r->ctx);
     b->rows = cs_calloc(B, sizeof *b->rows, r->e);
     b->img = cs_calloc(B, sizeof *b->img, r->e);
     b->txt = cs_calloc(B, sizeof *b->txt, r->e);
-    b->px = cs_torch_host_alloc(r->ctx->model, B * 3 * (size_t)r->R * (size_t)r->R * sizeof *b->px);
+    b->jobs = cs_calloc(B, sizeof *b->jobs, r->e);
+    b->px = cs_ctx_host_alloc(r->ctx, B * 3 * (size_t)r->R * (size_t)r->R * sizeof *b->px);
     if (!b->px) return cs_fail(r->e, CLIPSCORE_ENOMEM, "out of memory for the image batch");
     b->img_emb = cs_malloc(B * (size_t)r->D, sizeof *b->img_emb, r->e);
     b->ids = cs_malloc(B * (size_t)r->T, sizeof *b->ids, r->e);
     b->txt_emb = cs_malloc(B * (size_t)r->D, sizeof *b->txt_emb, r->e);
-    if (!b->rows || !b->img || !b->txt || !b->px || !b->img_emb || !b->ids || !b->txt_emb)
+    if (!b->rows || !b->img || !b->txt || !b->jobs || !b->img_emb || !b->ids || !b->txt_emb)
         return CLIPSCORE_ENOMEM;
     return 0;
 }
@@ -299,7 +185,7 @@ static void batch_clear(batch *b) {
     memset(b->img, 0, (size_t)b->n_img * sizeof *b->img);
     memset(b->txt, 0, (size_t)b->n_txt * sizeof *b->txt);
     b->n_rows = b->n_img = b->n_txt = 0;
-    b->decode_seconds = 0;
+    b->decode.seconds = 0;
 }
 
 static void batch_free(batch *b) {
@@ -307,18 +193,24 @@ static void batch_free(batch *b) {
     free(b->rows);
     free(b->img);
     free(b->txt);
-    cs_torch_host_free(b->px);
+    free(b->jobs);
+    cs_ctx_host_free(b->px);
     free(b->img_emb);
     free(b->ids);
     free(b->txt_emb);
     memset(b, 0, sizeof *b);
 }
 
-static int row_fail(row *w, const char *fmt, const char *arg) {
-    char msg[1200];
-    snprintf(msg, sizeof msg, fmt, arg);
+/* Sets a row's error (replacing any earlier one). */
+static int row_fail(row *w, const char *fmt, ...) CS_PRINTF(2, 3);
+static int row_fail(row *w, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = NULL;
+    int n = vasprintf(&msg, fmt, ap);
+    va_end(ap);
     free(w->error);
-    w->error = strdup(msg);
+    w->error = n >= 0 ? msg : NULL;
     return w->error ? 0 : CLIPSCORE_ENOMEM;
 }
 
@@ -334,6 +226,8 @@ static char *apply_template(const char *tpl, const char *caption, cs_error *e) {
     if (!hole) return cs_strdup(caption, e);
     return cs_asprintf(e, "%.*s%s%s", (int)(hole - tpl), tpl, caption, hole + 2);
 }
+
+/* ------------------------------------------------------------ stage: read */
 
 static int add_image(run *r, batch *b, const char *path, int want_thumb, int *idx) {
     for (int i = 0; i < b->n_img; i++)
@@ -383,11 +277,8 @@ static int read_row(run *r, batch *b, row *w, const cs_csv_record *rec, int malf
         w->len[k] = rec->lens[k];
     }
     if (malformed) return row_fail(w, "%s", re->msg);
-    if (rec->n != r->n_header) {
-        char m[96];
-        snprintf(m, sizeof m, "row has %d fields, the header has %d", rec->n, r->n_header);
-        return row_fail(w, "%s", m);
-    }
+    if (rec->n != r->n_header)
+        return row_fail(w, "row has %d fields, the header has %d", rec->n, r->n_header);
     const char *image = w->f[r->col_img], *caption = w->f[r->col_cap];
     if (strlen(image) != w->len[r->col_img] || strlen(caption) != w->len[r->col_cap])
         return row_fail(w, "%s", "field contains a NUL byte");
@@ -405,9 +296,33 @@ static int read_row(run *r, batch *b, row *w, const cs_csv_record *rec, int malf
     return add_text(r, b, text, &w->txt);
 }
 
-/* Stage "read": fills b with up to B rows; *eof at the end of the file.
- * Then looks the batch's inputs up in the caches, tokenises its captions
- * and queues its images for the workers. */
+/* ------------------------------------------------------------ stage: prepare */
+
+/* A worker's job: decode image i of the batch, preprocess it into its slot,
+ * make its thumbnail. Touches only its own uimage and pixel slot. */
+static void prepare_image(void *arg, int i) {
+    batch *b = arg;
+    uimage *u = &b->img[i];
+    cs_error e;
+    cs_error_clear(&e);
+    cs_image img;
+    const size_t per = 3 * (size_t)b->pp->size * (size_t)b->pp->size;
+    int rc = cs_image_load(u->path, b->max_pixels, &img, &e);
+    if (!rc) {
+        rc = cs_image_preprocess(&img, b->pp, b->px + (size_t)u->px_slot * per, &e);
+        if (!rc && u->want_thumb) rc = cs_image_thumbnail(&img, THUMB_SIDE, &u->thumb, &e);
+        cs_image_free(&img);
+    }
+    if (rc) {
+        u->rc = rc;
+        u->error = strdup(e.msg[0] ? e.msg : clipscore_status_name(rc));
+        if (!u->error) u->rc = CLIPSCORE_ENOMEM;
+    }
+}
+
+/* Stage "read" (then "prepare" queued): fills b with up to B rows; *eof at
+ * the end of the input. Looks the batch's inputs up in the caches,
+ * tokenises its captions and queues its images for the workers. */
 static int read_batch(run *r, batch *b, int *eof) {
     double t0 = cs_now();
     batch_clear(b);
@@ -428,7 +343,7 @@ static int read_batch(run *r, batch *b, int *eof) {
         row *w = &b->rows[b->n_rows++];
         if ((rc = read_row(r, b, w, &rec, malformed, &re))) return rc;
     }
-    int px = 0;
+    int px = 0, n_jobs = 0;
     for (int i = 0; i < b->n_img; i++) {
         uimage *u = &b->img[i];
         const float *hit = u->want_thumb ? NULL : cs_embed_cache_get(r->img_cache, u->path);
@@ -437,6 +352,7 @@ static int read_batch(run *r, batch *b, int *eof) {
             u->cached = 1;
         } else {
             u->px_slot = px++;
+            b->jobs[n_jobs++] = i;
         }
     }
     for (int i = 0; i < b->n_txt; i++) {
@@ -452,17 +368,34 @@ static int read_batch(run *r, batch *b, int *eof) {
         u->rc = cs_ctx_tokenize(r->ctx, u->text, u->ids, &u->n_ids, &u->flags, &te);
         if (u->rc && !(u->error = strdup(te.msg))) return CLIPSCORE_ENOMEM;
     }
-    r->t.read += cs_now() - t0;
-    pool_submit(&r->pool, b);
+    r->rec.t.read += cs_now() - t0;
+    cs_pool_submit(&r->pool, &b->decode, prepare_image, b, b->jobs, n_jobs);
     return 0;
 }
+
+/* ------------------------------------------------------------ stage: encode */
 
 static int cmp_len(const void *a, const void *b, void *arg) {
     const utext *t = arg;
     return t[*(const int *)a].n_ids - t[*(const int *)b].n_ids;
 }
 
-/* Stage "encode": unique images and captions of the batch not in the caches. */
+/* Marks the images and captions some row still needs: a caption whose every
+ * row has a failed image (a missing file, say) is not worth encoding, nor
+ * an image whose every caption failed. */
+static void mark_needed(batch *b) {
+    for (int i = 0; i < b->n_rows; i++) {
+        const row *w = &b->rows[i];
+        if (w->error || w->img < 0 || w->txt < 0) continue;
+        if (b->img[w->img].rc == 0 && b->txt[w->txt].rc == 0) {
+            b->img[w->img].needed = 1;
+            b->txt[w->txt].needed = 1;
+        }
+    }
+}
+
+/* Stage "encode": the unique images and captions of the batch that are
+ * needed and not in the caches. */
 static int encode_batch(run *r, batch *b) {
     const size_t per = 3 * (size_t)r->R * (size_t)r->R, D = (size_t)r->D;
     int *order =
@@ -471,33 +404,34 @@ static int encode_batch(run *r, batch *b) {
     int32_t *ids = cs_malloc((size_t)TEXT_CHUNK * (size_t)r->T, sizeof *ids, r->e);
     int lens[TEXT_CHUNK];
     int rc = order && tmp && ids ? 0 : CLIPSCORE_ENOMEM;
+    mark_needed(b);
 
     /* Images: decoded slots, compacted so the encoder sees one contiguous batch. */
     int k = 0;
     for (int i = 0; !rc && i < b->n_img; i++) {
         uimage *u = &b->img[i];
-        if (u->cached || u->rc) continue;
+        if (u->cached || u->rc || !u->needed) continue;
         if (u->px_slot != k)
             memmove(b->px + (size_t)k * per, b->px + (size_t)u->px_slot * per, per * sizeof *b->px);
         order[k++] = i;
     }
     if (!rc && k) {
         double t0 = cs_now();
-        rc = cs_torch_encode_images(r->ctx->model, b->px, k, tmp, r->e);
-        r->t.image += cs_now() - t0;
+        rc = cs_ctx_encode_images(r->ctx, b->px, k, tmp, r->e);
+        r->rec.t.image += cs_now() - t0;
         for (int j = 0; !rc && j < k; j++) {
             uimage *u = &b->img[order[j]];
             memcpy(u->emb, tmp + (size_t)j * D, D * sizeof *tmp);
             rc = cs_embed_cache_put(r->img_cache, u->path, u->emb, r->e);
         }
-        r->images_encoded += k;
+        r->rec.images_encoded += k;
     }
 
     /* Captions: sorted by token count and encoded in chunks, each cut to
      * its longest caption. */
     k = 0;
     for (int i = 0; !rc && i < b->n_txt; i++)
-        if (!b->txt[i].cached && !b->txt[i].rc) order[k++] = i;
+        if (!b->txt[i].cached && !b->txt[i].rc && b->txt[i].needed) order[k++] = i;
     if (!rc && k) {
         double t0 = cs_now();
         qsort_r(order, (size_t)k, sizeof *order, cmp_len, b->txt);
@@ -508,21 +442,23 @@ static int encode_batch(run *r, batch *b) {
                 memcpy(ids + (size_t)j * r->T, u->ids, (size_t)u->n_ids * sizeof *ids);
                 lens[j] = u->n_ids;
             }
-            rc = cs_torch_encode_texts(r->ctx->model, ids, lens, m, r->T, tmp, r->e);
+            rc = cs_ctx_encode_tokens(r->ctx, ids, lens, m, r->T, tmp, r->e);
             for (int j = 0; !rc && j < m; j++) {
                 utext *u = &b->txt[order[s + j]];
                 memcpy(u->emb, tmp + (size_t)j * D, D * sizeof *tmp);
                 rc = cs_embed_cache_put(r->txt_cache, u->text, u->emb, r->e);
             }
         }
-        r->t.text += cs_now() - t0;
-        r->texts_encoded += k;
+        r->rec.t.text += cs_now() - t0;
+        r->rec.texts_encoded += k;
     }
     free(order);
     free(tmp);
     free(ids);
     return rc;
 }
+
+/* ------------------------------------------------------------ stage: combine */
 
 static double norm(const float *v, int d) {
     double s = 0;
@@ -559,267 +495,74 @@ static int combine_batch(run *r, batch *b) {
     return 0;
 }
 
-static void note(run *r, const char *fmt, long line, const char *what) {
-    if (r->sp->progress) {
-        if (r->tty) fputs("\r\033[K", stderr);
-        fprintf(stderr, fmt, r->sp->input_csv, line, what);
-    }
+/* ------------------------------------------------------------ stage: write */
+
+static int write_row(run *r, cs_writer *w, const cs_scored_row *sr) {
+    return w && w->ops->row ? w->ops->row(w, sr, r->e) : 0;
 }
 
-/* Stage "write": output.csv rows in input order, the figures' rows, the
- * embeddings, the summary counts. */
+/* Stage "write": the summary counts and notes, then each row to every
+ * writer, in input order. */
 static int write_batch(run *r, batch *b) {
     double t0 = cs_now();
-    FILE *fp = r->out.fp;
-    float *nimg = cs_malloc((size_t)r->D * 2, sizeof *nimg, r->e);
-    if (!nimg) return CLIPSCORE_ENOMEM;
-    float *ntxt = nimg + r->D;
     int rc = 0;
     for (int i = 0; !rc && i < b->n_rows; i++) {
         row *w = &b->rows[i];
         const utext *ut = w->txt >= 0 ? &b->txt[w->txt] : NULL;
-        r->sum.rows++;
+        clipscore_score_summary *sum = &r->rec.sum;
+        sum->rows++;
         if (ut && (ut->flags & CLIPSCORE_TOKEN_TRUNCATED)) {
-            r->sum.truncated++;
+            sum->truncated++;
             if (!r->noted_truncated++)
-                note(r, "clipscore: %s: row at line %ld: %s (noted once; counted in the summary)\n",
-                     w->line, "caption longer than the model's context; truncated");
+                cs_progress_note(&r->progress,
+                                 "clipscore: %s: row at line %ld: caption longer than the "
+                                 "model's context; truncated (noted once; counted in the "
+                                 "summary)\n",
+                                 r->input, w->line);
         }
         if (ut && (ut->flags & CLIPSCORE_TOKEN_INVALID_UTF8)) {
-            r->sum.invalid_utf8++;
+            sum->invalid_utf8++;
             if (!r->noted_utf8++)
-                note(r, "clipscore: %s: row at line %ld: %s (noted once; counted in the summary)\n",
-                     w->line, "caption is not valid UTF-8; bad bytes replaced by U+FFFD");
+                cs_progress_note(&r->progress,
+                                 "clipscore: %s: row at line %ld: caption is not valid UTF-8; "
+                                 "bad bytes replaced by U+FFFD (noted once; counted in the "
+                                 "summary)\n",
+                                 r->input, w->line);
         }
         if (w->error) {
-            r->sum.failed++;
-            if (r->sp->progress) {
-                const char *path = w->img >= 0 ? b->img[w->img].path : NULL;
-                if (r->tty) fputs("\r\033[K", stderr);
-                fprintf(stderr, "clipscore: %s: row %ld (line %ld)%s%s: %s\n", r->sp->input_csv,
-                        w->index + 1, w->line, path ? ", " : "", path ? path : "", w->error);
-            }
+            sum->failed++;
+            const char *path = w->img >= 0 ? b->img[w->img].path : NULL;
+            cs_progress_note(&r->progress, "clipscore: %s: row %ld (line %ld)%s%s: %s\n", r->input,
+                             w->index + 1, w->line, path ? ", " : "", path ? path : "", w->error);
         } else {
-            r->sum.scored++;
+            sum->scored++;
             r->sim_total += w->sim;
         }
-        /* output.csv: header-width fields, our columns, then any surplus fields. */
-        const char *f[1024];
-        size_t l[1024];
-        int n = 0, nh = r->n_header;
-        char sim[32] = "", csc[32] = "";
-        if (!w->error) {
-            snprintf(sim, sizeof sim, "%.6f", w->sim);
-            snprintf(csc, sizeof csc, "%.6f", 2.5 * (w->sim > 0 ? w->sim : 0.0));
-        }
-        int total = (w->n > nh ? w->n : nh) + 3;
-        const char **fv = f;
-        size_t *lv = l;
-        if (total > 1024) {
-            fv = malloc((size_t)total * sizeof *fv);
-            lv = malloc((size_t)total * sizeof *lv);
-            if (!fv || !lv) {
-                free(fv);
-                free(lv);
-                rc = cs_fail(r->e, CLIPSCORE_ENOMEM, "out of memory");
-                break;
-            }
-        }
-        for (int k = 0; k < nh; k++) {
-            fv[n] = k < w->n ? w->f[k] : "";
-            lv[n++] = k < w->n ? w->len[k] : 0;
-        }
-        fv[n] = sim;
-        lv[n++] = strlen(sim);
-        if (r->sp->metric == CLIPSCORE_METRIC_CLIPSCORE) {
-            fv[n] = csc;
-            lv[n++] = strlen(csc);
-        }
-        fv[n] = w->error ? w->error : "";
-        lv[n] = strlen(fv[n]);
-        n++;
-        for (int k = nh; k < w->n; k++) {
-            fv[n] = w->f[k];
-            lv[n++] = w->len[k];
-        }
-        rc = cs_csv_write_record(fp, fv, lv, n, r->e);
-        if (fv != f) {
-            free(fv);
-            free(lv);
-        }
-        if (rc) break;
-
-        const float *ie = w->error ? NULL : b->img[w->img].emb;
-        const float *te = w->error ? NULL : b->txt[w->txt].emb;
-        if (ie) {
-            normalised(ie, r->D, nimg);
-            normalised(te, r->D, ntxt);
+        if (w->error) {
+            for (int k = 0; k < r->D; k++) r->nimg[k] = r->ntxt[k] = NAN;
         } else {
-            for (int k = 0; k < r->D; k++) nimg[k] = ntxt[k] = NAN;
+            normalised(b->img[w->img].emb, r->D, r->nimg);
+            normalised(b->txt[w->txt].emb, r->D, r->ntxt);
         }
-        if (r->save) {
-            rc = cs_npy_stream_append(&r->npy_img, nimg, 1, r->e);
-            if (!rc) rc = cs_npy_stream_append(&r->npy_txt, ntxt, 1, r->e);
-        }
-        if (!rc && w->index < r->fig_limit && r->fig_thumbs) {
-            int j = r->fig_n++;
-            const char *cap = r->n_header > r->col_cap && r->col_cap < w->n ? w->f[r->col_cap] : "";
-            r->fig_caps[j] = strdup(cap);
-            r->fig_errs[j] = w->error ? strdup(w->error) : NULL;
-            r->fig_scores[j] = w->error ? NAN : (float)w->sim;
-            memcpy(r->fig_img + (size_t)j * r->D, nimg, (size_t)r->D * sizeof *nimg);
-            memcpy(r->fig_txt + (size_t)j * r->D, ntxt, (size_t)r->D * sizeof *ntxt);
-            if (w->img >= 0 &&
-                b->img[w->img].thumb.px) { /* copy: the batch's thumb may serve two rows */
-                const cs_image *t = &b->img[w->img].thumb;
-                size_t bytes = (size_t)t->w * t->h * t->channels;
-                r->fig_thumbs[j] = *t;
-                r->fig_thumbs[j].px = malloc(bytes);
-                if (r->fig_thumbs[j].px) memcpy(r->fig_thumbs[j].px, t->px, bytes);
-            }
-            if (!r->fig_caps[j]) rc = cs_fail(r->e, CLIPSCORE_ENOMEM, "out of memory");
-        }
+        const uimage *ui = w->img >= 0 ? &b->img[w->img] : NULL;
+        cs_scored_row sr = {
+            .index = w->index,
+            .line = w->line,
+            .n_fields = w->n,
+            .fields = w->f,
+            .lens = w->len,
+            .caption = r->col_cap < w->n ? w->f[r->col_cap] : "",
+            .error = w->error,
+            .similarity = w->sim,
+            .img_emb = r->nimg,
+            .txt_emb = r->ntxt,
+            .thumb = ui && ui->thumb.px ? &ui->thumb : NULL,
+        };
+        rc = write_row(r, r->csv_out, &sr);
+        if (!rc) rc = write_row(r, r->npy_out, &sr);
+        if (!rc) rc = write_row(r, r->fig_out, &sr);
     }
-    free(nimg);
-    r->t.write += cs_now() - t0;
-    return rc;
-}
-
-/* ------------------------------------------------------------ progress */
-
-static void fmt_duration(double s, char *buf, size_t n) {
-    if (!(s >= 0) || s > 1e7)
-        snprintf(buf, n, "?");
-    else if (s < 60)
-        snprintf(buf, n, "%.0fs", s);
-    else if (s < 3600)
-        snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
-    else
-        snprintf(buf, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
-}
-
-static void progress(run *r, int final) {
-    if (!r->sp->progress) return;
-    double now = cs_now(), el = now - r->t_start;
-    if (!final && now - r->t_last < (r->tty ? 0.2 : 10.0)) return;
-    r->t_last = now;
-    double rate = el > 0 ? (double)r->sum.rows / el : 0;
-    int known = r->total_rows > 0;
-    char count[64], eta[48] = "";
-    if (known)
-        snprintf(count, sizeof count, "%ld/%ld rows", (long)r->sum.rows, r->total_rows);
-    else
-        snprintf(count, sizeof count, "%ld rows", (long)r->sum.rows);
-    if (known && rate > 0) {
-        char d[32];
-        fmt_duration((double)(r->total_rows - r->sum.rows) / rate, d, sizeof d);
-        snprintf(eta, sizeof eta, ", ETA %s", d);
-    }
-    if (r->tty) {
-        char bar[31];
-        int fill = known ? (int)(30.0 * (double)r->sum.rows / (double)r->total_rows) : 0;
-        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
-        bar[30] = '\0';
-        fprintf(stderr, "\r\033[K[%s] %s, %.1f rows/s%s", known ? bar : "streaming", count, rate,
-                eta);
-        if (final) fputc('\n', stderr);
-    } else {
-        fprintf(stderr, "clipscore: %s, %.1f rows/s%s\n", count, rate, eta);
-    }
-}
-
-/* Data rows in the file (a first pass with the CSV reader), -1 on error or
- * when the input is not a regular file (a pipe can be read only once). */
-static long count_rows(const char *path) {
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
-    cs_csv_reader *c;
-    cs_error e;
-    if (cs_csv_open(path, &c, &e)) return -1;
-    long n = 0;
-    cs_csv_record rec;
-    int bad;
-    while (cs_csv_next(c, &rec, &bad, &e) > 0) n++;
-    cs_csv_close(c);
-    return n;
-}
-
-/* ------------------------------------------------------------ run.json */
-
-static int write_run_json(run *r, const char *path, int figures_written) {
-    clipscore_context *ctx = r->ctx;
-    clipscore_model_info mi;
-    clipscore_get_model_info(ctx, &mi);
-    char sha[65] = "";
-    if (clipscore_weights_sha256(ctx, sha)) sha[0] = '\0'; /* recorded as null */
-    cJSON *j = cJSON_CreateObject();
-    if (!j) return cs_fail(r->e, CLIPSCORE_ENOMEM, "out of memory");
-    char when[32];
-    time_t now = time(NULL);
-    struct tm tmv;
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tmv));
-    cJSON_AddStringToObject(j, "tool", "clipscore");
-    cJSON_AddStringToObject(j, "version", CLIPSCORE_VERSION);
-    cJSON_AddStringToObject(j, "libtorch", cs_torch_version());
-    cJSON_AddStringToObject(j, "finished_at", when);
-    cJSON *m = cJSON_AddObjectToObject(j, "model");
-    cJSON_AddStringToObject(m, "name", mi.name);
-    cJSON_AddStringToObject(m, "path", mi.path);
-    cJSON_AddStringToObject(m, "layout", mi.layout);
-    cJSON_AddStringToObject(m, "weights_file", mi.weights_file);
-    if (sha[0])
-        cJSON_AddStringToObject(m, "weights_sha256", sha);
-    else
-        cJSON_AddNullToObject(m, "weights_sha256");
-    cJSON_AddNumberToObject(m, "image_size", mi.image_size);
-    cJSON_AddNumberToObject(m, "patch_size", mi.patch_size);
-    cJSON_AddNumberToObject(m, "vision_width", mi.vision_width);
-    cJSON_AddNumberToObject(m, "vision_layers", mi.vision_layers);
-    cJSON_AddNumberToObject(m, "text_width", mi.text_width);
-    cJSON_AddNumberToObject(m, "text_layers", mi.text_layers);
-    cJSON_AddNumberToObject(m, "context_length", mi.context_length);
-    cJSON_AddNumberToObject(m, "embed_dim", mi.embed_dim);
-    cJSON_AddStringToObject(m, "activation", mi.quick_gelu ? "quick_gelu" : "gelu");
-    cJSON_AddStringToObject(j, "device", mi.device);
-    cJSON_AddStringToObject(j, "precision", mi.precision);
-    cJSON_AddNumberToObject(j, "threads", ctx->threads);
-    cJSON_AddNumberToObject(j, "torch_intra_op_threads", ctx->torch_threads);
-    cJSON_AddNumberToObject(j, "batch_size", r->B);
-    cJSON_AddStringToObject(j, "input", r->sp->input_csv);
-    cJSON_AddStringToObject(j, "image_column", cs_csv_header(r->csv)->fields[r->col_img]);
-    cJSON_AddStringToObject(j, "caption_column", cs_csv_header(r->csv)->fields[r->col_cap]);
-    cJSON_AddStringToObject(j, "template", r->sp->caption_template);
-    cJSON_AddStringToObject(j, "metric",
-                            r->sp->metric == CLIPSCORE_METRIC_CLIPSCORE ? "clipscore" : "cosine");
-    cJSON_AddNumberToObject(j, "rows", (double)r->sum.rows);
-    cJSON_AddNumberToObject(j, "scored", (double)r->sum.scored);
-    cJSON_AddNumberToObject(j, "failed", (double)r->sum.failed);
-    cJSON_AddNumberToObject(j, "truncated_captions", (double)r->sum.truncated);
-    cJSON_AddNumberToObject(j, "invalid_utf8_captions", (double)r->sum.invalid_utf8);
-    if (r->sum.scored)
-        cJSON_AddNumberToObject(j, "mean_similarity", r->sum.mean_similarity);
-    else
-        cJSON_AddNullToObject(j, "mean_similarity");
-    cJSON_AddNumberToObject(j, "images_encoded", (double)r->images_encoded);
-    cJSON_AddNumberToObject(j, "texts_encoded", (double)r->texts_encoded);
-    cJSON_AddBoolToObject(j, "figures", figures_written);
-    cJSON *t = cJSON_AddObjectToObject(j, "seconds");
-    cJSON_AddNumberToObject(t, "load_model", ctx->load_seconds);
-    cJSON_AddNumberToObject(t, "read", r->t.read);
-    cJSON_AddNumberToObject(t, "decode_preprocess_cpu", r->t.decode_cpu);
-    cJSON_AddNumberToObject(t, "wait_for_decode", r->t.wait);
-    cJSON_AddNumberToObject(t, "text_encoder", r->t.text);
-    cJSON_AddNumberToObject(t, "image_encoder", r->t.image);
-    cJSON_AddNumberToObject(t, "write", r->t.write);
-    cJSON_AddNumberToObject(t, "figures", r->t.figures);
-    cJSON_AddNumberToObject(t, "total", r->t.total);
-    char *body = cJSON_Print(j);
-    cJSON_Delete(j);
-    char *text = body ? cs_asprintf(r->e, "%s\n", body) : NULL;
-    free(body);
-    if (!text) return cs_fail(r->e, CLIPSCORE_ENOMEM, "out of memory");
-    int rc = cs_write_file_atomic(path, text, strlen(text), r->e);
-    free(text);
+    r->rec.t.write += cs_now() - t0;
     return rc;
 }
 
@@ -848,189 +591,231 @@ static int same_file(const char *a, const char *b) {
            sa.st_ino == sb.st_ino;
 }
 
+/* An input with no folder of its own: "-", a pipe or socket, a device, or
+ * anything under /dev or /proc (/dev/stdin, <(...) as /dev/fd/N): its
+ * "folder" is no place to write outputs or look for images. */
+static int is_stream_input(const char *path) {
+    if (strcmp(path, "-") == 0) return 1;
+    if (strncmp(path, "/dev/", 5) == 0 || strncmp(path, "/proc/", 6) == 0) return 1;
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) return 1;
+    char *real = realpath(path, NULL);
+    int dev = real && (strncmp(real, "/dev/", 5) == 0 || strncmp(real, "/proc/", 6) == 0);
+    free(real);
+    return dev;
+}
+
+/* Checks one output path: not the input, and (unless it is optional, as
+ * the figures are) not a folder. */
+static int check_output(run *r, const char *dir, const char *name, const char *option,
+                        int optional) {
+    char *p = cs_path_join(dir, name, r->e);
+    if (!p) return CLIPSCORE_ENOMEM;
+    int rc = 0;
+    struct stat st;
+    if (same_file(p, r->input))
+        rc = cs_fail(r->e, CLIPSCORE_EARG,
+                     "%s would be overwritten by the output %s; choose another folder with %s",
+                     r->input, p, option);
+    if (!rc && !optional && lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+        rc = cs_fail(r->e, CLIPSCORE_EIO,
+                     "the output %s is a folder; remove it or choose another "
+                     "folder with %s",
+                     p, option);
+    free(p);
+    return rc;
+}
+
+/* Whether the run.json of an earlier run in dir says it drew the figures
+ * (then they are this tool's, and are removed when this run draws none). */
+static int previous_run_drew_figures(const char *dir) {
+    char *p = cs_path_join(dir, "run.json", NULL);
+    char *text = NULL;
+    size_t len = 0;
+    struct stat st;
+    int drew = 0;
+    if (p && lstat(p, &st) == 0 && S_ISREG(st.st_mode) &&
+        cs_read_file(p, 1 << 20, &text, &len, NULL) == 0) {
+        cJSON *j = cJSON_ParseWithLength(text, len);
+        const cJSON *tool = cJSON_GetObjectItemCaseSensitive(j, "tool");
+        const cJSON *fig = cJSON_GetObjectItemCaseSensitive(j, "figures");
+        drew = cJSON_IsString(tool) && strcmp(tool->valuestring, "clipscore") == 0 &&
+               cJSON_IsTrue(fig);
+        cJSON_Delete(j);
+    }
+    free(text);
+    free(p);
+    return drew;
+}
+
+/* The folder's lock and the clean-up of what killed runs left there. */
+static int claim_folder(run *r, const char *dir, cs_output_lock *l) {
+    int rc = cs_output_lock_take(dir, l, r->e);
+    if (rc) return rc;
+    int n = cs_output_remove_stale(dir, output_names, N_OUTPUT_NAMES);
+    if (n)
+        cs_progress_note(&r->progress,
+                         "clipscore: removed %d temporary file%s left in %s by a run that was "
+                         "stopped\n",
+                         n, n == 1 ? "" : "s", dir);
+    return 0;
+}
+
+static int same_dir(const char *a, const char *b) {
+    return same_file(a, b);
+}
+
 static int setup(run *r) {
     const clipscore_score_params *sp = r->sp;
-    clipscore_context *ctx = r->ctx;
     int rc;
     if (!sp->input_csv || !*sp->input_csv)
         return cs_fail(r->e, CLIPSCORE_EARG, "no input CSV given");
     if (sp->caption_template && !strstr(sp->caption_template, "{}"))
         return cs_fail(r->e, CLIPSCORE_EARG, "--template '%s' has no {} for the caption",
                        sp->caption_template);
+    r->input = sp->input_csv;
+    const cs_clip_config *clip = cs_ctx_clip(r->ctx);
     r->B = sp->batch_size > 0 ? sp->batch_size : 32;
-    r->D = ctx->clip.embed_dim;
-    r->T = ctx->clip.context_length;
-    r->R = ctx->preprocess.size;
+    r->D = clip->embed_dim;
+    r->T = clip->context_length;
+    r->R = cs_ctx_preprocess(r->ctx)->size;
     r->fig_limit = sp->figures ? (sp->figure_limit > 0 ? sp->figure_limit : 64) : 0;
 #ifndef CLIPSCORE_HAVE_FIGURES
     r->fig_limit = 0;
 #endif
-    if (cs_is_dir(sp->input_csv))
-        return cs_fail(r->e, CLIPSCORE_EARG, "%s is a folder, not a CSV file", sp->input_csv);
-    if ((rc = cs_csv_open(sp->input_csv, &r->csv, r->e))) return rc;
+    if (cs_is_dir(r->input))
+        return cs_fail(r->e, CLIPSCORE_EARG, "%s is a folder, not a CSV file", r->input);
+    r->stream = is_stream_input(r->input);
+    if ((rc = cs_csv_open(r->input, &r->csv, r->e))) return rc;
     const cs_csv_record *h = cs_csv_header(r->csv);
     r->n_header = h->n;
     r->col_img =
-        cs_csv_find_column(h, sp->input_csv, sp->image_column, cs_csv_image_columns, "image", r->e);
+        cs_csv_find_column(h, r->input, sp->image_column, cs_csv_image_columns, "image", r->e);
     if (r->col_img < 0) return r->col_img;
-    r->col_cap = cs_csv_find_column(h, sp->input_csv, sp->caption_column, cs_csv_caption_columns,
+    r->col_cap = cs_csv_find_column(h, r->input, sp->caption_column, cs_csv_caption_columns,
                                     "caption", r->e);
     if (r->col_cap < 0) return r->col_cap;
     if (r->col_img == r->col_cap)
         return cs_fail(r->e, CLIPSCORE_EARG, "%s: the image and caption columns are both '%s'",
-                       sp->input_csv, h->fields[r->col_img]);
+                       r->input, h->fields[r->col_img]);
+    r->rec.image_column = h->fields[r->col_img];
+    r->rec.caption_column = h->fields[r->col_cap];
     if (!(r->sim_name = free_column_name(h, "similarity", r->e)) ||
         !(r->err_name = free_column_name(h, "error", r->e)) ||
         !(r->cs_name = free_column_name(h, "clipscore", r->e)))
         return CLIPSCORE_ENOMEM;
 
-    char *csv_dir = cs_path_dirname(sp->input_csv, r->e);
-    if (!csv_dir) return CLIPSCORE_ENOMEM;
-    r->img_base = sp->image_root ? cs_strdup(sp->image_root, r->e) : csv_dir;
-    if (sp->image_root) free(csv_dir);
-    if (!r->img_base) return CLIPSCORE_ENOMEM;
+    /* Where images are found and outputs go: the input's folder, or for a
+     * stream (which has none) the current folder. */
     if (sp->image_root && !cs_is_dir(sp->image_root))
         return cs_fail(r->e, CLIPSCORE_EARG, "--image-root %s: no such folder", sp->image_root);
-    r->out_dir =
-        sp->output_dir ? cs_strdup(sp->output_dir, r->e) : cs_path_dirname(sp->input_csv, r->e);
-    if (!r->out_dir) return CLIPSCORE_ENOMEM;
+    r->img_base = sp->image_root ? cs_strdup(sp->image_root, r->e)
+                  : r->stream    ? cs_strdup(".", r->e)
+                                 : cs_path_dirname(r->input, r->e);
+    r->out_dir = sp->output_dir ? cs_strdup(sp->output_dir, r->e)
+                 : r->stream    ? cs_strdup(".", r->e)
+                                : cs_path_dirname(r->input, r->e);
+    if (!r->img_base || !r->out_dir) return CLIPSCORE_ENOMEM;
     if ((rc = cs_mkdir_p(r->out_dir, r->e))) return rc;
+    if (sp->save_embeddings && (rc = cs_mkdir_p(sp->save_embeddings, r->e))) return rc;
 
-    /* Refuse to overwrite the input with any output. */
-    static const char *const outputs[] = {"output.csv", "run.json", "image_captions.jpg",
-                                          "similarity_matrix.jpg"};
-    for (int i = 0; i < 4; i++) {
-        char *p = cs_path_join(r->out_dir, outputs[i], r->e);
-        if (!p) return CLIPSCORE_ENOMEM;
-        int same = same_file(p, sp->input_csv);
-        free(p);
-        if (same)
-            return cs_fail(
-                r->e, CLIPSCORE_EARG,
-                "%s would be overwritten by the output %s; choose another folder with -o",
-                sp->input_csv, outputs[i]);
-    }
-    char *out_csv = cs_path_join(r->out_dir, "output.csv", r->e);
-    if (!out_csv) return CLIPSCORE_ENOMEM;
-    rc = cs_atomic_open(&r->out, out_csv, r->e);
-    free(out_csv);
-    if (rc) return cs_fail_prefix(r->e, "output folder %s is not writable", r->out_dir);
+    /* Every output, whatever option names it, is checked against the input
+     * before anything is written. */
+    for (int i = 0; i < 4; i++)
+        if ((rc = check_output(r, r->out_dir, output_names[i], "-o", i >= 2))) return rc;
+    for (int i = 4; sp->save_embeddings && i < 6; i++)
+        if ((rc = check_output(r, sp->save_embeddings, output_names[i], "--save-embeddings", 0)))
+            return rc;
 
-    /* output.csv header */
-    const char *f[1024 + 3];
-    if (h->n > 1024)
-        return cs_fail(r->e, CLIPSCORE_EFORMAT, "%s: more than 1024 columns", sp->input_csv);
-    int n = 0;
-    for (int i = 0; i < h->n; i++) f[n++] = h->fields[i];
-    f[n++] = r->sim_name;
-    if (sp->metric == CLIPSCORE_METRIC_CLIPSCORE) f[n++] = r->cs_name;
-    f[n++] = r->err_name;
-    if ((rc = cs_csv_write_record(r->out.fp, f, NULL, n, r->e))) return rc;
+    /* One run per folder at a time. */
+    if ((rc = claim_folder(r, r->out_dir, &r->lock_out))) return rc;
+    if (sp->save_embeddings && !same_dir(sp->save_embeddings, r->out_dir) &&
+        (rc = claim_folder(r, sp->save_embeddings, &r->lock_emb)))
+        return rc;
+    r->stale_figures = !r->fig_limit && previous_run_drew_figures(r->out_dir);
 
-    if (sp->save_embeddings) {
-        if ((rc = cs_mkdir_p(sp->save_embeddings, r->e))) return rc;
-        int64_t row_shape[1] = {r->D};
-        char *pi = cs_path_join(sp->save_embeddings, "image_embeddings.npy", r->e);
-        char *pt = cs_path_join(sp->save_embeddings, "text_embeddings.npy", r->e);
-        rc = pi && pt ? 0 : CLIPSCORE_ENOMEM;
-        if (!rc) rc = cs_npy_stream_open(&r->npy_img, pi, 1, row_shape, r->e);
-        if (!rc) {
-            rc = cs_npy_stream_open(&r->npy_txt, pt, 1, row_shape, r->e);
-            if (rc) cs_npy_stream_abort(&r->npy_img);
-        }
-        free(pi);
-        free(pt);
-        if (rc) return rc;
-        r->save = 1;
-    }
-    if (r->fig_limit) {
-        size_t L = (size_t)r->fig_limit;
-        r->fig_thumbs = cs_calloc(L, sizeof *r->fig_thumbs, r->e);
-        r->fig_caps = cs_calloc(L, sizeof *r->fig_caps, r->e);
-        r->fig_errs = cs_calloc(L, sizeof *r->fig_errs, r->e);
-        r->fig_scores = cs_calloc(L, sizeof *r->fig_scores, r->e);
-        r->fig_img = cs_calloc(L * (size_t)r->D, sizeof *r->fig_img, r->e);
-        r->fig_txt = cs_calloc(L * (size_t)r->D, sizeof *r->fig_txt, r->e);
-        if (!r->fig_thumbs || !r->fig_caps || !r->fig_errs || !r->fig_scores || !r->fig_img ||
-            !r->fig_txt)
-            return CLIPSCORE_ENOMEM;
-    }
+    /* The writers, in the order they finish and are committed. */
+    char *p = cs_path_join(r->out_dir, "output.csv", r->e);
+    if (!p) return CLIPSCORE_ENOMEM;
+    rc = cs_csv_writer_new(p, h->n, (const char *const *)h->fields, r->sim_name,
+                           sp->metric == CLIPSCORE_METRIC_CLIPSCORE ? r->cs_name : NULL,
+                           r->err_name, &r->csv_out, r->e);
+    free(p);
+    if (rc) return rc;
+    if (sp->save_embeddings &&
+        (rc = cs_npy_writer_new(sp->save_embeddings, r->D, &r->npy_out, r->e)))
+        return rc;
+    if (r->fig_limit &&
+        (rc = cs_figures_writer_new(r->out_dir, r->fig_limit, r->D, &r->fig_out, r->e)))
+        return rc;
+    if (!(p = cs_path_join(r->out_dir, "run.json", r->e))) return CLIPSCORE_ENOMEM;
+    rc = cs_run_json_writer_new(p, &r->json_out, r->e);
+    free(p);
+    if (rc) return rc;
+
+    r->nimg = cs_malloc((size_t)r->D * 2, sizeof *r->nimg, r->e);
+    if (!r->nimg) return CLIPSCORE_ENOMEM;
+    r->ntxt = r->nimg + r->D;
     if ((rc = cs_embed_cache_new(CACHE_ENTRIES, r->D, &r->img_cache, r->e))) return rc;
     if ((rc = cs_embed_cache_new(CACHE_ENTRIES, r->D, &r->txt_cache, r->e))) return rc;
     if ((rc = batch_alloc(r, &r->b[0])) || (rc = batch_alloc(r, &r->b[1]))) return rc;
     /* Decode workers: the cores libtorch's own threads leave over while it
      * encodes; at least one so decoding overlaps encoding. */
-    int workers = ctx->threads > 1 ? ctx->threads - 1 : 1;
-    if ((rc = pool_start(&r->pool, workers, 2 * r->B + 1, &ctx->preprocess, ctx->params.max_pixels,
-                         r->e)))
+    int threads = cs_ctx_threads(r->ctx);
+    if ((rc = cs_pool_start(&r->pool, threads > 1 ? threads - 1 : 1, 2 * r->B + 1, r->e)))
         return rc;
-    r->tty = isatty(2);
-    r->total_rows = sp->progress ? count_rows(sp->input_csv) : -1;
+    if (r->progress.enabled && !r->stream)
+        r->progress.total = cs_progress_count_rows(r->input, cs_ctx_cancel_flag(r->ctx));
     return 0;
 }
 
-static int draw_figures(run *r) {
-#ifdef CLIPSCORE_HAVE_FIGURES
-    int n = r->fig_n, rc;
-    double t0 = cs_now();
-    float *sim = cs_malloc((size_t)(n ? n : 1) * (size_t)(n ? n : 1), sizeof *sim, r->e);
-    if (!sim) return CLIPSCORE_ENOMEM;
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++) {
-            double s = 0;
-            for (int k = 0; k < r->D; k++)
-                s += (double)r->fig_img[(size_t)i * r->D + k] * r->fig_txt[(size_t)j * r->D + k];
-            sim[(size_t)i * n + j] = (float)s; /* NaN rows stay NaN */
-        }
-    char *p1 = cs_path_join(r->out_dir, "image_captions.jpg", r->e);
-    char *p2 = cs_path_join(r->out_dir, "similarity_matrix.jpg", r->e);
-    rc = p1 && p2 ? 0 : CLIPSCORE_ENOMEM;
-    if (!rc)
-        rc = cs_figure_image_captions(p1, n, r->fig_thumbs, (const char *const *)r->fig_caps,
-                                      r->fig_scores, (const char *const *)r->fig_errs, r->sum.rows,
-                                      r->e);
-    if (!rc)
-        rc = cs_figure_similarity_matrix(p2, n, sim, (const char *const *)r->fig_caps, r->sum.rows,
-                                         r->e);
-    free(p1);
-    free(p2);
-    free(sim);
-    /* Drops pango's and fontconfig's caches (they come back on next use),
-     * so a run leaves no memory held behind. */
-    cs_figures_shutdown();
-    r->t.figures = cs_now() - t0;
-    return rc;
-#else
-    (void)r;
-    return 0;
-#endif
-}
+/* ------------------------------------------------------------ finish */
 
-static void cleanup(run *r, int ok) {
-    pool_stop(&r->pool);
-    batch_free(&r->b[0]);
-    batch_free(&r->b[1]);
-    if (!ok) {
-        if (r->out.fp) cs_atomic_abort(&r->out);
-        if (r->save) {
-            cs_npy_stream_abort(&r->npy_img);
-            cs_npy_stream_abort(&r->npy_txt);
+/* Finishes the writers, output.csv first and run.json last, and commits
+ * their files together. The figures are optional: one that cannot be drawn
+ * is a warning and the scores are committed all the same. */
+static int finish(run *r) {
+    int rc = r->csv_out->ops->finish(r->csv_out, &r->rec, &r->commit, r->e);
+    if (!rc && r->npy_out) rc = r->npy_out->ops->finish(r->npy_out, &r->rec, &r->commit, r->e);
+    if (!rc && r->fig_out) {
+        double t0 = cs_now();
+        cs_error fe;
+        cs_error_clear(&fe);
+        r->rec.figures_written = r->fig_out->ops->finish(r->fig_out, &r->rec, &r->commit, &fe) == 0;
+        if (!r->rec.figures_written)
+            fprintf(stderr, "clipscore: warning: figures not written: %s\n", fe.msg);
+        r->rec.t.figures = cs_now() - t0;
+    }
+    r->rec.t.total = cs_now() - r->progress.t_start;
+    if (!rc) rc = r->json_out->ops->finish(r->json_out, &r->rec, &r->commit, r->e);
+    if (!rc) rc = cs_commit_apply(&r->commit, r->e);
+    /* Figures of an earlier run would pass for this run's: remove them. */
+    if (!rc && !r->rec.figures_written && (r->stale_figures || r->fig_limit)) {
+        for (int i = 2; i < 4; i++) {
+            char *p = cs_path_join(r->out_dir, output_names[i], NULL);
+            struct stat st;
+            if (p && lstat(p, &st) == 0 && S_ISREG(st.st_mode)) unlink(p);
+            free(p);
         }
     }
+    return rc;
+}
+
+static void cleanup(run *r) {
+    cs_pool_stop(&r->pool);
+    batch_free(&r->b[0]);
+    batch_free(&r->b[1]);
+    cs_commit_abort(&r->commit); /* empty after a successful commit */
+    cs_writer_destroy(r->csv_out);
+    cs_writer_destroy(r->npy_out);
+    cs_writer_destroy(r->fig_out);
+    cs_writer_destroy(r->json_out);
+    cs_output_lock_release(&r->lock_emb);
+    cs_output_lock_release(&r->lock_out);
     cs_csv_close(r->csv);
     cs_embed_cache_free(r->img_cache);
     cs_embed_cache_free(r->txt_cache);
-    for (int i = 0; i < r->fig_n; i++) {
-        cs_image_free(&r->fig_thumbs[i]);
-        free(r->fig_caps[i]);
-        free(r->fig_errs[i]);
-    }
-    free(r->fig_thumbs);
-    free(r->fig_caps);
-    free(r->fig_errs);
-    free(r->fig_scores);
-    free(r->fig_img);
-    free(r->fig_txt);
+    free(r->nimg);
     free(r->img_base);
     free(r->out_dir);
     free(r->sim_name);
@@ -1038,29 +823,54 @@ static void cleanup(run *r, int ok) {
     free(r->cs_name);
 }
 
+static void print_summary(run *r) {
+    const clipscore_score_summary *s = &r->rec.sum;
+    fprintf(stderr, "clipscore: %ld rows: %ld scored, %ld failed, %ld captions truncated",
+            (long)s->rows, (long)s->scored, (long)s->failed, (long)s->truncated);
+    if (s->invalid_utf8) fprintf(stderr, ", %ld with invalid UTF-8", (long)s->invalid_utf8);
+    if (s->scored) fprintf(stderr, "; mean similarity %.4f", s->mean_similarity);
+    fprintf(stderr, "; %.1f s\nclipscore: wrote %s/output.csv, run.json%s\n", s->seconds,
+            r->out_dir,
+            r->rec.figures_written ? ", image_captions.jpg, similarity_matrix.jpg" : "");
+}
+
+static int cancelled(run *r) {
+    return cs_fail(r->e, CLIPSCORE_ECANCELED, "interrupted after %ld rows; nothing was written",
+                   (long)r->rec.sum.rows);
+}
+
 int clipscore_score_csv(clipscore_context *ctx, const clipscore_score_params *params,
                         clipscore_score_summary *summary) {
+    /* The only place the cancel flag is cleared: a request that arrives
+     * from here on, during start-up included, stops this run. */
+    cs_ctx_cancel_clear(ctx);
+    cs_error err;
+    cs_error_clear(&err);
     run r;
     memset(&r, 0, sizeof r);
     r.ctx = ctx;
     r.sp = params;
-    r.e = &ctx->err;
-    cs_error_clear(r.e);
-    r.t_start = r.t_last = cs_now();
-    r.sum.mean_similarity = NAN;
+    r.e = &err;
+    cs_output_lock_init(&r.lock_out);
+    cs_output_lock_init(&r.lock_emb);
+    cs_commit_init(&r.commit);
+    cs_progress_init(&r.progress, params->progress);
+    r.rec.ctx = ctx;
+    r.rec.sp = params;
+    r.rec.input = params->input_csv;
+    r.rec.sum.mean_similarity = NAN;
     int rc = setup(&r);
+    r.rec.batch_size = r.B;
+    if (!rc && cs_ctx_cancelled(ctx)) rc = cancelled(&r);
 
     /* The loop: batch k+1 is read and queued for the decode workers before
      * batch k is encoded, so decoding overlaps the encoders. */
     int eof = 0, cur = 0;
     if (!rc) rc = read_batch(&r, &r.b[0], &eof);
-    ctx->cancel = 0;
     while (!rc && r.b[cur].n_rows > 0) {
         batch *b = &r.b[cur], *next = &r.b[1 - cur];
-        if (ctx->cancel) {
-            rc = cs_fail(r.e, CLIPSCORE_ECANCELED,
-                         "interrupted after %ld rows; nothing was written", (long)r.sum.rows);
-            pool_wait(&r.pool, b);
+        if (cs_ctx_cancelled(ctx)) {
+            rc = cancelled(&r);
             break;
         }
         if (!eof)
@@ -1068,59 +878,29 @@ int clipscore_score_csv(clipscore_context *ctx, const clipscore_score_params *pa
         else
             batch_clear(next);
         double t0 = cs_now();
-        pool_wait(&r.pool, b);
-        r.t.wait += cs_now() - t0;
-        r.t.decode_cpu += b->decode_seconds;
+        cs_pool_wait(&r.pool, &b->decode);
+        r.rec.t.wait += cs_now() - t0;
+        r.rec.t.decode_cpu += b->decode.seconds;
         if (!rc) rc = encode_batch(&r, b);
         if (!rc) rc = combine_batch(&r, b);
         if (!rc) rc = write_batch(&r, b);
-        progress(&r, 0);
-        if (rc) pool_wait(&r.pool, next); /* workers must be done with it before cleanup */
+        cs_progress_update(&r.progress, (long)r.rec.sum.rows, 0);
         cur = 1 - cur;
     }
+    /* Workers must be done with both batches before anything is freed. */
+    if (r.pool.q) {
+        cs_pool_wait(&r.pool, &r.b[0].decode);
+        cs_pool_wait(&r.pool, &r.b[1].decode);
+    }
     if (!rc) {
-        r.sum.mean_similarity = r.sum.scored ? r.sim_total / (double)r.sum.scored : NAN;
-        progress(&r, 1);
+        clipscore_score_summary *s = &r.rec.sum;
+        s->mean_similarity = s->scored ? r.sim_total / (double)s->scored : NAN;
+        cs_progress_update(&r.progress, (long)s->rows, 1);
+        rc = finish(&r);
     }
-    int figures_written = 0;
-    if (!rc && r.fig_limit) {
-        /* The scores matter more than the pictures: a figure that cannot be
-         * drawn is a warning, and output.csv is still written. */
-        cs_error fe;
-        cs_error_clear(&fe);
-        cs_error *keep = r.e;
-        r.e = &fe;
-        figures_written = draw_figures(&r) == 0;
-        r.e = keep;
-        if (!figures_written)
-            fprintf(stderr, "clipscore: warning: figures not written: %s\n", fe.msg);
-    }
-    if (!rc && r.save) {
-        rc = cs_npy_stream_commit(&r.npy_img, r.e);
-        if (!rc)
-            rc = cs_npy_stream_commit(&r.npy_txt, r.e);
-        else
-            cs_npy_stream_abort(&r.npy_txt);
-        r.save = 0;
-    }
-    r.t.total = cs_now() - r.t_start;
-    if (!rc) {
-        char *pj = cs_path_join(r.out_dir, "run.json", r.e);
-        rc = pj ? write_run_json(&r, pj, figures_written) : CLIPSCORE_ENOMEM;
-        free(pj);
-    }
-    if (!rc) rc = cs_atomic_commit(&r.out, r.e);
-    r.sum.seconds = cs_now() - r.t_start;
-    if (!rc && params->progress) {
-        fprintf(stderr, "clipscore: %ld rows: %ld scored, %ld failed, %ld captions truncated",
-                (long)r.sum.rows, (long)r.sum.scored, (long)r.sum.failed, (long)r.sum.truncated);
-        if (r.sum.invalid_utf8)
-            fprintf(stderr, ", %ld with invalid UTF-8", (long)r.sum.invalid_utf8);
-        if (r.sum.scored) fprintf(stderr, "; mean similarity %.4f", r.sum.mean_similarity);
-        fprintf(stderr, "; %.1f s\nclipscore: wrote %s/output.csv%s\n", r.sum.seconds, r.out_dir,
-                figures_written ? ", image_captions.jpg, similarity_matrix.jpg" : "");
-    }
-    if (summary) *summary = r.sum;
-    cleanup(&r, rc == 0);
-    return rc;
+    r.rec.sum.seconds = cs_now() - r.progress.t_start;
+    if (!rc && params->progress) print_summary(&r);
+    if (summary) *summary = r.rec.sum;
+    cleanup(&r);
+    return rc ? cs_ctx_fail(ctx, rc, &err) : 0;
 }

@@ -11,11 +11,48 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Copies src into dst (n bytes), cutting the middle rather than the end when
+ * it is too long: the end of a message is usually its reason ("...: No such
+ * file"), the middle a long path. */
+void cs_copy_elided(char *dst, size_t n, const char *src) {
+    if (!n) return;
+    size_t len = strlen(src);
+    if (len < n) {
+        memcpy(dst, src, len + 1);
+        return;
+    }
+    static const char dots[] = " ... ";
+    if (n < 2 * sizeof dots) {
+        memcpy(dst, src, n - 1);
+        dst[n - 1] = '\0';
+        return;
+    }
+    size_t keep = n - 1 - (sizeof dots - 1), head = keep / 3, tail = keep - head;
+    memcpy(dst, src, head);
+    memcpy(dst + head, dots, sizeof dots - 1);
+    memcpy(dst + head + sizeof dots - 1, src + len - tail, tail);
+    dst[n - 1] = '\0';
+}
+
+static void set_message(cs_error *e, const char *fmt, va_list ap) {
+    va_list ap2;
+    va_copy(ap2, ap);
+    char *full = NULL;
+    int n = vasprintf(&full, fmt, ap2);
+    va_end(ap2);
+    if (n >= 0 && full) {
+        cs_copy_elided(e->msg, sizeof e->msg, full);
+        free(full);
+    } else {
+        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    }
+}
+
 int cs_fail(cs_error *e, int code, const char *fmt, ...) {
     if (e) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        set_message(e, fmt, ap);
         va_end(ap);
         e->code = code;
     }
@@ -30,17 +67,9 @@ int cs_fail_prefix(cs_error *e, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
-    /* Keep the end of long messages rather than failing on truncation. */
-    size_t pl = strlen(prefix);
-    if (pl > sizeof e->msg / 2) pl = sizeof e->msg / 2;
-    memcpy(e->msg, prefix, pl);
-    memcpy(e->msg + pl, ": ", 2);
-    size_t room = sizeof e->msg - pl - 3;
-    size_t ol = strnlen(old, room);
-    memcpy(e->msg + pl + 2, old, ol);
-    e->msg[pl + 2 + ol] = '\0';
-    if (e->code == 0) e->code = CLIPSCORE_EINTERNAL;
-    return e->code;
+    int code = e->code ? e->code : CLIPSCORE_EINTERNAL;
+    cs_fail(e, code, "%s: %s", prefix, old);
+    return code;
 }
 
 void cs_error_clear(cs_error *e) {
@@ -208,14 +237,16 @@ static void atomic_release(cs_atomic_file *f) {
     memset(f, 0, sizeof *f);
 }
 
-int cs_atomic_commit(cs_atomic_file *f, cs_error *e) {
+int cs_atomic_finish(cs_atomic_file *f, cs_error *e) {
     if (!f->fp) return cs_fail(e, CLIPSCORE_EINTERNAL, "atomic file not open");
     FILE *fp = f->fp;
     int bad = ferror(fp);
+    errno = 0;
     bad |= fflush(fp) != 0;
     bad |= fsync(fileno(fp)) != 0 && errno != EINVAL;
     int saved = errno;
     bad |= fclose(fp) != 0;
+    if (!saved) saved = errno;
     f->fp = NULL;
     if (bad) {
         int rc = cs_fail(e, CLIPSCORE_EIO, "writing %s failed: %s", f->path,
@@ -224,6 +255,11 @@ int cs_atomic_commit(cs_atomic_file *f, cs_error *e) {
         atomic_release(f);
         return rc;
     }
+    return 0;
+}
+
+int cs_atomic_rename(cs_atomic_file *f, cs_error *e) {
+    if (f->fp || !f->tmp_path) return cs_fail(e, CLIPSCORE_EINTERNAL, "atomic file not finished");
     if (rename(f->tmp_path, f->path) != 0) {
         int rc =
             cs_fail(e, CLIPSCORE_EIO, "cannot move %s into place: %s", f->path, strerror(errno));
@@ -235,8 +271,14 @@ int cs_atomic_commit(cs_atomic_file *f, cs_error *e) {
     return 0;
 }
 
+int cs_atomic_commit(cs_atomic_file *f, cs_error *e) {
+    int rc = cs_atomic_finish(f, e);
+    return rc ? rc : cs_atomic_rename(f, e);
+}
+
 void cs_atomic_abort(cs_atomic_file *f) {
     if (f->fp) fclose(f->fp);
+    f->fp = NULL;
     if (f->tmp_path) unlink(f->tmp_path);
     atomic_release(f);
 }

@@ -30,6 +30,9 @@ int cs_fail(cs_error *e, int code, const char *fmt, ...) CS_PRINTF(3, 4);
  * and returns e->code. */
 int cs_fail_prefix(cs_error *e, const char *fmt, ...) CS_PRINTF(2, 3);
 void cs_error_clear(cs_error *e);
+/* Copies a message into dst[n], cutting its middle (" ... ") rather than its
+ * end when it does not fit, so the reason after a long path survives. */
+void cs_copy_elided(char *dst, size_t n, const char *src);
 
 /* Allocation that reports failure through `e` instead of aborting. Returns
  * NULL (and sets CLIPSCORE_ENOMEM) when the request cannot be met or the
@@ -63,6 +66,11 @@ typedef struct cs_atomic_file {
 } cs_atomic_file;
 int cs_atomic_open(cs_atomic_file *f, const char *path, cs_error *e);
 int cs_atomic_commit(cs_atomic_file *f, cs_error *e);
+/* The two halves of a commit, for outputs committed together (commit.h):
+ * finish flushes, syncs and closes the temporary (removing it on failure);
+ * rename moves a finished temporary into place. */
+int cs_atomic_finish(cs_atomic_file *f, cs_error *e);
+int cs_atomic_rename(cs_atomic_file *f, cs_error *e);
 void cs_atomic_abort(cs_atomic_file *f);
 /* Writes a whole buffer atomically. */
 int cs_write_file_atomic(const char *path, const void *data, size_t len, cs_error *e);

@@ -6,87 +6,10 @@ on CSVs and images made here, and checks outputs, exit codes and messages.
 Standard library only. Usage: test_cli.py CLIPSCORE MAKE_TINY_MODEL
 Prints 'N passed, N failed' and exits 1 when a check failed.
 """
-import csv, hashlib, io, json, math, os, shutil, struct, subprocess, sys, tempfile, zlib
+import csv, io, json, math, os, shutil, subprocess, sys
 
-BIN, MAKE_MODEL = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-HAVE_FIGURES = os.environ.get("CLIPSCORE_FIGURES", "1") != "0"
-passed = failed = 0
-
-
-def check(ok, what, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {what}" + (f": {detail}" if detail else ""), flush=True)
-
-
-def png(path, w, h, seed=0, mode="RGB"):
-    """A small PNG written with zlib (8-bit RGB, RGBA or gray)."""
-    ch = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
-    ctype = {"RGB": 2, "RGBA": 6, "L": 0}[mode]
-    raw = bytearray()
-    for y in range(h):
-        raw.append(0)
-        for x in range(w):
-            for c in range(ch):
-                raw.append((x * 7 + y * 13 + c * 50 + seed * 31) % 256)
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
-    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, ctype, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
-    with open(path, "wb") as f:
-        f.write(data)
-    return data
-
-
-def run(args, cwd=None, env=None):
-    e = dict(os.environ)
-    e.pop("CLIPSCORE_OFFLINE", None)
-    e["CLIPSCORE_CACHE"] = os.path.join(tmp, "cache")  # keep the user's cache out of it
-    if env:
-        e.update(env)
-    p = subprocess.run([BIN] + args, capture_output=True, cwd=cwd, env=e, timeout=300)
-    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.reader(f))
-
-
-def sha(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
-
-
-def load_npy(path):
-    with open(path, "rb") as f:
-        assert f.read(6) == b"\x93NUMPY"
-        f.read(2)
-        hl = struct.unpack("<H", f.read(2))[0]
-        h = eval(f.read(hl).decode("latin1"))
-        data = f.read()
-    n = len(data) // 4
-    vals = struct.unpack(f"<{n}f", data)
-    rows, cols = h["shape"]
-    return h, [vals[i * cols:(i + 1) * cols] for i in range(rows)]
-
-
-tmp = tempfile.mkdtemp(prefix="clipscore-cli-")
-model = os.path.join(tmp, "model")
-subprocess.run([MAKE_MODEL, model, "hf", "3"], check=True)
-img = os.path.join(tmp, "img")
-os.makedirs(img)
-for i in range(6):
-    png(os.path.join(img, f"a{i}.png"), 40 + 9 * i, 30 + 5 * i, seed=i, mode=["RGB", "RGBA", "L"][i % 3])
-M = ["--model", model, "--device", "cpu", "--precision", "fp32"]
-
-
-def write(path, text, mode="w"):
-    with open(path, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
-        f.write(text)
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clitest import BIN, HAVE_FIGURES, M, check, finish, img, load_npy, png, read_csv, run, sha, tmp, write
 
 # 1. A clean run: every row scored, outputs beside the input, input untouched.
 d1 = os.path.join(tmp, "clean")
@@ -193,15 +116,15 @@ with open(os.path.join(d4, "output.csv"), "rb") as f:
     got = list(csv.reader(io.StringIO(f.read().decode("utf-8", "surrogateescape"), newline="")))
 check(len(got) == 15, "every row kept, bad ones too", len(got))
 res = {i: (r[2] if len(r) > 2 else None, r[3] if len(r) > 3 else None) for i, r in enumerate(got[1:], 1)}
-expect_fail = {2: "missing", 3: "truncat", 4: "", 5: "empty", 6: "TIFF", 7: "WebP", 8: "pixel",
+expect_fail = {2: "missing", 3: "truncat", 4: "corrupt", 5: "empty", 6: "TIFF", 7: "WebP", 8: "pixel",
                9: "empty caption", 11: "fields", 12: "fields", 13: "empty image"}
 for i, word in expect_fail.items():
     sim, msg = res[i]
     check(sim == "" and msg and word.lower() in msg.lower(), f"row {i} fails with '{word}'", res[i])
 for i in (1, 10, 14):
     check(res[i][0] not in ("", None) and res[i][1] == "", f"row {i} scored", res[i])
-check(got[11][:4] == ["good.png", "only", "", got[11][3]] or "only" in got[11], "ragged long row keeps its fields",
-      got[11])
+check(got[11] == ["good.png", "only", "", "row has 4 fields, the header has 2", "too", "many"],
+      "ragged long row keeps its fields, surplus after ours", got[11])
 check(got[12][0] == "good.png", "ragged short row kept", got[12])
 check("line 3" in err and "missing.png" in err, "stderr names the row's line and path", err[:800])
 check(err.count("truncated;") <= 1 and "truncated" in err, "truncation noted once", err)
@@ -231,7 +154,9 @@ for name, (text, word) in cases.items():
     check(not os.path.exists(od) or not [f for f in os.listdir(od) if ".tmp" in f], f"{name}: no temporary left")
 p = os.path.join(d5, "dup.csv")
 rc, _, err = run(["score", p, "--image-column", "#1", "-o", os.path.join(d5, "dupok"), "--no-figures"] + M)
-check(rc == 3 and "missing" not in err.lower() or rc in (0, 3), "--image-column #1 resolves a duplicate name", err[-300:])
+got = read_csv(os.path.join(d5, "dupok", "output.csv")) if rc == 3 else []
+check(rc == 3 and len(got) == 2 and "x.png" in got[1][-1] and "y.png" not in got[1][-1],
+      "--image-column #1 resolves a duplicate name (the first column's x.png is read)", (rc, got, err[-300:]))
 # header only: a valid run with zero rows
 p = os.path.join(d5, "header.csv")
 write(p, "image,caption\n")
@@ -337,6 +262,4 @@ left = os.listdir(os.path.join(big, "out")) if os.path.isdir(os.path.join(big, "
 check(p.returncode == 130 and "interrupted" in err, "SIGINT stops the run with exit 130", (p.returncode, err[-300:]))
 check(left == [], "an interrupted run leaves nothing in the output folder", left)
 
-shutil.rmtree(tmp, ignore_errors=True)
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

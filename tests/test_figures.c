@@ -178,12 +178,13 @@ static void render(int n, int64_t total, const char *tag, decoded *grid, decoded
     char path[640];
     cs_error e = {0};
     out_path(path, sizeof path, "image_captions", n, tag);
-    int rc = cs_figure_image_captions(path, n, p.thumbs, p.captions, p.scores, p.errors, total, &e);
+    int rc = cs_figure_image_captions(path, NULL, n, p.thumbs, p.captions, p.scores, p.errors,
+                                      total, &e);
     CHECK_MSG(rc == 0, "captions n=%d: %d %s", n, rc, e.msg);
     *grid = inspect(path);
     check_sane(path, *grid, n ? 300 : 60);
     out_path(path, sizeof path, "similarity_matrix", n, tag);
-    rc = cs_figure_similarity_matrix(path, n, p.sim, p.captions, total, &e);
+    rc = cs_figure_similarity_matrix(path, NULL, n, p.sim, p.captions, total, &e);
     CHECK_MSG(rc == 0, "matrix n=%d: %d %s", n, rc, e.msg);
     *matrix = inspect(path);
     check_sane(path, *matrix, n ? 300 : 60);
@@ -241,7 +242,7 @@ int main(void) {
         char path[640];
         cs_error e = {0};
         out_path(path, sizeof path, "similarity_matrix", 4, "_tiny");
-        CHECK_EQ_INT(cs_figure_similarity_matrix(path, 4, sim, caps, 4, &e), 0);
+        CHECK_EQ_INT(cs_figure_similarity_matrix(path, NULL, 4, sim, caps, 4, &e), 0);
         decoded d = inspect(path);
         check_sane(path, d, 300);
         /* 8 cells of 80x80 at each end: far more than the colour bar's ends. */
@@ -255,29 +256,34 @@ int main(void) {
         cs_error e = {0};
         char path[640];
         snprintf(path, sizeof path, "%s/missing/image_captions.jpg", g_dir);
-        int rc = cs_figure_image_captions(path, 4, p.thumbs, p.captions, p.scores, p.errors, 4, &e);
+        int rc = cs_figure_image_captions(path, NULL, 4, p.thumbs, p.captions, p.scores, p.errors,
+                                          4, &e);
         CHECK_EQ_INT(rc, CLIPSCORE_EIO);
         CHECK_MSG(strstr(e.msg, path) != NULL, "message: %s", e.msg);
         cs_error_clear(&e);
         snprintf(path, sizeof path, "%s/missing/similarity_matrix.jpg", g_dir);
-        rc = cs_figure_similarity_matrix(path, 4, p.sim, p.captions, 4, &e);
+        rc = cs_figure_similarity_matrix(path, NULL, 4, p.sim, p.captions, 4, &e);
         CHECK_EQ_INT(rc, CLIPSCORE_EIO);
         CHECK_MSG(strstr(e.msg, path) != NULL, "message: %s", e.msg);
 
         out_path(path, sizeof path, "bad", 0, "");
-        CHECK_EQ_INT(cs_figure_image_captions(NULL, 4, p.thumbs, p.captions, p.scores, NULL, 4, &e),
-                     CLIPSCORE_EARG);
         CHECK_EQ_INT(
-            cs_figure_image_captions(path, -1, p.thumbs, p.captions, p.scores, NULL, 4, &e),
+            cs_figure_image_captions(NULL, NULL, 4, p.thumbs, p.captions, p.scores, NULL, 4, &e),
             CLIPSCORE_EARG);
-        CHECK_EQ_INT(cs_figure_image_captions(path, 4, p.thumbs, p.captions, NULL, NULL, 4, &e),
+        CHECK_EQ_INT(
+            cs_figure_image_captions(path, NULL, -1, p.thumbs, p.captions, p.scores, NULL, 4, &e),
+            CLIPSCORE_EARG);
+        CHECK_EQ_INT(
+            cs_figure_image_captions(path, NULL, 4, p.thumbs, p.captions, NULL, NULL, 4, &e),
+            CLIPSCORE_EARG);
+        CHECK_EQ_INT(cs_figure_similarity_matrix(path, NULL, 4, NULL, p.captions, 4, &e),
                      CLIPSCORE_EARG);
-        CHECK_EQ_INT(cs_figure_similarity_matrix(path, 4, NULL, p.captions, 4, &e), CLIPSCORE_EARG);
-        CHECK_EQ_INT(cs_figure_similarity_matrix(path, 100000, p.sim, p.captions, 4, &e),
+        CHECK_EQ_INT(cs_figure_similarity_matrix(path, NULL, 100000, p.sim, p.captions, 4, &e),
                      CLIPSCORE_ELIMIT);
         p.thumbs[0].channels = 5;
-        CHECK_EQ_INT(cs_figure_image_captions(path, 4, p.thumbs, p.captions, p.scores, NULL, 4, &e),
-                     CLIPSCORE_EARG);
+        CHECK_EQ_INT(
+            cs_figure_image_captions(path, NULL, 4, p.thumbs, p.captions, p.scores, NULL, 4, &e),
+            CLIPSCORE_EARG);
         CHECK(strstr(e.msg, "thumbnail 0") != NULL);
         p.thumbs[0].channels = 3;
         CHECK(!cs_file_exists(path));

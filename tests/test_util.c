@@ -373,8 +373,25 @@ static void test_errors(void) {
     CHECK_EQ_INT(strlen(e.msg), sizeof e.msg - 1);
     cs_fail_prefix(&e, "P%s", long_text);
     CHECK(strlen(e.msg) < sizeof e.msg);
-    CHECK(e.msg[0] == 'P' && strstr(e.msg, ": xxx") != NULL);
+    CHECK(e.msg[0] == 'P' && strstr(e.msg, " ... ") != NULL);
     CHECK_EQ_INT(e.code, CLIPSCORE_EIO);
+    /* ... and the middle goes, not the end: a long path must not cost the
+     * reason after it. */
+    cs_fail(&e, CLIPSCORE_EIO, "%s: %s", long_text, "No such file or directory");
+    CHECK_EQ_INT(strlen(e.msg), sizeof e.msg - 1);
+    size_t ml = strlen(e.msg);
+    CHECK(ml > 27 && strcmp(e.msg + ml - 27, ": No such file or directory") == 0);
+    CHECK(strncmp(e.msg, "xxx", 3) == 0 && strstr(e.msg, " ... ") != NULL);
+    cs_fail(&e, CLIPSCORE_EIO, "short: %s", "reason");
+    CHECK_EQ_STR(e.msg, "short: reason");
+    cs_fail_prefix(&e, "P%s", long_text);
+    ml = strlen(e.msg);
+    CHECK(ml > 8 && strcmp(e.msg + ml - 8, ": reason") == 0);
+    char small[16];
+    cs_copy_elided(small, sizeof small, "abcdefghijklmnopqrstuvwxyz");
+    CHECK_EQ_INT(strlen(small), 15);
+    cs_copy_elided(small, sizeof small, "short");
+    CHECK_EQ_STR(small, "short");
 
     CHECK(cs_malloc(SIZE_MAX / 2, 4, &e) == NULL);
     CHECK_EQ_INT(e.code, CLIPSCORE_ENOMEM);
