@@ -15,6 +15,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifdef F_OFD_SETLK
+#define LOCK_CMD F_OFD_SETLK
+#else
+#define LOCK_CMD F_SETLK
+#endif
+
 void cs_output_lock_init(cs_output_lock *l) {
     l->fd = -1;
     l->path = NULL;
@@ -35,11 +41,15 @@ int cs_output_lock_take(const char *dir, cs_output_lock *l, cs_error *e) {
             free(path);
             return rc;
         }
+        /* Open-file-description locks conflict between two runs in one
+         * process too (a library user with two contexts); classic POSIX
+         * locks would not. Both end with the process however it ends. */
         struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
-        if (fcntl(fd, F_SETLK, &fl) != 0) {
+        if (fcntl(fd, LOCK_CMD, &fl) != 0) {
             int err = errno;
-            struct flock q = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-            long pid = fcntl(fd, F_GETLK, &q) == 0 && q.l_type != F_UNLCK ? (long)q.l_pid : 0;
+            char buf[32] = "";
+            ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+            long pid = got > 0 ? strtol(buf, NULL, 10) : 0;
             close(fd);
             if (err != EAGAIN && err != EACCES) {
                 int rc = cs_fail(e, CLIPSCORE_EIO, "cannot lock %s: %s", path, strerror(err));

@@ -175,6 +175,8 @@ check("removed 1 temporary file" in err, "the clean-up is reported", err[-300:])
 # Two runs into one folder: the second is refused, naming the first's PID.
 lock = open(os.path.join(d, ".clipscore.lock"), "w")
 fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+lock.write(f"{os.getpid()}\n")  # as a run writes its PID
+lock.flush()
 rc, _, err = run(["score", os.path.join(d, "in.csv")] + Q)
 check(rc == 1 and f"PID {os.getpid()}" in err, "a second run into a locked folder is refused with the PID",
       (rc, err[-300:]))
