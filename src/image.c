@@ -584,7 +584,11 @@ static int check_tga(const unsigned char *d, size_t n, const char *label, file_f
 static int check_psd(const unsigned char *d, size_t n, const char *label, cs_error *e) {
     if (n < 26) return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PSD (header)", label);
     uint64_t channels = be16(d + 12), h = be32(d + 14), w = be32(d + 18), depth = be16(d + 22);
-    if (channels < 1 || channels > 16 || (depth != 8 && depth != 16) || w == 0 || h == 0) return 0;
+    /* stb_image refuses sides over 2^20 itself; the cap keeps the sums
+     * below in range. */
+    if (channels < 1 || channels > 16 || (depth != 8 && depth != 16) || w == 0 || h == 0 ||
+        w > (1u << 24) || h > (1u << 24))
+        return 0;
     uint64_t pos = 26;
     for (int section = 0; section < 3; section++) { /* colour mode, resources, layers */
         if (n - pos < 4 || n - pos - 4 < be32(d + pos))
@@ -877,6 +881,9 @@ static void decode_cost(img_format fmt, const unsigned char *d, size_t n, int w,
         int want = color == 3 ? (trns ? 4 : 3) : nf;
         int64_t second = color == 3 || first != want || bd == 2 ? px * want * bd : 0;
         *peak = raw + px * first * bd + second;
+        /* Adam7: each pass is decoded apart and copied in; the largest is
+         * half the image. */
+        if (n > 28 && d[28] == 1) *peak += px * first * bd / 2;
         mf = raw;
         break;
     }
