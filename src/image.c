@@ -1,26 +1,34 @@
 /* image.c - image decoding and the reference (OpenAI CLIP) preprocessing.
  *
- * Covers: reading a file into memory, telling its format from the magic
- * bytes (and naming formats stb_image cannot read), structural checks that
- * stb_image does not make (a truncated JPEG/PNG/GIF/BMP/PNM/TGA is an error,
- * not an image padded with grey), the pixel limit checked from the header,
- * decoding with stb_image, and a resampler that reproduces Pillow 9.4's
+ * Covers: reading a file in two steps (its header first: format, size, the
+ * pixel limit and a decode memory reservation are settled before the rest
+ * is read, and the rest is read only as far as such an image can need; only
+ * regular files are read at all), telling its format from the magic bytes
+ * (and naming formats stb_image cannot read), structural checks that
+ * stb_image does not make (a truncated JPEG/PNG/GIF/BMP/PNM/TGA/PSD/HDR is
+ * an error, not an image padded with grey), decoding with stb_image, and a
+ * resampler that reproduces Pillow 9.4's
  * ImagingResample (antialiased bicubic, 8-bit fixed point, premultiplied
  * alpha) and its nearest-neighbour scaling for palette images, so that the
  * preprocessed tensor matches torchvision's Resize/CenterCrop/ToTensor/
  * Normalize byte for byte on PNGs.
  * JPEGs go through libjpeg instead when the build provides it (see below).
  * Leaves out: EXIF orientation and colour profiles (the reference ignores
- * both), animation (first frame only), truncation checks for PSD/HDR and
- * RLE TGA files, Pillow's handling of 16-bit gray PNGs (mode "I", which it
- * saturates to white; here they are scaled to 8 bits) and of CMYK JPEGs
- * (resized before conversion to RGB there, converted first here). */
+ * both), animation (first frame only), Pillow's handling of 16-bit gray PNGs
+ * (mode "I", which it saturates to white; here they are scaled to 8 bits)
+ * and of CMYK JPEGs (resized before conversion to RGB there, converted first
+ * here), and measuring memory (decode costs are estimates, see
+ * decode_cost()). */
 #include "image.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <stb_image.h>
 
@@ -41,6 +49,9 @@
 
 static uint32_t be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static unsigned be16(const unsigned char *p) {
+    return (unsigned)p[0] << 8 | p[1];
 }
 static uint32_t le32(const unsigned char *p) {
     return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
@@ -65,6 +76,7 @@ int cs_image_alloc(cs_image *img, int w, int h, int channels, cs_error *e) {
 void cs_image_free(cs_image *img) {
     if (!img) return;
     free(img->px);
+    if (img->budget) cs_decode_budget_release(img->budget, img->budget_bytes);
     memset(img, 0, sizeof *img);
 }
 
@@ -530,19 +542,129 @@ static int check_pnm(const unsigned char *d, size_t n, const char *label, cs_err
 }
 
 /* TGA: colour-mapped files are mode "P" in Pillow; uncompressed ones must
- * hold all their pixels. */
+ * hold all their pixels, and so must the packets of RLE ones (stb_image
+ * reads zeros past the end: a few bytes could claim 9000x9000 pixels). */
 static int check_tga(const unsigned char *d, size_t n, const char *label, file_facts *f,
                      cs_error *e) {
     if (n < 18) return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated TGA (header)", label);
     int type = d[2];
     f->palette = type == 1 || type == 9;
+    uint64_t pos = 18 + (uint64_t)d[0];
+    if (d[1]) pos += (uint64_t)le16(d + 5) * ((d[7] + 7u) / 8u);
+    uint64_t pixels = (uint64_t)le16(d + 12) * le16(d + 14), bpp = (d[16] + 7u) / 8u;
     if (type == 1 || type == 2 || type == 3) {
-        uint64_t need = 18 + (uint64_t)d[0];
-        if (d[1]) need += (uint64_t)le16(d + 5) * ((d[7] + 7u) / 8u);
-        need += (uint64_t)le16(d + 12) * le16(d + 14) * ((d[16] + 7u) / 8u);
-        if (need > n)
+        if (pos + pixels * bpp > n)
             return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated TGA (pixel data incomplete)",
                            label);
+    } else if ((type == 9 || type == 10 || type == 11) && bpp > 0) {
+        /* Each packet takes at least one byte, so this walk is bounded by
+         * the file's length, whatever size the header claims. */
+        uint64_t got = 0;
+        while (got < pixels) {
+            if (pos >= n)
+                return cs_fail(e, CLIPSCORE_EFORMAT,
+                               "%s: truncated TGA (RLE data ends after %llu of %llu pixels)", label,
+                               (unsigned long long)got, (unsigned long long)pixels);
+            unsigned c = d[pos++];
+            uint64_t count = (c & 127u) + 1, bytes = c & 128u ? bpp : count * bpp;
+            if (n - pos < bytes)
+                return cs_fail(e, CLIPSCORE_EFORMAT,
+                               "%s: truncated TGA (RLE data ends after %llu of %llu pixels)", label,
+                               (unsigned long long)got, (unsigned long long)pixels);
+            pos += bytes;
+            got += count;
+        }
+    }
+    return 0;
+}
+
+/* PSD: the composite image after three length-prefixed sections, raw or
+ * PackBits with a table of row byte counts. stb_image reads at most the
+ * first four channels. Odd headers are left to stb_image's messages. */
+static int check_psd(const unsigned char *d, size_t n, const char *label, cs_error *e) {
+    if (n < 26) return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PSD (header)", label);
+    uint64_t channels = be16(d + 12), h = be32(d + 14), w = be32(d + 18), depth = be16(d + 22);
+    /* stb_image refuses sides over 2^20 itself; the cap keeps the sums
+     * below in range. */
+    if (channels < 1 || channels > 16 || (depth != 8 && depth != 16) || w == 0 || h == 0 ||
+        w > (1u << 24) || h > (1u << 24))
+        return 0;
+    uint64_t pos = 26;
+    for (int section = 0; section < 3; section++) { /* colour mode, resources, layers */
+        if (n - pos < 4 || n - pos - 4 < be32(d + pos))
+            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PSD (before the image data)",
+                           label);
+        pos += 4 + (uint64_t)be32(d + pos);
+    }
+    if (n - pos < 2)
+        return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PSD (before the image data)", label);
+    unsigned compression = be16(d + pos);
+    pos += 2;
+    uint64_t used = channels < 4 ? channels : 4, need;
+    if (compression == 0) {
+        need = used * w * h * (depth / 8);
+    } else if (compression == 1) {
+        uint64_t table = 2 * h * channels;
+        if (n - pos < table)
+            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PSD (row table incomplete)", label);
+        need = table;
+        for (uint64_t r = 0; r < used * h; r++) need += be16(d + pos + 2 * r);
+    } else {
+        return 0;
+    }
+    if (n - pos < need)
+        return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PSD (pixel data incomplete)", label);
+    return 0;
+}
+
+/* Radiance HDR: flat RGBE or run-length scanlines. A truncated RLE file is
+ * worse than grey here: stb_image 2.27 reads zero counts past the end and
+ * loops forever. Headers stb_image would refuse are left to it. */
+static int check_hdr(const unsigned char *d, size_t n, const char *label, cs_error *e) {
+    size_t pos = 0;
+    while (pos + 1 < n && !(d[pos] == '\n' && d[pos + 1] == '\n')) pos++;
+    if (pos + 1 >= n) return 0;
+    pos += 2;
+    /* The resolution line, "-Y h +X w". */
+    char line[64];
+    size_t k = 0;
+    while (pos < n && d[pos] != '\n' && k + 1 < sizeof line) line[k++] = (char)d[pos++];
+    line[k] = '\0';
+    if (pos >= n || d[pos] != '\n') return 0;
+    pos++;
+    long h = 0, w = 0;
+    char *s = line;
+    if (strncmp(s, "-Y ", 3)) return 0;
+    h = strtol(s + 3, &s, 10);
+    while (*s == ' ') s++;
+    if (strncmp(s, "+X ", 3)) return 0;
+    w = strtol(s + 3, NULL, 10);
+    if (w < 1 || h < 1 || w > (1 << 20) || h > (1 << 20)) return 0;
+    const char *cut = "%s: truncated HDR (pixel data incomplete)";
+    uint64_t flat = 4 * (uint64_t)w * (uint64_t)h;
+    if (w < 8 || w >= 32768) return n - pos < flat ? cs_fail(e, CLIPSCORE_EFORMAT, cut, label) : 0;
+    for (long j = 0; j < h; j++) {
+        if (n - pos < 4) return cs_fail(e, CLIPSCORE_EFORMAT, cut, label);
+        if (d[pos] != 2 || d[pos + 1] != 2 || (d[pos + 2] & 0x80)) {
+            /* Not run-length encoded: stb_image reads the whole image flat. */
+            if (j > 0) return 0;
+            return n - pos < flat ? cs_fail(e, CLIPSCORE_EFORMAT, cut, label) : 0;
+        }
+        if (((long)d[pos + 2] << 8 | d[pos + 3]) != w) return 0;
+        pos += 4;
+        for (int c = 0; c < 4; c++) {
+            /* Every packet takes a byte or more: bounded by the file. */
+            for (long got = 0; got < w;) {
+                if (pos >= n) return cs_fail(e, CLIPSCORE_EFORMAT, cut, label);
+                unsigned count = d[pos++];
+                size_t bytes = count > 128 ? 1 : count;
+                if (count > 128) count -= 128;
+                if (count > (unsigned long)(w - got)) return 0; /* stb_image: "corrupt" */
+                if (n - pos < bytes) return cs_fail(e, CLIPSCORE_EFORMAT, cut, label);
+                pos += bytes;
+                got += count;
+            }
+        }
     }
     return 0;
 }
@@ -645,41 +767,249 @@ static int decode_libjpeg(const unsigned char *d, size_t n, const char *label, c
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* Loading                                                                   */
+/* What the header tells: format, size, bounds and costs                     */
 
-int cs_image_load_memory(const void *data, size_t len, const char *label, int64_t max_pixels,
-                         cs_image *img, cs_error *e) {
-    memset(img, 0, sizeof *img);
-    const unsigned char *d = data;
-    if (!label) label = "(memory)";
-    if (!d || len == 0) return cs_fail(e, CLIPSCORE_EFORMAT, "%s: empty file", label);
-    if (len > (size_t)INT_MAX)
-        return cs_fail(e, CLIPSCORE_ELIMIT, "%s: file larger than %d bytes", label, INT_MAX);
-
+/* Sniffs the format; unsupported formats and text files are errors. TGA,
+ * which has no magic number, is recognised when stb_image parses its header
+ * (its other header parsers stop at their magic), loosely, so check_tga()
+ * matters. */
+static int sniff_or_fail(const unsigned char *d, size_t n, const char *label, img_format *fmt,
+                         cs_error *e) {
     const char *unsupported, *text;
-    img_format fmt = sniff(d, len, &unsupported, &text);
+    *fmt = sniff(d, n, &unsupported, &text);
     if (unsupported)
         return cs_fail(e, CLIPSCORE_EUNSUPPORTED,
                        "%s: %s images are not supported (use PNG, JPEG, BMP, GIF, TGA, PSD, "
                        "PNM or HDR)",
                        label, unsupported);
     if (text) return cs_fail(e, CLIPSCORE_EFORMAT, "%s: %s, not an image", label, text);
-
-    int iw = 0, ih = 0, icomp = 0;
-    if (fmt == FMT_UNKNOWN) {
-        /* Without a magic number the only format left that stb_image reads
-         * is TGA (its other header parsers stop at their magic); the TGA
-         * header test is loose, so check_tga() below matters. */
-        if (!stbi_info_from_memory(d, (int)len, &iw, &ih, &icomp))
+    if (*fmt == FMT_UNKNOWN) {
+        int w, h, c;
+        if (!stbi_info_from_memory(d, (int)n, &w, &h, &c))
             return cs_fail(e, CLIPSCORE_EFORMAT, "%s: unknown image format (not PNG, JPEG, ...)",
                            label);
-        fmt = FMT_TGA;
+        *fmt = FMT_TGA;
     }
+    return 0;
+}
+
+/* The IHDR of a PNG. 1: read; 0: more bytes needed; -1: not a valid IHDR.
+ * *trns is 0 only when these bytes show the first IDAT with no tRNS before
+ * it (stb_image then adds no alpha channel). */
+static int png_header(const unsigned char *d, size_t n, int *w, int *h, int *depth, int *color,
+                      int *trns) {
+    if (n < 33) return 0;
+    if (be32(d + 8) != 13 || memcmp(d + 12, "IHDR", 4) != 0) return -1;
+    uint32_t pw = be32(d + 16), ph = be32(d + 20);
+    if (pw == 0 || ph == 0 || pw > INT_MAX || ph > INT_MAX) return -1;
+    *w = (int)pw;
+    *h = (int)ph;
+    *depth = d[24];
+    *color = d[25];
+    *trns = 1;
+    for (size_t pos = 8; pos + 8 <= n;) {
+        uint32_t len = be32(d + pos);
+        if (!memcmp(d + pos + 4, "tRNS", 4) || len > 0x7fffffffu) break;
+        if (!memcmp(d + pos + 4, "IDAT", 4)) {
+            *trns = 0;
+            break;
+        }
+        pos += 12 + (size_t)len;
+    }
+    return 1;
+}
+
+/* Walks JPEG markers (as check_jpeg does) to the frame header. 1: found;
+ * 0: more bytes needed; -1: corrupt (a scan or the end before any frame).
+ * *progressive: the frame is progressive (whole-image coefficients). */
+static int jpeg_frame(const unsigned char *d, size_t n, int *w, int *h, int *ncomp,
+                      int *progressive) {
+    size_t pos = 2;
+    for (;;) {
+        while (pos < n && d[pos] != 0xff) pos++;
+        while (pos < n && d[pos] == 0xff) pos++;
+        if (pos >= n) return 0;
+        int m = d[pos++];
+        if (m == 0xd9 || m == 0xda) return -1;
+        if (m == 0x00 || m == 0x01 || m == 0xd8 || (m >= 0xd0 && m <= 0xd7)) continue;
+        if (pos + 2 > n) return 0;
+        size_t len = be16(d + pos);
+        if (len < 2) return -1;
+        if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
+            if (pos + 8 > n) return 0;
+            *h = (int)be16(d + pos + 3);
+            *w = (int)be16(d + pos + 5);
+            *ncomp = d[pos + 7];
+            *progressive = (m & 3) == 2;
+            return len >= 8 && *w > 0 && *h > 0 ? 1 : -1;
+        }
+        pos += len;
+    }
+}
+
+/* Room for what a file holds besides its pixels (metadata, colour
+ * profiles, thumbnails, a palette, chunk and packet overhead). */
+#define META_SLACK ((int64_t)32 << 20)
+
+/* What a w x h image of this format costs, from its header in d:
+ * *peak: the decode's memory besides the file's own bytes (stb_image and
+ *   libjpeg: the pixels, any copy converted from them and working buffers;
+ *   see cs_image_load_budgeted in image.h for the measured figures);
+ * *max_file: the longest file such an image can need, generously: its
+ *   uncompressed size (worst-case RLE expansion included) plus a quarter,
+ *   or 16 bytes a pixel for JPEG (4 components at ~27 bits a coefficient,
+ *   byte stuffing), 10x the composite for PSD (its layers), plus
+ *   META_SLACK, at most INT_MAX (the decoders take an int length). */
+static void decode_cost(img_format fmt, const unsigned char *d, size_t n, int w, int h,
+                        int64_t *peak, int64_t *max_file) {
+    /* stb_image refuses sides over 2^20, so larger ones cost no more; the
+     * clamp keeps the products in range. */
+    int64_t cw = w < (1 << 20) ? w : (1 << 20), rows = h < (1 << 20) ? h : (1 << 20);
+    int64_t px = cw * rows, mf;
+    switch (fmt) {
+    case FMT_PNG: {
+        int pw, ph, depth = 16, color = 6, trns = 1;
+        if (png_header(d, n, &pw, &ph, &depth, &color, &trns) != 1) depth = 16, color = 6;
+        int nf = color == 0 ? 1 : color == 2 ? 3 : color == 4 ? 2 : color == 6 ? 4 : 1;
+        int64_t bd = depth > 8 ? 2 : 1;
+        /* Inflated rows (Adam7 adds at most 7 filter bytes a row), then the
+         * pixels with the file's channels (tRNS adds alpha to gray/RGB),
+         * then stb_image's conversion copy (palette expansion, the alpha we
+         * do not ask for dropped, 16 to 8 bits) when one is made. */
+        int64_t raw = rows * (8 + (cw * nf * depth + 7) / 8);
+        int first = color == 3 ? 1 : nf + (trns && (color == 0 || color == 2));
+        int want = color == 3 ? (trns ? 4 : 3) : nf;
+        int64_t second = color == 3 || first != want || bd == 2 ? px * want * bd : 0;
+        *peak = raw + px * first * bd + second;
+        /* Adam7: each pass is decoded apart and copied in; the largest is
+         * half the image. */
+        if (n > 28 && d[28] == 1) *peak += px * first * bd / 2;
+        mf = raw;
+        break;
+    }
+    case FMT_JPEG: {
+        int jw, jh, ncomp = 4, progressive = 1;
+        if (jpeg_frame(d, n, &jw, &jh, &ncomp, &progressive) != 1 || ncomp < 1 || ncomp > 4)
+            ncomp = 4, progressive = 1;
+        /* The output pixels; progressive files keep whole-image coefficient
+         * arrays, 2 bytes a sample (measured: 6000x4000 4:2:0, 72 MB of
+         * pixels, 72 MB more when progressive). stb_image (no libjpeg, or
+         * CMYK) also keeps a plane per component. */
+        *peak = px * (ncomp == 1 ? 1 : 3) + (progressive ? 2 * px * ncomp : 0);
+#if defined(CLIPSCORE_HAVE_LIBJPEG)
+        if (ncomp != 1 && ncomp != 3)
+#endif
+            *peak += px * ncomp;
+        mf = 16 * px;
+        break;
+    }
+    case FMT_GIF: /* stb_image: 4-channel frame, background, history, conversion */
+        *peak = 13 * px;
+        mf = 4 * px;
+        break;
+    case FMT_HDR: /* floats (12 bytes a pixel), then the 8-bit conversion */
+        *peak = 16 * px;
+        mf = 5 * px + 4 * rows;
+        break;
+    case FMT_PSD: {
+        int64_t ch = n >= 26 ? be16(d + 12) : 16, bd = n >= 26 && be16(d + 22) == 8 ? 1 : 2;
+        *peak = 8 * px;
+        mf = 10 * (ch * px * bd + 2 * rows * ch);
+        break;
+    }
+    case FMT_PNM: /* 16-bit samples, then the 8-bit conversion */
+        *peak = 12 * px;
+        mf = 6 * px;
+        break;
+    case FMT_BMP:
+        *peak = 8 * px;
+        mf = 4 * px + 4 * rows;
+        break;
+    default: /* TGA: 4 bytes a pixel, a 1-byte packet header each at worst */
+        *peak = 8 * px;
+        mf = 5 * px;
+        break;
+    }
+    mf += mf / 4 + META_SLACK;
+    *max_file = mf < INT_MAX ? mf : INT_MAX;
+    /* The decoder's own state and row buffers (libjpeg: ~0.5 MB measured
+     * on a 640x480 file). */
+    *peak += (int64_t)1 << 20;
+}
+
+/* Reads the format and size from the first n bytes of a file. 1: known;
+ * 0: more bytes needed; 2: not told by the header although these bytes are
+ * the whole file (decode_memory() then reports why); negative: an error. */
+static int probe_header(const unsigned char *d, size_t n, int complete, const char *label,
+                        img_format *fmt, int *w, int *h, cs_error *e) {
+    int rc = sniff_or_fail(d, n, label, fmt, e);
+    if (rc) return rc;
+    int r, c = 0, unused[3];
+    if (*fmt == FMT_PNG)
+        r = png_header(d, n, w, h, &unused[0], &unused[1], &unused[2]);
+    else if (*fmt == FMT_JPEG)
+        r = jpeg_frame(d, n, w, h, &c, &unused[0]);
+    else /* stb_image's header parsers stop at the end of the buffer; only the
+          * text headers of PNM and HDR can be longer than a first read */
+        r = stbi_info_from_memory(d, (int)n, w, h, &c) ? 1
+            : *fmt == FMT_PNM || *fmt == FMT_HDR       ? 0
+                                                       : -1;
+    if (r == 1) return 1;
+    if (complete) return 2;
+    if (r == 0) return 0;
+    const char *why = *fmt == FMT_PNG || *fmt == FMT_JPEG ? NULL : stbi_failure_reason();
+    return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt %s header (%s)", label, format_name(*fmt),
+                   why && *why ? why : "unreadable");
+}
+
+static int check_limit(const char *label, int w, int h, int64_t max_pixels, cs_error *e) {
+    int64_t pixels = (int64_t)w * h;
+    if (max_pixels > 0 && pixels > max_pixels)
+        return cs_fail(e, CLIPSCORE_ELIMIT,
+                       "%s: %dx%d is %lld pixels, over the limit of %lld (raise max_pixels to "
+                       "allow it)",
+                       label, w, h, (long long)pixels, (long long)max_pixels);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading                                                                   */
+
+/* A decode's share of a budget. */
+typedef struct reservation {
+    cs_decode_budget *budget; /* NULL: no budget */
+    int64_t bytes;            /* held now */
+    int held;
+} reservation;
+
+static int reserve(reservation *r, int64_t bytes, const char *label, cs_error *e) {
+    if (!r || !r->budget || r->held) return 0;
+    if (cs_decode_budget_reserve(r->budget, bytes, NULL))
+        return cs_fail(e, CLIPSCORE_ECANCELED, "%s: canceled while waiting for decode memory",
+                       label);
+    r->held = 1;
+    r->bytes = bytes;
+    return 0;
+}
+
+/* Decodes a whole file in memory; reserves from res (when it has a budget
+ * and holds nothing yet) once the size is known, before decoding. */
+static int decode_memory(const unsigned char *d, size_t len, const char *label, int64_t max_pixels,
+                         reservation *res, cs_image *img, cs_error *e) {
+    memset(img, 0, sizeof *img);
+    if (!label) label = "(memory)";
+    if (!d || len == 0) return cs_fail(e, CLIPSCORE_EFORMAT, "%s: empty file", label);
+    if (len > (size_t)INT_MAX)
+        return cs_fail(e, CLIPSCORE_ELIMIT, "%s: file larger than %d bytes", label, INT_MAX);
+
+    img_format fmt;
+    int rc = sniff_or_fail(d, len, label, &fmt, e);
+    if (rc) return rc;
+    int iw = 0, ih = 0, icomp = 0;
 
     /* The structure is checked before stb_image parses anything of a known
      * format (its JPEG header parser already reads Huffman tables). */
     file_facts f = {0, 0, 0, 0};
-    int rc = 0;
     switch (fmt) {
     case FMT_PNG:
         rc = check_png(d, len, label, &f, e);
@@ -699,6 +1029,12 @@ int cs_image_load_memory(const void *data, size_t len, const char *label, int64_
     case FMT_TGA:
         rc = check_tga(d, len, label, &f, e);
         break;
+    case FMT_PSD:
+        rc = check_psd(d, len, label, e);
+        break;
+    case FMT_HDR:
+        rc = check_hdr(d, len, label, e);
+        break;
     default:
         break;
     }
@@ -715,12 +1051,12 @@ int cs_image_load_memory(const void *data, size_t len, const char *label, int64_
         return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt %s header (%s)", label, format_name(fmt),
                        why && *why ? why : "unreadable");
     }
-    int64_t pixels = (int64_t)iw * ih;
-    if (max_pixels > 0 && pixels > max_pixels)
-        return cs_fail(e, CLIPSCORE_ELIMIT,
-                       "%s: %dx%d is %lld pixels, over the limit of %lld (raise max_pixels to "
-                       "allow it)",
-                       label, iw, ih, (long long)pixels, (long long)max_pixels);
+    if ((rc = check_limit(label, iw, ih, max_pixels, e))) return rc;
+    if (res && res->budget && !res->held) {
+        int64_t peak, max_file;
+        decode_cost(fmt, d, len, iw, ih, &peak, &max_file);
+        if ((rc = reserve(res, (int64_t)len + peak, label, e))) return rc;
+    }
 
 #if defined(CLIPSCORE_HAVE_LIBJPEG)
     if (fmt == FMT_JPEG) {
@@ -752,17 +1088,203 @@ int cs_image_load_memory(const void *data, size_t len, const char *label, int64_
     return 0;
 }
 
-int cs_image_load(const char *path, int64_t max_pixels, cs_image *img, cs_error *e) {
+int cs_image_load_memory(const void *data, size_t len, const char *label, int64_t max_pixels,
+                         cs_image *img, cs_error *e) {
+    return decode_memory(data, len, label, max_pixels, NULL, img, e);
+}
+
+/* The first read: enough for every header but a JPEG's with large metadata
+ * segments before its frame, or a long PNM/HDR text header. */
+#define HEADER_BYTES ((size_t)64 << 10)
+
+/* Reads from fd until *n reaches `limit` or the file ends (*eof), doubling
+ * the buffer (up to limit) when it is full. */
+static int read_upto(int fd, const char *path, unsigned char **buf, size_t *cap, size_t *n,
+                     size_t limit, int *eof, cs_error *e) {
+    while (*n < limit && !*eof) {
+        if (*n == *cap) {
+            size_t nc = *cap < limit / 2 ? *cap * 2 : limit;
+            unsigned char *nb = realloc(*buf, nc);
+            if (!nb)
+                return cs_fail(e, CLIPSCORE_ENOMEM, "%s: out of memory reading %zu bytes", path,
+                               nc);
+            *buf = nb;
+            *cap = nc;
+        }
+        ssize_t r = read(fd, *buf + *n, *cap - *n);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return cs_fail(e, CLIPSCORE_EIO, "%s: %s", path, strerror(errno));
+        }
+        if (r == 0)
+            *eof = 1;
+        else
+            *n += (size_t)r;
+    }
+    return 0;
+}
+
+static const char *file_kind(mode_t m) {
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "a special file";
+}
+
+/* Opens path as a regular file: anything else (a FIFO could block a reader
+ * forever, /dev/zero never ends) is refused before a byte is read. */
+static int open_regular(const char *path, int *fd, struct stat *st, cs_error *e) {
+    /* O_NONBLOCK: opening a FIFO does not wait for a writer. The type is
+     * then checked on the open descriptor, so it cannot change between the
+     * check and the reads. */
+    *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (*fd < 0) {
+        int err = errno;
+        struct stat ls; /* only to word the message: sockets give ENXIO */
+        if (err == ENXIO && stat(path, &ls) == 0 && !S_ISREG(ls.st_mode))
+            return cs_fail(e, CLIPSCORE_EIO, "%s: not a regular file (%s)", path,
+                           file_kind(ls.st_mode));
+        return cs_fail(e, CLIPSCORE_EIO, "%s: %s", path, strerror(err));
+    }
+    int rc = 0;
+    if (fstat(*fd, st) != 0)
+        rc = cs_fail(e, CLIPSCORE_EIO, "%s: %s", path, strerror(errno));
+    else if (S_ISDIR(st->st_mode))
+        rc = cs_fail(e, CLIPSCORE_EIO, "%s: is a folder, not a file", path);
+    else if (!S_ISREG(st->st_mode))
+        rc = cs_fail(e, CLIPSCORE_EIO, "%s: not a regular file (%s)", path, file_kind(st->st_mode));
+    if (rc) {
+        close(*fd);
+        *fd = -1;
+    }
+    return rc;
+}
+
+int cs_image_load_budgeted(const char *path, int64_t max_pixels, cs_decode_budget *budget,
+                           cs_image *img, cs_error *e) {
     memset(img, 0, sizeof *img);
     if (!path || !*path) return cs_fail(e, CLIPSCORE_EARG, "image path is empty");
-    if (cs_is_dir(path)) return cs_fail(e, CLIPSCORE_EIO, "%s: is a folder, not a file", path);
-    char *data = NULL;
-    size_t len = 0;
-    int rc = cs_read_file(path, (size_t)INT_MAX, &data, &len, e);
+    int fd;
+    struct stat st;
+    int rc = open_regular(path, &fd, &st, e);
     if (rc) return rc;
-    rc = cs_image_load_memory(data, len, path, max_pixels, img, e);
-    free(data);
+
+    /* The decoders take an int length: one byte more tells a longer file.
+     * A size of 0 may be a file whose size the kernel does not know (/proc):
+     * it is read to its end, within the same bounds. */
+    const size_t limit = (size_t)INT_MAX + 1;
+    int sized = st.st_size > 0;
+    size_t want = sized && (uint64_t)st.st_size < limit ? (size_t)st.st_size : limit;
+    size_t cap = want < HEADER_BYTES ? want : HEADER_BYTES, n = 0, head = cap;
+    unsigned char *buf = cs_malloc(cap, 1, e);
+    reservation res = {budget, 0, 0};
+    int eof = 0, known;
+    int64_t max_file = INT_MAX;
+    img_format fmt = FMT_UNKNOWN;
+    int w = 0, h = 0;
+    if (!buf) {
+        rc = CLIPSCORE_ENOMEM;
+        goto done;
+    }
+
+    /* 1. The header: the first 64 KiB (all of a small file), more only
+     * while the header has not ended. */
+    for (;;) {
+        if ((rc = read_upto(fd, path, &buf, &cap, &n, head, &eof, e))) goto done;
+        if (n == 0) {
+            rc = cs_fail(e, CLIPSCORE_EFORMAT, "%s: empty file", path);
+            goto done;
+        }
+        known = probe_header(buf, n, eof || n >= want, path, &fmt, &w, &h, e);
+        if (known < 0) {
+            rc = known;
+            goto done;
+        }
+        if (known) break;
+        size_t head_max = fmt == FMT_JPEG ? (size_t)16 << 20 : (size_t)1 << 20;
+        if (head >= head_max) {
+            rc = cs_fail(e, CLIPSCORE_EFORMAT,
+                         "%s: corrupt %s header (no image size in the first %zu MiB)", path,
+                         format_name(fmt), head_max >> 20);
+            goto done;
+        }
+        head = head * 2 < head_max ? head * 2 : head_max;
+    }
+
+    /* 2. The pixel limit, the file's bound and the memory reservation,
+     * before the rest is read. */
+    if (known == 1) {
+        if ((rc = check_limit(path, w, h, max_pixels, e))) goto done;
+        int64_t peak;
+        decode_cost(fmt, buf, n, w, h, &peak, &max_file);
+        if (!eof && n < want) {
+            if (sized && (uint64_t)st.st_size > (uint64_t)max_file && fmt != FMT_GIF) {
+                rc = cs_fail(e, CLIPSCORE_EFORMAT,
+                             "%s: %lld bytes, more than a %dx%d %s can need (%lld at most): not "
+                             "an image, or one with junk appended",
+                             path, (long long)st.st_size, w, h, format_name(fmt),
+                             (long long)max_file);
+                goto done;
+            }
+            /* A GIF's first frame (the one decoded) lies within the bound;
+             * later frames are not read. Files of unknown size are read to
+             * the bound and one byte more, which tells one that is longer. */
+            if ((size_t)max_file < want)
+                want = (size_t)max_file + (sized || fmt == FMT_GIF ? 0 : 1);
+        }
+        if ((rc = reserve(&res, (int64_t)(n < want ? want : n) + peak, path, e))) goto done;
+    }
+
+    /* 3. The rest, into the same buffer: sized at once when the size is
+     * known, so a file is read once and copied at most once (64 KiB). */
+    if (!eof && n < want) {
+        if (sized && cap < want) {
+            unsigned char *nb = realloc(buf, want);
+            if (!nb) {
+                rc =
+                    cs_fail(e, CLIPSCORE_ENOMEM, "%s: out of memory reading %zu bytes", path, want);
+                goto done;
+            }
+            buf = nb;
+            cap = want;
+        }
+        if ((rc = read_upto(fd, path, &buf, &cap, &n, want, &eof, e))) goto done;
+        if (n > (size_t)max_file) { /* only a file of unknown size gets here */
+            rc = cs_fail(e, CLIPSCORE_EFORMAT,
+                         "%s: more than a %dx%d %s can need (%lld bytes at most): not an image, "
+                         "or one with junk appended",
+                         path, w, h, format_name(fmt), (long long)max_file);
+            goto done;
+        }
+    }
+    close(fd);
+    fd = -1;
+
+    rc = decode_memory(buf, n, path, max_pixels, &res, img, e);
+    free(buf);
+    buf = NULL;
+    if (!rc && res.held) {
+        /* The decoder's working memory is gone; the pixels and what
+         * preprocessing and thumbnails allocate beside them stay. */
+        int64_t bytes = (int64_t)img->w * img->h * img->channels;
+        int64_t keep = bytes * (img->channels == 2 || img->channels == 4 ? 2 : 1) +
+                       (int64_t)img->h * 1024 + ((int64_t)1 << 20);
+        if (keep > res.bytes) keep = res.bytes;
+        cs_decode_budget_shrink(budget, res.bytes, keep);
+        img->budget = budget;
+        img->budget_bytes = keep;
+        res.held = 0;
+    }
+done:
+    if (fd >= 0) close(fd);
+    free(buf);
+    if (res.held) cs_decode_budget_release(budget, res.bytes);
     return rc;
+}
+
+int cs_image_load(const char *path, int64_t max_pixels, cs_image *img, cs_error *e) {
+    return cs_image_load_budgeted(path, max_pixels, NULL, img, e);
 }
 
 /* ------------------------------------------------------------------------ */

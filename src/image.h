@@ -1,7 +1,8 @@
 /* image.h - image decoding (stb_image) and CLIP preprocessing.
  *
  * Covers: reading JPEG/PNG/BMP/GIF(first frame)/PSD/TGA/PNM/HDR files with a
- * pixel limit checked from the header before the image is decoded whole,
+ * pixel limit checked from the header before the image is read or decoded
+ * whole, an optional decode memory budget shared by decode threads,
  * clear errors for formats stb_image does not read (TIFF, WebP, AVIF, ...),
  * Pillow-compatible antialiased bicubic resize (separable convolution whose
  * support scales with the downscale factor, RGBA premultiplied), centre
@@ -12,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "decode_budget.h"
 #include "util.h"
 
 typedef struct cs_image {
@@ -20,6 +22,8 @@ typedef struct cs_image {
     unsigned char *px; /* w*h*channels bytes, row-major, owned */
     int palette;       /* 1: palette or 1-bit file (Pillow mode "P" or "1"), which the
                           reference resizes with nearest neighbour; 0 otherwise */
+    cs_decode_budget *budget; /* where budget_bytes go back on cs_image_free (NULL: none) */
+    int64_t budget_bytes;     /* reserved for px and what preprocessing it needs */
 } cs_image;
 
 typedef struct cs_preprocess_cfg {
@@ -32,13 +36,51 @@ typedef struct cs_preprocess_cfg {
 cs_preprocess_cfg cs_preprocess_default(void);
 
 /* Decodes a file. Refuses images with more than max_pixels pixels
- * (CLIPSCORE_ELIMIT) before decoding their data; missing files (EIO), empty,
- * truncated or corrupt files (EFORMAT), and formats not supported
- * (EUNSUPPORTED, naming the format) are errors with the path in the message. */
+ * (CLIPSCORE_ELIMIT) before reading or decoding their data; missing files
+ * and anything but a regular file (a folder, FIFO, device or socket: EIO,
+ * without waiting on it), empty, truncated or corrupt files (EFORMAT), and
+ * formats not supported (EUNSUPPORTED, naming the format) are errors with
+ * the path in the message. Only the first 64 KiB are read before the format
+ * and size are known (more only while a JPEG's frame header or a PNM/HDR
+ * text header has not ended: up to 16 MiB / 1 MiB); a file longer than an
+ * image of that format and size can need (uncompressed size plus a quarter,
+ * or 16 bytes a pixel for JPEG, plus 32 MiB of metadata) is refused
+ * (EFORMAT) without being read, except a GIF, of which only that much is
+ * read (its first frame lies within it; later frames are not decoded). */
 int cs_image_load(const char *path, int64_t max_pixels, cs_image *img, cs_error *e);
-/* Same, from memory; label names the source in messages. */
+/* cs_image_load with a decode memory budget (NULL: none, as cs_image_load).
+ * Once the header is read, and before the rest of the file is, reserves an
+ * estimate of the decode's peak memory and waits (first come, first served)
+ * until it fits. The estimate is the file's bytes plus what the decoder
+ * allocates, measured with getrusage on stb_image 2.27 and libjpeg-turbo:
+ *   PNG: the inflated rows + the pixels as stored (+ a converted copy when
+ *        stb_image converts: palette, tRNS, 16 bits), e.g. 9000x9000 RGB:
+ *        243 MB of pixels, peak 487 MB (= 2.0x); RGBA 649 MB, palette
+ *        405 MB (1.7x of its 243 MB RGB result); the estimate matches these
+ *        within 1%;
+ *   JPEG: the pixels, + 2 bytes a pixel per component when progressive
+ *        (6000x4000: 72 MB of pixels, peak 83 MB baseline, 154 MB
+ *        progressive, file included), + a plane per component when
+ *        stb_image decodes it (CMYK, or builds without libjpeg);
+ *   GIF 13, HDR 16, PNM 12, BMP/TGA/PSD 8 bytes a pixel (stb_image's
+ *        buffers, from its source);
+ *   and 1 MiB for the decoder's state and row buffers (a 640x480 JPEG:
+ *        0.9 MB of pixels, peak 1.6 MB with its 143 KB file).
+ * An image estimated above the whole budget waits until nothing else is
+ * reserved and then decodes alone, so every image under max_pixels is still
+ * decoded. After the decode the reservation shrinks to what the pixels and
+ * their preprocessing need (w*h*channels, twice that with alpha for the
+ * premultiplied copy cs_image_preprocess and cs_image_thumbnail make, plus
+ * 1 KiB a row and 1 MiB for resampling buffers) and is held by img until
+ * cs_image_free. A canceled budget makes a waiting or later call fail with
+ * CLIPSCORE_ECANCELED ("<path>: canceled while waiting for decode memory");
+ * a call already past its wait finishes its decode. */
+int cs_image_load_budgeted(const char *path, int64_t max_pixels, cs_decode_budget *budget,
+                           cs_image *img, cs_error *e);
+/* Same, from memory (no budget); label names the source in messages. */
 int cs_image_load_memory(const void *data, size_t len, const char *label, int64_t max_pixels,
                          cs_image *img, cs_error *e);
+/* Frees the pixels and gives back their budget reservation, if any. */
 void cs_image_free(cs_image *img);
 /* Which decoder reads JPEGs in this build: "libjpeg" (identical to the
  * reference, when built with CLIPSCORE_HAVE_LIBJPEG) or "stb_image". */

@@ -1,14 +1,24 @@
-/* test_image.c - tests of image.c: the Pillow-compatible resampler against
- * values computed with Pillow, the CLIP preprocessing geometry and values,
- * decoding round trips, the error paths (missing, empty, truncated, corrupt,
- * unsupported, over the pixel limit), thumbnails and a timing; then, when
- * the shared conformance fixtures are present, all their images against the
- * reference tensor expected/pixels.npy.
+/* test_image.c - tests of image.c and decode_budget.c: the Pillow-compatible
+ * resampler against values computed with Pillow, the CLIP preprocessing
+ * geometry and values, decoding round trips, the error paths (missing,
+ * empty, truncated, corrupt, unsupported, over the pixel limit, files that
+ * are not regular or far too long for their header), the decode memory
+ * budget under threads, thumbnails and a timing; then, when the shared
+ * conformance fixtures are present, all their images against the reference
+ * tensor expected/pixels.npy.
  * Leaves out: the model and everything after the pixel tensor. */
 #include "test.h"
 #include "image.h"
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "stb_image_write_impl.h"
 
@@ -379,7 +389,7 @@ static unsigned char *picture(int w, int h, int ch) {
 
 static int expect_error(const char *path, int64_t max_pixels, int code, const char *needle) {
     cs_error e = {0};
-    cs_image img = {0, 0, 0, (unsigned char *)"x", 0};
+    cs_image img = {0, 0, 0, (unsigned char *)"x", 0, NULL, 0};
     int rc = cs_image_load(path, max_pixels, &img, &e);
     CHECK_MSG(rc == code, "%s: got %d (%s), expected %d", path, rc, e.msg, code);
     CHECK_MSG(strstr(e.msg, path) != NULL, "message does not name the file: %s", e.msg);
@@ -601,6 +611,511 @@ static void test_errors(void) {
     free(pic);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Hostile files: not regular, far too long, truncated RLE                   */
+
+/* A read that blocks (a FIFO) or a decoder that loops (truncated HDR) must
+ * fail the test, not hang it: the watchdog ends the process. */
+static void on_watchdog(int sig) {
+    (void)sig;
+    static const char msg[] = "test_image: watchdog: a load blocked or looped\n";
+    if (write(2, msg, sizeof msg - 1) < 0) _exit(3);
+    _exit(3);
+}
+
+static void watchdog(unsigned seconds) {
+    signal(SIGALRM, on_watchdog);
+    alarm(seconds);
+}
+
+static long max_rss_kb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void test_special_files(void) {
+    watchdog(20);
+    /* A FIFO with no writer: opening or reading it for real would wait
+     * forever. */
+    const char *fifo = tmp_path("photo-fifo.jpg");
+    CHECK(mkfifo(fifo, 0600) == 0);
+    double t0 = cs_now();
+    expect_error(fifo, 0, CLIPSCORE_EIO, "not a regular file (a FIFO)");
+    CHECK_MSG(cs_now() - t0 < 2.0, "FIFO took %.1f s", cs_now() - t0);
+    /* Devices: /dev/null would read as empty, /dev/zero never ends. */
+    expect_error("/dev/null", 0, CLIPSCORE_EIO, "not a regular file (a character device)");
+    t0 = cs_now();
+    expect_error("/dev/zero", 100000000, CLIPSCORE_EIO, "character device");
+    CHECK_MSG(cs_now() - t0 < 2.0, "/dev/zero took %.1f s", cs_now() - t0);
+    /* A Unix socket cannot even be opened; the message says what it is. */
+    const char *sock = tmp_path("photo-sock.png");
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    if (fd >= 0 && strlen(sock) < sizeof addr.sun_path) {
+        strcpy(addr.sun_path, sock);
+        CHECK(bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+        expect_error(sock, 0, CLIPSCORE_EIO, "not a regular file (a socket)");
+    }
+    if (fd >= 0) close(fd);
+    alarm(0);
+}
+
+/* A sparse file of `size` bytes starting with `head`. */
+static void write_sparse(const char *path, const void *head, size_t len, off_t size) {
+    write_bytes(path, head, len);
+    if (truncate(path, size) != 0) {
+        perror(path);
+        exit(2);
+    }
+}
+
+/* Huge regular files are judged from their first bytes: read whole (as the
+ * old reader did, doubling a buffer towards 4 GB) they would take seconds
+ * and gigabytes. Both time and peak memory are checked; the bounds are far
+ * above what reading a header costs and far below reading 1.9 GB. */
+static void test_huge_files(void) {
+    const off_t huge = (off_t)1900 << 20;
+    const char *zeros = tmp_path("zeros.jpg");
+    write_sparse(zeros, "", 0, huge);
+    long rss0 = max_rss_kb();
+    double t0 = cs_now();
+    expect_error(zeros, 100000000, CLIPSCORE_EFORMAT, "unknown image format");
+    double dt = cs_now() - t0;
+    CHECK_MSG(dt < 1.0, "a 1.9 GB file of zeros took %.2f s to refuse", dt);
+    CHECK_MSG(max_rss_kb() - rss0 < 256 * 1024, "refusing it raised the peak RSS by %ld MB",
+              (max_rss_kb() - rss0) / 1024);
+    unlink(zeros); /* sparse, but no need to leave 1.9 GB files about */
+
+    /* A valid 64x64 PNG header followed by 1.9 GB of (sparse) junk: no
+     * 64x64 PNG needs that much, so it is refused before the rest is read. */
+    static const unsigned char png_head[] = {
+        0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I',  'H',  'D',  'R', 0,
+        0,    0,   64,  0,   0,    0,    64,   8,    2, 0, 0, 0,  0x25, 0x0b, 0xe6, 0x89};
+    const char *junk = tmp_path("junk-after-header.png");
+    write_sparse(junk, png_head, sizeof png_head, huge);
+    rss0 = max_rss_kb();
+    t0 = cs_now();
+    expect_error(junk, 100000000, CLIPSCORE_EFORMAT, "more than a 64x64 PNG can need");
+    dt = cs_now() - t0;
+    CHECK_MSG(dt < 1.0, "a PNG header with 1.9 GB of junk took %.2f s to refuse", dt);
+    CHECK_MSG(max_rss_kb() - rss0 < 256 * 1024, "refusing it raised the peak RSS by %ld MB",
+              (max_rss_kb() - rss0) / 1024);
+    unlink(junk);
+
+    /* Data appended within reason (a JPEG "motion photo" appends a video)
+     * still loads. */
+    unsigned char *pic = picture(64, 48, 3);
+    const char *jpg = tmp_path("appended.jpg");
+    CHECK(stbi_write_jpg(jpg, 64, 48, 3, pic, 90) != 0);
+    size_t len;
+    unsigned char *j = read_bytes(jpg, &len);
+    size_t big = len + (3u << 20);
+    unsigned char *withtail = calloc(big, 1);
+    memcpy(withtail, j, len);
+    write_bytes(jpg, withtail, big);
+    cs_error e = {0};
+    cs_image img;
+    int rc = cs_image_load(jpg, 0, &img, &e);
+    CHECK_MSG(rc == 0 && img.w == 64 && img.h == 48, "JPEG with 3 MB appended: %s", e.msg);
+    cs_image_free(&img);
+
+    /* A JPEG whose frame header comes after 128 KiB of metadata (two full
+     * APP1 segments): the header read goes on until it finds the size. */
+    size_t meta = 2 * (2 + 65535);
+    unsigned char *m = calloc(len + meta, 1);
+    memcpy(m, j, 2); /* SOI */
+    for (int k = 0; k < 2; k++) {
+        unsigned char *seg = m + 2 + (size_t)k * (2 + 65535);
+        seg[0] = 0xff;
+        seg[1] = 0xe1;
+        seg[2] = 0xff;
+        seg[3] = 0xff;
+    }
+    memcpy(m + 2 + meta, j + 2, len - 2);
+    const char *mj = tmp_path("big-metadata.jpg");
+    write_bytes(mj, m, len + meta);
+    rc = cs_image_load(mj, 0, &img, &e);
+    CHECK_MSG(rc == 0 && img.w == 64 && img.h == 48, "JPEG with 128 KiB of metadata: %s", e.msg);
+    cs_image_free(&img);
+
+    /* A GIF followed by far more than its first frame can need (later
+     * frames, say): only the start is read, and the first frame decodes. */
+    static const unsigned char gif[] = {
+        'G',  'I', 'F',  '8',  '9', 'a', 2,   0,   2,   0,
+        0x80, 0,   0,    0,    0,   0,   255, 255, 255,    /* palette: black, white */
+        0x2c, 0,   0,    0,    0,   2,   0,   2,   0,   0, /* image descriptor */
+        2,    2,   0x44, 0x01, 0,                          /* LZW: 0,1,1,0 */
+        0x3b};
+    const char *gp = tmp_path("long.gif");
+    write_sparse(gp, gif, sizeof gif, (off_t)200 << 20);
+    rss0 = max_rss_kb();
+    rc = cs_image_load(gp, 0, &img, &e);
+    CHECK_MSG(rc == 0 && img.w == 2 && img.h == 2, "GIF with 200 MB after it: %s", e.msg);
+    CHECK_MSG(max_rss_kb() - rss0 < 150 * 1024, "reading its start raised the peak RSS by %ld MB",
+              (max_rss_kb() - rss0) / 1024);
+    cs_image_free(&img);
+    unlink(gp);
+    free(m);
+    free(withtail);
+    free(j);
+    free(pic);
+}
+
+static void put_le16(unsigned char *p, unsigned v) {
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+static void put_be16(unsigned char *p, unsigned v) {
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+static void put_be32(unsigned char *p, uint32_t v) {
+    put_be16(p, v >> 16);
+    put_be16(p + 2, v & 0xffff);
+}
+
+/* RLE TGA, PSD and HDR files whose data ends early: stb_image reads zeros
+ * past the end (a grey picture, or for HDR an endless loop), so they are
+ * refused after walking their packets. */
+static void test_truncated_rle(void) {
+    watchdog(30);
+    /* 58 bytes claiming 9000x9000 24-bit pixels: 10 run packets of 128. */
+    unsigned char tga[58] = {0};
+    tga[2] = 10; /* RLE true colour */
+    put_le16(tga + 12, 9000);
+    put_le16(tga + 14, 9000);
+    tga[16] = 24;
+    tga[17] = 0x20;
+    for (int k = 0; k < 10; k++) {
+        tga[18 + 4 * k] = 0xff;
+        tga[19 + 4 * k] = 0x40;
+    }
+    const char *tp = tmp_path("claims-9000x9000.tga");
+    write_bytes(tp, tga, sizeof tga);
+    expect_error(tp, 100000000, CLIPSCORE_EFORMAT, "truncated TGA");
+    /* A whole RLE TGA still decodes to the bytes written. */
+    unsigned char *pic = picture(64, 48, 4);
+    const char *rle = tmp_path("rle.tga");
+    stbi_write_tga_with_rle = 1;
+    CHECK(stbi_write_tga(rle, 64, 48, 4, pic) != 0);
+    cs_error e = {0};
+    cs_image img;
+    if (cs_image_load(rle, 0, &img, &e) == 0) {
+        CHECK(img.w == 64 && img.h == 48 && img.channels == 4);
+        check_bytes("rle tga", img.px, pic, 64 * 48 * 4);
+        cs_image_free(&img);
+    } else {
+        CHECK_MSG(0, "%s", e.msg);
+    }
+    /* ... and one byte less is truncated. */
+    size_t len;
+    unsigned char *t = read_bytes(rle, &len);
+    const char *rcut = tmp_path("rle-cut.tga");
+    write_bytes(rcut, t, len - 26 - 1); /* stb_image_write adds a 26-byte footer */
+    expect_error(rcut, 0, CLIPSCORE_EFORMAT, "truncated TGA");
+    free(t);
+
+    /* PSD, 3 channels of 8 bits, raw: 4x3 whole, then short. */
+    unsigned char psd[26 + 12 + 2 + 36];
+    memset(psd, 0, sizeof psd);
+    memcpy(psd, "8BPS\0\1", 6);
+    put_be16(psd + 12, 3);
+    put_be32(psd + 14, 3); /* height */
+    put_be32(psd + 18, 4); /* width */
+    put_be16(psd + 22, 8);
+    put_be16(psd + 24, 3);                                             /* RGB */
+    for (int i = 0; i < 36; i++) psd[40 + i] = (unsigned char)(i * 7); /* planar R, G, B */
+    const char *pp = tmp_path("whole.psd");
+    write_bytes(pp, psd, sizeof psd);
+    int rc = cs_image_load(pp, 0, &img, &e);
+    CHECK_MSG(rc == 0, "%s", e.msg);
+    if (rc == 0) {
+        CHECK(img.w == 4 && img.h == 3);
+        CHECK(img.px[0] == 0 && img.px[1] == 12 * 7 && img.px[2] == 24 * 7);
+        cs_image_free(&img);
+    }
+    const char *pcut = tmp_path("cut.psd");
+    write_bytes(pcut, psd, sizeof psd - 1);
+    expect_error(pcut, 0, CLIPSCORE_EFORMAT, "truncated PSD");
+    /* PackBits: a row table that promises more bytes than follow. */
+    unsigned char prle[26 + 12 + 2 + 18 + 4];
+    memcpy(prle, psd, 38);
+    put_be16(prle + 38, 1);
+    for (int r = 0; r < 9; r++) put_be16(prle + 40 + 2 * r, 2); /* 2 bytes a row */
+    memset(prle + 58, 0, 4);                                    /* only 2 of the 9 rows */
+    const char *prc = tmp_path("cut-rle.psd");
+    write_bytes(prc, prle, sizeof prle);
+    expect_error(prc, 0, CLIPSCORE_EFORMAT, "truncated PSD");
+
+    /* HDR with run-length scanlines 16 wide: 4 rows whole, then cut. */
+    static const char hdr_head[] = "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 4 +X 16\n";
+    size_t hl = sizeof hdr_head - 1;
+    unsigned char hdr[sizeof hdr_head - 1 + 4 * 12];
+    memcpy(hdr, hdr_head, hl);
+    for (int r = 0; r < 4; r++) {
+        unsigned char *s = hdr + hl + 12 * r;
+        s[0] = 2, s[1] = 2, s[2] = 0, s[3] = 16;
+        for (int c = 0; c < 4; c++) s[4 + 2 * c] = 128 + 16, s[5 + 2 * c] = c == 3 ? 128 : 100;
+    }
+    const char *hp = tmp_path("whole.hdr");
+    write_bytes(hp, hdr, sizeof hdr);
+    rc = cs_image_load(hp, 0, &img, &e);
+    CHECK_MSG(rc == 0 && img.w == 16 && img.h == 4, "%s", e.msg);
+    cs_image_free(&img);
+    const char *hc = tmp_path("cut.hdr");
+    write_bytes(hc, hdr, sizeof hdr - 5); /* stb_image would loop forever on this */
+    expect_error(hc, 0, CLIPSCORE_EFORMAT, "truncated HDR");
+    /* Flat (too narrow for RLE): 4x4 needs 64 bytes. */
+    static const char flat_head[] = "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 4 +X 4\n";
+    unsigned char flat[sizeof flat_head - 1 + 60];
+    memset(flat, 90, sizeof flat);
+    memcpy(flat, flat_head, sizeof flat_head - 1);
+    const char *hf = tmp_path("cut-flat.hdr");
+    write_bytes(hf, flat, sizeof flat);
+    expect_error(hf, 0, CLIPSCORE_EFORMAT, "truncated HDR");
+    free(pic);
+    alarm(0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The decode memory budget                                                  */
+
+typedef struct reserver {
+    cs_decode_budget *b;
+    int64_t bytes;
+    int rc;
+    volatile int done; /* read by the main thread while this one runs */
+    double granted_at;
+} reserver;
+
+static void *reserve_thread(void *arg) {
+    reserver *r = arg;
+    cs_error e = {0};
+    r->rc = cs_decode_budget_reserve(r->b, r->bytes, &e);
+    r->granted_at = cs_now();
+    __atomic_store_n(&r->done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static int is_done(reserver *r) {
+    return __atomic_load_n(&r->done, __ATOMIC_SEQ_CST);
+}
+
+/* Waits until `tickets` requests have been made of b (so a thread started
+ * to reserve is known to be inside the call, not merely not yet started). */
+static void wait_for_tickets(cs_decode_budget *b, uint64_t tickets) {
+    double t0 = cs_now();
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        uint64_t t = b->next_ticket;
+        pthread_mutex_unlock(&b->mu);
+        if (t >= tickets || cs_now() - t0 > 10.0) break;
+        sleep_ms(1);
+    }
+}
+
+static void test_budget_basic(void) {
+    watchdog(30);
+    cs_error e = {0};
+    cs_decode_budget b;
+    CHECK_EQ_INT(cs_decode_budget_init(&b, 0, &e), CLIPSCORE_EARG);
+    CHECK(cs_decode_budget_init(&b, 1000, &e) == 0);
+    int64_t reserved, peak, waits;
+
+    /* What does not fit waits for a release. */
+    CHECK(cs_decode_budget_reserve(&b, 600, &e) == 0);
+    reserver r1 = {&b, 600, 1, 0, 0};
+    pthread_t t1;
+    pthread_create(&t1, NULL, reserve_thread, &r1);
+    wait_for_tickets(&b, 2);
+    sleep_ms(50);
+    CHECK_MSG(!is_done(&r1), "600 + 600 bytes were granted from a budget of 1000");
+    cs_decode_budget_release(&b, 600);
+    pthread_join(t1, NULL);
+    CHECK_EQ_INT(r1.rc, 0);
+
+    /* First come, first served: 500 waits behind 600; then 50, which would
+     * fit, still waits behind 500. */
+    reserver r2 = {&b, 500, 1, 0, 0}, r3 = {&b, 50, 1, 0, 0};
+    pthread_t t2, t3;
+    pthread_create(&t2, NULL, reserve_thread, &r2);
+    wait_for_tickets(&b, 3);
+    pthread_create(&t3, NULL, reserve_thread, &r3);
+    wait_for_tickets(&b, 4);
+    sleep_ms(50);
+    CHECK_MSG(!is_done(&r2), "500 + 600 bytes were granted from a budget of 1000");
+    CHECK_MSG(!is_done(&r3), "a later small request overtook a waiting one");
+    cs_decode_budget_release(&b, 600);
+    pthread_join(t2, NULL);
+    pthread_join(t3, NULL);
+    CHECK(r2.rc == 0 && r3.rc == 0);
+    cs_decode_budget_release(&b, 500);
+    cs_decode_budget_release(&b, 50);
+
+    /* Larger than the whole budget: granted when nothing else is held, and
+     * then it runs alone. */
+    CHECK(cs_decode_budget_reserve(&b, 5000, &e) == 0);
+    reserver r4 = {&b, 1, 1, 0, 0};
+    pthread_t t4;
+    pthread_create(&t4, NULL, reserve_thread, &r4);
+    wait_for_tickets(&b, 6);
+    sleep_ms(50);
+    CHECK_MSG(!is_done(&r4), "a request was granted beside an oversized one");
+    cs_decode_budget_shrink(&b, 5000, 2000); /* still over the budget */
+    sleep_ms(50);
+    CHECK(!is_done(&r4));
+    cs_decode_budget_release(&b, 2000);
+    pthread_join(t4, NULL);
+    CHECK_EQ_INT(r4.rc, 0);
+    cs_decode_budget_release(&b, 1);
+    cs_decode_budget_stats(&b, &reserved, &peak, &waits);
+    CHECK_EQ_INT(reserved, 0);
+    CHECK_EQ_INT(peak, 5000);
+    CHECK_EQ_INT(waits, 4);
+
+    /* Cancel wakes a waiter, which reserves nothing; later calls fail at
+     * once; releases still work. */
+    CHECK(cs_decode_budget_reserve(&b, 1000, &e) == 0);
+    reserver r5 = {&b, 10, 1, 0, 0};
+    pthread_t t5;
+    pthread_create(&t5, NULL, reserve_thread, &r5);
+    wait_for_tickets(&b, 8);
+    sleep_ms(20);
+    CHECK(!is_done(&r5));
+    double t0 = cs_now();
+    cs_decode_budget_cancel(&b);
+    pthread_join(t5, NULL);
+    CHECK_EQ_INT(r5.rc, CLIPSCORE_ECANCELED);
+    CHECK_MSG(r5.granted_at - t0 < 1.0, "cancel took %.2f s to wake the waiter",
+              r5.granted_at - t0);
+    CHECK_EQ_INT(cs_decode_budget_reserve(&b, 1, &e), CLIPSCORE_ECANCELED);
+    cs_decode_budget_release(&b, 1000);
+    cs_decode_budget_stats(&b, &reserved, NULL, NULL);
+    CHECK_EQ_INT(reserved, 0);
+    cs_decode_budget_destroy(&b);
+    CHECK(cs_decode_budget_default_bytes() >= ((int64_t)256 << 20));
+    alarm(0);
+}
+
+typedef struct loader {
+    cs_decode_budget *b;
+    const char *paths[6];
+    int failures;
+    int64_t held_max; /* largest reservation an image held after its decode */
+    char msg[1100];
+} loader;
+
+static void *load_thread(void *arg) {
+    loader *l = arg;
+    cs_preprocess_cfg cfg = cs_preprocess_default();
+    float *out = malloc(sizeof(float) * 3 * 224 * 224);
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 6; i++) {
+            cs_error e = {0};
+            cs_image img;
+            int rc = cs_image_load_budgeted(l->paths[i], 0, l->b, &img, &e);
+            if (!rc) rc = cs_image_preprocess(&img, &cfg, out, &e);
+            if (rc) {
+                l->failures++;
+                snprintf(l->msg, sizeof l->msg, "%s", e.msg);
+            }
+            if (img.budget_bytes > l->held_max) l->held_max = img.budget_bytes;
+            sleep_ms(2); /* hold the pixels a while, as a worker does */
+            cs_image_free(&img);
+        }
+    free(out);
+    return NULL;
+}
+
+static void test_budget_loads(void) {
+    watchdog(120);
+    /* Six 200x150 RGBA PNGs: each estimated at ~1.3 MB to decode (1 MiB of
+     * decoder state, the inflated rows and the pixels, 0.12 MB each, and
+     * the file); a 3 MB budget lets two decode at once, and four threads
+     * want more. */
+    char names[6][32];
+    loader ls[4];
+    memset(ls, 0, sizeof ls);
+    for (int i = 0; i < 6; i++) {
+        unsigned char *p = picture(200, 150, 4);
+        for (int k = 0; k < 200 * 150; k++) p[k * 4 + 3] = (unsigned char)(k * (i + 1));
+        snprintf(names[i], sizeof names[i], "budget%d.png", i);
+        const char *path = tmp_path(names[i]);
+        CHECK(stbi_write_png(path, 200, 150, 4, p, 200 * 4) != 0);
+        for (int t = 0; t < 4; t++) ls[t].paths[i] = strdup(path);
+        free(p);
+    }
+    cs_error e = {0};
+    cs_decode_budget b;
+    const int64_t total = 3000000;
+    CHECK(cs_decode_budget_init(&b, total, &e) == 0);
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        ls[t].b = &b;
+        pthread_create(&th[t], NULL, load_thread, &ls[t]);
+    }
+    for (int t = 0; t < 4; t++) pthread_join(th[t], NULL);
+    int64_t reserved, peak, waits;
+    cs_decode_budget_stats(&b, &reserved, &peak, &waits);
+    for (int t = 0; t < 4; t++) {
+        CHECK_MSG(ls[t].failures == 0, "thread %d: %d loads failed: %s", t, ls[t].failures,
+                  ls[t].msg);
+        /* What an image holds after its decode: pixels, and (RGBA) the
+         * premultiplied copy preprocessing makes, plus resampling rows. */
+        CHECK_MSG(ls[t].held_max >= 2 * 200 * 150 * 4, "an image held only %lld bytes",
+                  (long long)ls[t].held_max);
+    }
+    fprintf(stderr, "budget: %lld bytes, peak reserved %lld, %lld of 72 loads waited\n",
+            (long long)total, (long long)peak, (long long)waits);
+    CHECK_MSG(peak <= total, "reserved %lld bytes of a %lld budget at once", (long long)peak,
+              (long long)total);
+    CHECK_MSG(peak > total / 4, "peak reservation %lld: decodes were not counted", (long long)peak);
+    CHECK_MSG(waits > 0, "no load ever waited: the budget did not limit anything");
+    CHECK_EQ_INT(reserved, 0);
+
+    /* An image estimated above the whole budget still decodes, alone. */
+    cs_decode_budget tiny;
+    CHECK(cs_decode_budget_init(&tiny, 1000, &e) == 0);
+    cs_image img;
+    int rc = cs_image_load_budgeted(ls[0].paths[0], 0, &tiny, &img, &e);
+    CHECK_MSG(rc == 0 && img.w == 200, "oversized image: %s", e.msg);
+    cs_decode_budget_stats(&tiny, &reserved, &peak, NULL);
+    CHECK_MSG(peak > 1000 && reserved == img.budget_bytes && img.budget == &tiny,
+              "oversized image: peak %lld, reserved %lld, held %lld", (long long)peak,
+              (long long)reserved, (long long)img.budget_bytes);
+    /* While it holds its pixels, a second load waits; cancel wakes it. */
+    loader waiter;
+    memset(&waiter, 0, sizeof waiter);
+    waiter.b = &tiny;
+    for (int i = 0; i < 6; i++) waiter.paths[i] = ls[0].paths[0];
+    pthread_t wt;
+    pthread_create(&wt, NULL, load_thread, &waiter);
+    sleep_ms(100);
+    double t0 = cs_now();
+    cs_decode_budget_cancel(&tiny);
+    pthread_join(wt, NULL);
+    CHECK_MSG(cs_now() - t0 < 2.0, "cancel took %.2f s", cs_now() - t0);
+    CHECK_EQ_INT(waiter.failures, 18);
+    CHECK_MSG(strstr(waiter.msg, "canceled") && strstr(waiter.msg, "budget0.png"),
+              "canceled load: %s", waiter.msg);
+    cs_image_free(&img);
+    cs_decode_budget_stats(&tiny, &reserved, NULL, NULL);
+    CHECK_EQ_INT(reserved, 0);
+    cs_decode_budget_destroy(&tiny);
+    cs_decode_budget_destroy(&b);
+    for (int t = 0; t < 4; t++)
+        for (int i = 0; i < 6; i++) free((char *)ls[t].paths[i]);
+    alarm(0);
+}
+
 static void test_thumbnail(void) {
     cs_error e = {0};
     cs_image src = make_image(1000, 800, 4), t;
@@ -792,6 +1307,11 @@ int main(void) {
     test_preprocess();
     test_decode();
     test_errors();
+    test_special_files();
+    test_huge_files();
+    test_truncated_rle();
+    test_budget_basic();
+    test_budget_loads();
     test_thumbnail();
     test_timing();
     const char *conf = test_conformance_dir();
