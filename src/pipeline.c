@@ -113,6 +113,7 @@ typedef struct batch {
     cs_job_group decode;
     const cs_preprocess_cfg *pp;
     int64_t max_pixels;
+    cs_decode_budget *budget; /* shared by the workers: decode memory in flight */
 } batch;
 
 /* ------------------------------------------------------------ the run */
@@ -137,6 +138,8 @@ typedef struct run {
     int fig_limit;
     cs_embed_cache *img_cache, *txt_cache;
     cs_worker_pool pool;
+    cs_decode_budget budget;
+    int budget_ready;
     batch b[2];
     float *nimg, *ntxt; /* [D] scratch: one row's normalised embeddings */
     cs_run_record rec;
@@ -150,6 +153,7 @@ static int batch_alloc(run *r, batch *b) {
     memset(b, 0, sizeof *b);
     b->pp = cs_ctx_preprocess(r->ctx);
     b->max_pixels = cs_ctx_max_pixels(r->ctx);
+    b->budget = &r->budget;
     b->rows = cs_calloc(B, sizeof *b->rows, r->e);
     b->img = cs_calloc(B, sizeof *b->img, r->e);
     b->txt = cs_calloc(B, sizeof *b->txt, r->e);
@@ -307,7 +311,9 @@ static void prepare_image(void *arg, int i) {
     cs_error_clear(&e);
     cs_image img;
     const size_t per = 3 * (size_t)b->pp->size * (size_t)b->pp->size;
-    int rc = cs_image_load(u->path, b->max_pixels, &img, &e);
+    /* Waits while other workers hold the decode memory (image.h), so a few
+     * huge images cannot multiply the peak by the worker count. */
+    int rc = cs_image_load_budgeted(u->path, b->max_pixels, b->budget, &img, &e);
     if (!rc) {
         rc = cs_image_preprocess(&img, b->pp, b->px + (size_t)u->px_slot * per, &e);
         if (!rc && u->want_thumb) rc = cs_image_thumbnail(&img, THUMB_SIDE, &u->thumb, &e);
@@ -758,6 +764,8 @@ static int setup(run *r) {
     r->ntxt = r->nimg + r->D;
     if ((rc = cs_embed_cache_new(CACHE_ENTRIES, r->D, &r->img_cache, r->e))) return rc;
     if ((rc = cs_embed_cache_new(CACHE_ENTRIES, r->D, &r->txt_cache, r->e))) return rc;
+    if ((rc = cs_decode_budget_init(&r->budget, cs_decode_budget_default_bytes(), r->e))) return rc;
+    r->budget_ready = 1;
     if ((rc = batch_alloc(r, &r->b[0])) || (rc = batch_alloc(r, &r->b[1]))) return rc;
     /* Decode workers: the cores libtorch's own threads leave over while it
      * encodes; at least one so decoding overlaps encoding. */
@@ -803,6 +811,7 @@ static int finish(run *r) {
 
 static void cleanup(run *r) {
     cs_pool_stop(&r->pool);
+    if (r->budget_ready) cs_decode_budget_destroy(&r->budget);
     batch_free(&r->b[0]);
     batch_free(&r->b[1]);
     cs_commit_abort(&r->commit); /* empty after a successful commit */
@@ -887,13 +896,18 @@ int clipscore_score_csv(clipscore_context *ctx, const clipscore_score_params *pa
         cs_progress_update(&r.progress, (long)r.rec.sum.rows, 0);
         cur = 1 - cur;
     }
-    /* Workers must be done with both batches before anything is freed. */
+    /* Workers must be done with both batches before anything is freed; on a
+     * failure, ones waiting for decode memory give up at once. */
+    if (rc && r.budget_ready) cs_decode_budget_cancel(&r.budget);
     if (r.pool.q) {
         cs_pool_wait(&r.pool, &r.b[0].decode);
         cs_pool_wait(&r.pool, &r.b[1].decode);
     }
     if (!rc) {
         clipscore_score_summary *s = &r.rec.sum;
+        int64_t held;
+        r.rec.decode_budget = r.budget.total;
+        cs_decode_budget_stats(&r.budget, &held, &r.rec.decode_peak, &r.rec.decode_waits);
         s->mean_similarity = s->scored ? r.sim_total / (double)s->scored : NAN;
         cs_progress_update(&r.progress, (long)s->rows, 1);
         rc = finish(&r);

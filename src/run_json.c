@@ -85,6 +85,10 @@ static int json_finish(cs_writer *w, const cs_run_record *r, cs_commit *c, cs_er
     cJSON_AddNumberToObject(j, "images_encoded", (double)r->images_encoded);
     cJSON_AddNumberToObject(j, "texts_encoded", (double)r->texts_encoded);
     cJSON_AddBoolToObject(j, "figures", r->figures_written);
+    cJSON *dm = cJSON_AddObjectToObject(j, "decode_memory");
+    cJSON_AddNumberToObject(dm, "budget_bytes", (double)r->decode_budget);
+    cJSON_AddNumberToObject(dm, "peak_reserved_bytes", (double)r->decode_peak);
+    cJSON_AddNumberToObject(dm, "waits", (double)r->decode_waits);
     /* The files of this run, relative to run.json's folder where they lie in
      * it: anything else beside it is not from this run. */
     char *dir = cs_path_dirname(jw->path, e);

@@ -51,6 +51,7 @@ typedef struct cs_run_record {
     clipscore_score_summary sum;
     long images_encoded, texts_encoded;
     int figures_written;
+    int64_t decode_budget, decode_peak, decode_waits; /* decode memory: bytes, bytes, count */
     cs_stage_times t;
 } cs_run_record;
 
