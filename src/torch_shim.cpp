@@ -458,16 +458,12 @@ extern "C" int cs_torch_model_create(const cs_clip_config *cfg, const char *devi
     *out = nullptr;
     SHIM_TRY
     const cs_clip_config &c = *cfg;
-    if (c.image_size <= 0 || c.patch_size <= 0 || c.image_size % c.patch_size ||
-        c.vision_width <= 0 || c.vision_heads <= 0 || c.vision_width % c.vision_heads ||
-        c.text_width <= 0 || c.text_heads <= 0 || c.text_width % c.text_heads ||
-        c.vision_layers <= 0 || c.text_layers <= 0 || c.context_length <= 1 || c.vocab_size <= 0 ||
-        c.embed_dim <= 0 || c.vision_mlp <= 0 || c.text_mlp <= 0)
-        return cs_fail(e, CLIPSCORE_EMODEL, "inconsistent model configuration");
+    // The bounds keep every shape product below in int64_t.
+    int rc = cs_clip_config_validate(&c, "model configuration", e);
+    if (rc) return rc;
     std::unique_ptr<cs_torch_model> m(new cs_torch_model());
     m->cfg = c;
-    if (!(m->cfg.ln_eps > 0)) m->cfg.ln_eps = 1e-5f;
-    int rc = parse_device(device, &m->device, &m->device_name, e);
+    rc = parse_device(device, &m->device, &m->device_name, e);
     if (rc) return rc;
     rc = parse_precision(precision, m->device.is_cuda(), &m->dtype, &m->precision_name, e);
     if (rc) return rc;

@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "clip_config.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -38,24 +39,6 @@ void cs_archive_release(cs_archive *a, const void *data);
 void cs_archive_free(cs_archive *a);
 
 /* --- the CLIP model --- */
-
-typedef struct cs_clip_config {
-    int image_size;   /* input resolution R */
-    int patch_size;   /* P: R/P patches per side */
-    int vision_width; /* Wv */
-    int vision_layers;
-    int vision_heads;
-    int vision_mlp;     /* hidden width of the MLP, usually 4*Wv */
-    int context_length; /* T */
-    int vocab_size;
-    int text_width; /* Wt */
-    int text_layers;
-    int text_heads;
-    int text_mlp;
-    int embed_dim;  /* D */
-    int quick_gelu; /* 1: x*sigmoid(1.702x) (OpenAI), 0: exact erf GELU */
-    float ln_eps;   /* layer norm epsilon, 1e-5 */
-} cs_clip_config;
 
 typedef struct cs_torch_model cs_torch_model;
 
