@@ -74,7 +74,8 @@ static const char *json_type(const cJSON *v) {
     if (cJSON_IsBool(v)) return "a boolean";
     if (cJSON_IsArray(v)) return "an array";
     if (cJSON_IsObject(v)) return "an object";
-    return "not a number";
+    if (cJSON_IsNumber(v)) return "a number";
+    return "not valid";
 }
 
 /* 0: absent (or null), 1: *out set, <0: error naming the field. Doubles are
@@ -87,7 +88,7 @@ static int get_int_v(const jctx *j, const cJSON *v, const char *key, int lo, int
                        j->prefix, key, json_type(v));
     double d = v->valuedouble;
     if (!(d >= lo && d <= hi) || d != floor(d))
-        return cs_fail(j->e, CLIPSCORE_EMODEL, "%s: %s%s is %.17g, expected an integer in [%d, %d]",
+        return cs_fail(j->e, CLIPSCORE_EMODEL, "%s: %s%s is %.9g, expected an integer in [%d, %d]",
                        j->label, j->prefix, key, d, lo, hi);
     *out = (int)d;
     return 1;
@@ -106,7 +107,7 @@ static int get_double(const jctx *j, const cJSON *obj, const char *key, double l
                        j->prefix, key, json_type(v));
     double d = v->valuedouble;
     if (!(d >= lo && d <= hi)) /* also NaN and infinities (1e400 parses to inf) */
-        return cs_fail(j->e, CLIPSCORE_EMODEL, "%s: %s%s is %.17g, expected a number in [%g, %g]",
+        return cs_fail(j->e, CLIPSCORE_EMODEL, "%s: %s%s is %.9g, expected a number in [%g, %g]",
                        j->label, j->prefix, key, d, lo, hi);
     *out = d;
     return 1;
@@ -128,7 +129,7 @@ static int get_floats3(const jctx *j, const cJSON *obj, const char *key, double 
         double d = x->valuedouble;
         if (!(d >= lo && d <= hi)) /* before the cast: a double beyond float's range is UB */
             return cs_fail(j->e, CLIPSCORE_EMODEL,
-                           "%s: %s%s[%d] is %.17g, expected a number in [%g, %g]", j->label,
+                           "%s: %s%s[%d] is %.9g, expected a number in [%g, %g]", j->label,
                            j->prefix, key, i, d, lo, hi);
         out[i] = (float)d;
     }

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "model_config.h"
 #include "model_files.h"
 #include "test.h"
 #include "tiny_model.h"
@@ -408,6 +409,213 @@ static void test_tiny(void) {
     CHECK(strstr(e.msg, "relu") != NULL);
 }
 
+/* ------------------------------------------------------------ broken configurations */
+
+/* Replaces the first occurrence of `from` in a file with `to`. */
+static int patch_file(const char *path, const char *from, const char *to) {
+    char *text;
+    size_t len;
+    cs_error e = {0};
+    if (cs_read_file(path, 0, &text, &len, &e)) return -1;
+    char *at = strstr(text, from);
+    int rc = -1;
+    if (at) {
+        FILE *f = fopen(path, "wb");
+        if (f) {
+            fwrite(text, 1, (size_t)(at - text), f);
+            fputs(to, f);
+            fputs(at + strlen(from), f);
+            rc = fclose(f);
+        }
+    }
+    free(text);
+    return rc;
+}
+
+static int write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+/* A fresh tiny model in `layout` whose `file` gets `from` replaced by `to`
+ * (or, when from is NULL, the whole text `to`); opening it must fail with
+ * CLIPSCORE_EMODEL and a message holding each of the needles (the file,
+ * the field, the tensor and shapes where one is involved). */
+static void expect_refused(const char *tmp, const char *layout, const char *file, const char *from,
+                           const char *to, const char *needle1, const char *needle2,
+                           const char *needle3) {
+    static int k;
+    char dir[700], path[800];
+    snprintf(dir, sizeof dir, "%s/bad%d", tmp, k++);
+    tiny_spec s = tiny_default_spec();
+    cs_error e = {0};
+    CHECK_EQ_INT(tiny_model_write(dir, layout, &s, 7, 0, &e), 0);
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    CHECK_EQ_INT(from ? patch_file(path, from, to) : write_text(path, to), 0);
+    cs_model_files mf;
+    int rc = cs_model_files_open(dir, &mf, &e);
+    CHECK_MSG(rc == CLIPSCORE_EMODEL, "%s: %s -> %s: rc %d", file, from ? from : "", to, rc);
+    if (rc == 0) cs_model_files_close(&mf);
+    if (rc) fprintf(stderr, "refused: %s\n", e.msg);
+    const char *needles[3] = {needle1, needle2, needle3};
+    for (int i = 0; i < 3; i++)
+        if (needles[i])
+            CHECK_MSG(rc && strstr(e.msg, needles[i]) != NULL, "%s: \"%s\" not in \"%s\"", file,
+                      needles[i], e.msg);
+}
+
+/* Defect 5: values that used to pass the loader (and fail every row later,
+ * or reach an undefined float-to-int cast) are refused at load, naming the
+ * file and the field. */
+static void test_bad_configs(void) {
+    const char *tmp = test_tmpdir("badcfg");
+    static const char *const pp_ok =
+        "{\"crop_size\": {\"height\": 32, \"width\": 32}, \"image_mean\": [0.48, 0.45, 0.40], "
+        "\"image_std\": [0.26, 0.26, 0.27]}";
+    /* The untouched model and a sane preprocessor config load. */
+    {
+        char dir[700], path[800];
+        snprintf(dir, sizeof dir, "%s/good", tmp);
+        tiny_spec s = tiny_default_spec();
+        cs_error e = {0};
+        CHECK_EQ_INT(tiny_model_write(dir, "hf", &s, 7, 0, &e), 0);
+        snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+        CHECK_EQ_INT(write_text(path, pp_ok), 0);
+        cs_model_files mf;
+        CHECK_MSG(cs_model_files_open(dir, &mf, &e) == 0, "%s", e.msg);
+        CHECK_NEAR(mf.preprocess.std[2], 0.27, 1e-6);
+        CHECK_EQ_INT(mf.preprocess.size, 32);
+        cs_model_files_close(&mf);
+    }
+    const char *pj = "preprocessor_config.json";
+    expect_refused(tmp, "hf", pj, NULL,
+                   "{\"image_mean\": [0.5, 0.5, 0.5], \"image_std\": [0, 0, 0]}", pj,
+                   "image_std[0]", NULL);
+    expect_refused(tmp, "hf", pj, NULL, "{\"image_mean\": [1e39, 0.5, 0.5]}", pj, "image_mean[0]",
+                   NULL);
+    expect_refused(tmp, "hf", pj, NULL, "{\"image_mean\": [0.5, 0.5]}", pj, "image_mean", NULL);
+    expect_refused(tmp, "hf", pj, NULL, "{\"image_std\": [0.2, 1e400, 0.2]}", pj, "image_std[1]",
+                   NULL);
+    expect_refused(tmp, "hf", pj, NULL, "{\"crop_size\": {\"height\": 0, \"width\": 0}}", pj,
+                   "crop_size.height", NULL);
+    expect_refused(tmp, "hf", pj, NULL, "{\"crop_size\": 48}", pj, "crop_size 48", NULL);
+
+    const char *cj = "config.json";
+    /* 1e30 went through an undefined float-to-int cast. */
+    expect_refused(tmp, "hf", cj, "\"num_attention_heads\": 2", "\"num_attention_heads\": 1e30", cj,
+                   "text_config.num_attention_heads", NULL);
+    expect_refused(tmp, "hf", cj, "\"num_attention_heads\": 2", "\"num_attention_heads\": 2.5", cj,
+                   "text_config.num_attention_heads", "integer");
+    expect_refused(tmp, "hf", cj, "\"num_attention_heads\": 2", "\"num_attention_heads\": 3", cj,
+                   "text_config.num_attention_heads", "divide");
+    expect_refused(tmp, "hf", cj, "\"vocab_size\": ", "\"vocab_size\": \"1\", \"x\": ", cj,
+                   "text_config.vocab_size", "a string");
+    expect_refused(tmp, "hf", cj, "\"layer_norm_eps\": 1e-05", "\"layer_norm_eps\": -1", cj,
+                   "vision_config.layer_norm_eps", NULL);
+    /* Sizes that disagree with the weights name the tensor and both shapes
+     * (they used to be ignored: the shapes won silently). */
+    expect_refused(tmp, "hf", cj, "\"patch_size\": 8", "\"patch_size\": 16", cj,
+                   "vision_config.patch_size",
+                   "visual.conv1.weight of shape [64, 3, 16, 16]; it has [64, 3, 8, 8]");
+    expect_refused(tmp, "hf", cj, "\"patch_size\": 8", "\"patch_size\": 0", cj,
+                   "vision_config.patch_size", NULL);
+    expect_refused(
+        tmp, "hf", cj,
+        "\"hidden_size\": 64, \"num_attention_heads\": 2, \"num_hidden_layers\": 2, \"image_size\"",
+        "\"hidden_size\": 0, \"num_attention_heads\": 2, \"num_hidden_layers\": 2, \"image_size\"",
+        cj, "vision_config.hidden_size", NULL);
+    expect_refused(tmp, "hf", cj, "\"image_size\": 32", "\"image_size\": 40", cj,
+                   "vision_config.image_size",
+                   "visual.positional_embedding of shape [26, 64]; it has [17, 64]");
+    expect_refused(tmp, "hf", cj, "\"projection_dim\": 32", "\"projection_dim\": 48", cj,
+                   "projection_dim", "text_projection of shape [64, 48]; it has [64, 32]");
+    expect_refused(tmp, "hf", cj, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3", cj,
+                   "text_config.num_hidden_layers", "transformer.resblocks.");
+
+    const char *oj = "open_clip_config.json";
+    expect_refused(tmp, "openclip", oj, "\"std\": [0.26862954", "\"std\": [-0.26862954", oj,
+                   "preprocess_cfg.std[0]", NULL);
+    expect_refused(tmp, "openclip", oj, "\"width\": 64", "\"width\": 96", oj, "vision_cfg.width",
+                   "visual.conv1.weight of shape [96, 3, 8, 8]; it has [64, 3, 8, 8]");
+    expect_refused(tmp, "openclip", oj, "\"head_width\": 32", "\"head_width\": 48", oj,
+                   "vision_cfg.head_width", NULL);
+    expect_refused(tmp, "openclip", oj, "\"heads\": 2", "\"heads\": 1e300", oj, "text_cfg.heads",
+                   NULL);
+    expect_refused(tmp, "openclip", oj, "\"quick_gelu\": true", "\"quick_gelu\": 1", oj,
+                   "quick_gelu", NULL);
+    expect_refused(tmp, "openclip", oj, "\"patch_size\": 8",
+                   "\"patch_size\": 8, \"mlp_ratio\": 4.5", oj, "vision_cfg.mlp_ratio 4.5",
+                   "[288, 64]; it has [256, 64]");
+}
+
+/* The parser on buffers, as a fuzzer calls it: no NUL terminator needed,
+ * garbage and wrong types refused with a message, nothing read past len. */
+static void test_config_parse_buffer(void) {
+    cs_model_config cfg;
+    cs_error e = {0};
+    const char *ok = "{\"vision_config\": {\"num_attention_heads\": 12}}XXXX";
+    cs_model_config_init(&cfg);
+    /* len stops before the trailing garbage */
+    CHECK_EQ_INT(cs_model_config_parse_json(ok, strlen(ok) - 4, "buf", CS_CONFIG_HF, &cfg, &e), 0);
+    CHECK_EQ_INT(cfg.clip.vision_heads, 12);
+    CHECK_EQ_INT(cfg.clip.text_heads, 0); /* not declared */
+    CHECK_EQ_INT(cfg.clip.quick_gelu, -1);
+    static const struct {
+        int kind;
+        const char *json, *needle;
+    } bad[] = {
+        {CS_CONFIG_HF, "", "not a valid JSON object"},
+        {CS_CONFIG_HF, "[1, 2]", "not a valid JSON object"},
+        {CS_CONFIG_HF, "{\"vision_config\": [1]}", "vision_config is an array"},
+        {CS_CONFIG_HF, "{\"vision_config\": {\"image_size\": -224}}", "vision_config.image_size"},
+        {CS_CONFIG_HF, "{\"text_config\": {\"vocab_size\": 1e300}}", "text_config.vocab_size"},
+        {CS_CONFIG_HF, "{\"text_config\": {\"hidden_act\": 7}}", "text_config.hidden_act"},
+        {CS_CONFIG_HF, "{\"vision_config\": {\"num_channels\": 4}}", "num_channels"},
+        {CS_CONFIG_HF_PREPROCESSOR, "{\"crop_size\": {\"height\": 32, \"width\": 64}}",
+         "not square"},
+        {CS_CONFIG_HF_PREPROCESSOR, "{\"image_std\": [\"a\", 1, 1]}", "image_std[0] is a string"},
+        {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"layers\": [3, 4, 6, 3]}}}",
+         "ResNet"},
+        {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"image_size\": [224, 256]}}}",
+         "square"},
+        {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"mlp_ratio\": 1e308}}}",
+         "vision_cfg.mlp_ratio"},
+        {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"text_cfg\": {\"hf_model_name\": \"x\"}}}",
+         "transformers"},
+        {7, "{}", "unknown configuration kind"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cs_model_config_init(&cfg);
+        /* a heap copy without NUL, so ASan sees any read past the end */
+        size_t n = strlen(bad[i].json);
+        char *buf = malloc(n ? n : 1);
+        memcpy(buf, bad[i].json, n);
+        int rc =
+            cs_model_config_parse_json(buf, n, "buf", (cs_model_config_kind)bad[i].kind, &cfg, &e);
+        free(buf);
+        CHECK_MSG(rc < 0 && strstr(e.msg, bad[i].needle), "%s: rc %d, \"%s\"", bad[i].json, rc,
+                  e.msg);
+    }
+    /* Validation of a complete configuration: products stay bounded. */
+    cs_clip_config c = {224, 32, 768, 12, 12, 3072, 77, 49408, 512, 12, 8, 2048, 512, 1, 1e-5f};
+    CHECK_EQ_INT(cs_clip_config_validate(&c, "ok", &e), 0);
+    cs_clip_config big = c;
+    big.image_size = 4096, big.patch_size = 1;
+    CHECK(cs_clip_config_validate(&big, "big", &e) == CLIPSCORE_EMODEL && strstr(e.msg, "patches"));
+    big = c;
+    big.vocab_size = 1 << 30;
+    CHECK(cs_clip_config_validate(&big, "big", &e) == CLIPSCORE_EMODEL &&
+          strstr(e.msg, "vocab_size"));
+    big = c;
+    big.ln_eps = NAN;
+    CHECK(cs_clip_config_validate(&big, "nan", &e) == CLIPSCORE_EMODEL && strstr(e.msg, "ln_eps"));
+    /* The shim refuses what the validation refuses. */
+    cs_torch_model *m = NULL;
+    CHECK(cs_torch_model_create(&big, "cpu", "fp32", &m, &e) == CLIPSCORE_EMODEL && !m);
+}
+
 /* ------------------------------------------------------------ conformance */
 
 static float *load_npy(const char *path, int64_t *rows, int64_t *cols) {
@@ -500,6 +708,8 @@ static void test_conformance(const char *dir) {
 int main(void) {
     cs_torch_set_threads(2);
     test_tiny();
+    test_bad_configs();
+    test_config_parse_buffer();
     const char *conf = test_conformance_dir();
     if (conf)
         test_conformance(conf);
