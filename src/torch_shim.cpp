@@ -13,12 +13,17 @@
 
 #include "torch_shim.h"
 
+#include <caffe2/serialize/inline_container.h>
+#include <caffe2/serialize/read_adapter_interface.h>
+#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -127,19 +132,161 @@ std::string shape_str(at::IntArrayRef s) {
 
 // --------------------------------------------------------------- archives
 
+// Reads the archive's bytes for libtorch's zip reader straight from the
+// file (no second copy of the file in memory) and remembers where each
+// uncompressed record was read to and how long it was. The unpickler sizes
+// a storage by the element count the pickle claims, not by the record it
+// read (libtorch 1.13), so these reads are what the file really holds.
+class RecordingReader final : public caffe2::serialize::ReadAdapterInterface {
+  public:
+    RecordingReader(FILE *f, size_t size) : f_(f), size_(size) {}
+    size_t size() const override {
+        return size_;
+    }
+    size_t read(uint64_t pos, void *buf, size_t n, const char *what = "") const override {
+        (void)what;
+        if (pos >= size_) return 0;
+        if (n > size_ - pos) n = (size_t)(size_ - pos);
+        size_t got = 0;
+        while (got < n) {
+            ssize_t r = pread(fileno(f_), (char *)buf + got, n - got, (off_t)(pos + got));
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+        std::lock_guard<std::mutex> lock(mu_);
+        // The unpickler reads a record anew for each persistent id naming
+        // it: a file naming one record many times would be read many times
+        // over. What torch.save and TorchScript write is read about once;
+        // a short read makes the zip reader fail.
+        if (total_ + got > budget()) {
+            over_budget_ = true;
+            return 0;
+        }
+        total_ += got;
+        // A record is read whole, into the buffer that becomes its storage.
+        size_t &seen = reads_[buf];
+        if (got > seen) seen = got;
+        return got;
+    }
+    // Bytes read into the buffer at p; 0 when nothing was (e.g. a compressed
+    // record, which is inflated from a scratch buffer).
+    size_t read_into(const void *p) const {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = reads_.find(p);
+        return it == reads_.end() ? 0 : it->second;
+    }
+
+    bool over_budget() const {
+        std::lock_guard<std::mutex> lock(mu_);
+        return over_budget_;
+    }
+    size_t budget() const {
+        return 2 * size_ + (1u << 20);
+    }
+
+  private:
+    FILE *f_;
+    size_t size_;
+    mutable std::mutex mu_;
+    mutable size_t total_ = 0;
+    mutable bool over_budget_ = false;
+    mutable std::unordered_map<const void *, size_t> reads_;
+};
+
 struct cs_archive {
     std::vector<std::string> names;
     std::vector<torch::Tensor> tensors; // contiguous, CPU; own the data the views point at
     std::vector<cs_tensor> views;
+    // Checking and materialising tensors (see archive_add).
+    const RecordingReader *reader = nullptr;
+    std::unordered_map<const void *, size_t> storages; // distinct storages seen: real bytes
+    size_t file_bytes = 0;                             // bytes of all distinct storages
+    size_t copied_bytes = 0; // bytes materialised by copies of non-contiguous views
+    std::string error;       // the first tensor refused, with why
 };
 
-static void archive_add(cs_archive *a, const std::string &name, const torch::Tensor &t) {
+namespace {
+
+std::string strides_str(at::IntArrayRef s) {
+    return shape_str(s);
+}
+
+// Checks a tensor's view against the bytes its storage really holds, before
+// anything reads or copies it: sizes and strides must be non-negative, the
+// view must lie inside the storage, and materialising it (.contiguous())
+// must not need more memory than the file holds. A stride-0 (expanded)
+// view of a one-element storage would otherwise turn a 1 KB file into
+// gigabytes. Returns "" or why the tensor is refused.
+std::string check_view(cs_archive *a, const torch::Tensor &t) {
+    if (t.layout() != at::kStrided || !t.has_storage()) return "is not a dense tensor";
+    const c10::Storage &st = t.storage();
+    const void *base = st.data();
+    size_t real = st.nbytes();
+    if (real > 0) {
+        size_t got = a->reader ? a->reader->read_into(base) : 0;
+        if (got == 0)
+            return "has data that is not an uncompressed record of the archive (clipscore reads "
+                   "the uncompressed archives torch.save writes)";
+        if (got < real) real = got;
+    }
+    const int64_t item = (int64_t)t.element_size();
+    int64_t numel = 1, last = t.storage_offset(); // last: the furthest element the view reads
+    bool overflow = last < 0;
+    for (int64_t d = 0; d < t.dim() && !overflow; d++) {
+        int64_t n = t.size(d), s = t.stride(d), reach;
+        if (n < 0 || s < 0) return "has a negative size or stride";
+        overflow |= __builtin_mul_overflow(numel, n, &numel);
+        if (n > 0) {
+            overflow |= __builtin_mul_overflow(n - 1, s, &reach);
+            overflow |= __builtin_add_overflow(last, reach, &last);
+        }
+    }
+    int64_t need = 0, bytes = 0;
+    if (!overflow) {
+        overflow |= __builtin_add_overflow(last, 1, &need);
+        overflow |= __builtin_mul_overflow(need, item, &need);
+        overflow |= __builtin_mul_overflow(numel, item, &bytes);
+    }
+    std::string view = "view (shape " + shape_str(t.sizes()) + ", strides " +
+                       strides_str(t.strides()) + ", offset " + std::to_string(t.storage_offset()) +
+                       ")";
+    if (overflow) return "has a " + view + " whose size overflows";
+    if (numel == 0) return "";
+    if ((uint64_t)need > real)
+        return "has a " + view + " that reaches byte " + std::to_string(need) +
+               " of a storage holding " + std::to_string(real) + " bytes";
+    if (a->storages.emplace(base, real).second) a->file_bytes += real;
+    if (!t.is_contiguous()) {
+        // A copy: its size is bounded by the storage (no expanded views) and
+        // all copies together by what the file holds.
+        if ((uint64_t)bytes > real)
+            return "has a " + view + " of " + std::to_string(bytes) + " bytes over a storage of " +
+                   std::to_string(real) +
+                   " bytes (an expanded or overlapping view; no CLIP weight is one)";
+        if (a->copied_bytes + (size_t)bytes > a->file_bytes)
+            return "has a " + view + " whose copy would exceed the archive's own size";
+        a->copied_bytes += (size_t)bytes;
+    }
+    return "";
+}
+
+// Adds one named tensor, checked first (check_view); the first refusal is
+// kept in a->error and stops the loading.
+void archive_add(cs_archive *a, const std::string &name, const torch::Tensor &t) {
+    if (!a->error.empty()) return;
     cs_dtype dt;
     if (!to_cs_dtype(t.scalar_type(), &dt)) return; // e.g. complex: no CLIP weight is
     if (t.dim() > CS_MAX_DIMS) return;
+    std::string why = check_view(a, t);
+    if (!why.empty()) {
+        a->error = "tensor " + name + " " + why;
+        return;
+    }
     a->names.push_back(name);
-    a->tensors.push_back(t.detach().to(torch::kCPU).contiguous());
+    a->tensors.push_back(t.detach().contiguous());
 }
+
+} // namespace
 
 extern "C" int cs_archive_open(const char *path, cs_archive **out, cs_error *e) {
     *out = nullptr;
@@ -147,20 +294,26 @@ extern "C" int cs_archive_open(const char *path, cs_archive **out, cs_error *e) 
     if (!a) return cs_fail(e, CLIPSCORE_ENOMEM, "%s: out of memory", path);
     std::string pickle_err, jit_err;
     SHIM_TRY
-    std::ifstream f(path, std::ios::binary);
+    std::unique_ptr<FILE, int (*)(FILE *)> f(fopen(path, "rb"), fclose);
     if (!f) return cs_fail(e, CLIPSCORE_EIO, "%s: %s", path, strerror(errno));
-    std::vector<char> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (data.size() < 4 || data[0] != 'P' || data[1] != 'K')
+    char magic[2] = {0, 0};
+    struct stat sb;
+    if (fstat(fileno(f.get()), &sb) != 0 || fread(magic, 1, 2, f.get()) != 2 || magic[0] != 'P' ||
+        magic[1] != 'K')
         return cs_fail(e, CLIPSCORE_EFORMAT,
                        "%s: not a zip-format torch file (re-save it with a current PyTorch, or "
                        "convert it to safetensors)",
                        path);
-    // A torch.save'd state dict first; a TorchScript archive's pickle names
-    // its own classes, which the plain unpickler refuses, so that comes next.
+    auto rai = std::make_shared<RecordingReader>(f.get(), (size_t)sb.st_size);
+    a->reader = rai.get();
+    // A torch.save'd state dict first (what torch::pickle_load does, with
+    // our reader); a TorchScript archive's pickle names its own classes,
+    // which the plain unpickler refuses, so that comes next.
     try {
-        torch::IValue v = torch::pickle_load(data);
-        data.clear(); // the tensors own copies: free the file's bytes now
-        data.shrink_to_fit();
+        caffe2::serialize::PyTorchStreamReader zr(rai);
+        // Storages saved from a GPU land on the CPU, where check_view sees them.
+        torch::IValue v = torch::jit::readArchiveAndTensors(
+            "data", "", "", c10::nullopt, c10::nullopt, c10::Device(c10::kCPU), zr);
         if (v.isGenericDict()) {
             for (const auto &kv : v.toGenericDict()) {
                 if (kv.key().isString() && kv.value().isTensor())
@@ -172,17 +325,22 @@ extern "C" int cs_archive_open(const char *path, cs_archive **out, cs_error *e) 
     } catch (const c10::Error &err) {
         pickle_err = short_what(err);
     }
-    if (a->tensors.empty()) {
-        data.clear();
-        data.shrink_to_fit();
+    if (a->tensors.empty() && a->error.empty()) {
         try {
-            torch::jit::Module m = torch::jit::load(path, torch::kCPU);
+            torch::jit::Module m = torch::jit::load(rai, torch::kCPU);
             for (const auto &p : m.named_parameters(true)) archive_add(a.get(), p.name, p.value);
             for (const auto &b : m.named_buffers(true)) archive_add(a.get(), b.name, b.value);
         } catch (const c10::Error &err) {
             jit_err = short_what(err);
         }
     }
+    a->reader = nullptr; // the reader goes with this scope
+    if (rai->over_budget())
+        return cs_fail(e, CLIPSCORE_EFORMAT,
+                       "%s: reads more than twice the file's size (a weight record named by many "
+                       "tensors?); refused",
+                       path);
+    if (!a->error.empty()) return cs_fail(e, CLIPSCORE_EFORMAT, "%s: %s", path, a->error.c_str());
     if (a->tensors.empty())
         return cs_fail(e, CLIPSCORE_EFORMAT,
                        "%s: no tensors found (as a state dict: %s; as TorchScript: %s)", path,

@@ -10,6 +10,7 @@
  * same numbers (weights are fp16-exact), so they agree to float rounding. */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <math.h>
 #include <stdint.h>
@@ -18,6 +19,7 @@
 #include "model_files.h"
 #include "test.h"
 #include "tiny_model.h"
+#include "torch_zip.h"
 #include "torch_shim.h"
 
 /* ------------------------------------------------------------ reference */
@@ -409,6 +411,192 @@ static void test_tiny(void) {
     CHECK(strstr(e.msg, "relu") != NULL);
 }
 
+/* ------------------------------------------------------------ hostile archives */
+
+static long max_rss_kb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* Opens a one-tensor archive; returns the status, message in e. */
+static int open_one(const char *dir, const char *tag, const torch_zip_tensor *t, cs_error *e) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s.bin", dir, tag);
+    if (torch_zip_write(path, t, 1, e)) return 99;
+    cs_archive *a = NULL;
+    int rc = cs_archive_open(path, &a, e);
+    cs_archive_free(a);
+    return rc;
+}
+
+/* Defect 6: a 1 KB pytorch_model.bin holding a stride-0 (expanded) tensor
+ * of 500M elements made the loader allocate 2 GB (.contiguous()) before
+ * failing. Every view is now bounded by the bytes its storage really holds
+ * before anything is copied. Run first, so that the peak RSS measured is
+ * this load's and not an earlier test's. */
+static void test_archive_bounds(void) {
+    const char *tmp = test_tmpdir("archive");
+    cs_error e = {0};
+    float four[4] = {1, 2, 3, 4}, six[6] = {1, 2, 3, 4, 5, 6};
+
+    /* Warm libtorch up on a good archive, so the measurement below sees
+     * only the hostile load. A transposed (non-contiguous) view is a legal
+     * tensor: it is materialised, with its values in the view's order. */
+    torch_zip_tensor tr = {"w", 2, {3, 2}, {1, 3}, 0, 6, six, sizeof six, 0, 0};
+    char path[700];
+    snprintf(path, sizeof path, "%s/transposed.bin", tmp);
+    CHECK_EQ_INT(torch_zip_write(path, &tr, 1, &e), 0);
+    cs_archive *a = NULL;
+    CHECK_MSG(cs_archive_open(path, &a, &e) == 0, "%s", e.msg);
+    if (a) {
+        const cs_tensor *v = cs_archive_tensor(a, 0);
+        CHECK(v && v->ndim == 2 && v->shape[0] == 3 && v->shape[1] == 2 && v->nbytes == 24);
+        static const float want[6] = {1, 4, 2, 5, 3, 6};
+        CHECK(v && memcmp(v->data, want, sizeof want) == 0);
+    }
+    cs_archive_free(a);
+
+    long before = max_rss_kb();
+    double t0 = cs_now();
+    torch_zip_tensor ex = {"visual.conv1.weight", 1, {500000000}, {0}, 0, 1, four, 4, 0, 0};
+    int rc = open_one(tmp, "expanded", &ex, &e);
+    double secs = cs_now() - t0;
+    long grown = max_rss_kb() - before;
+    fprintf(stderr, "stride-0 500M-element tensor: rc %d in %.3f s, peak RSS grew %ld KB: %s\n", rc,
+            secs, grown, e.msg);
+    CHECK_EQ_INT(rc, CLIPSCORE_EFORMAT);
+    CHECK(strstr(e.msg, "visual.conv1.weight") && strstr(e.msg, "expanded"));
+    CHECK_MSG(grown < 100 * 1024, "peak RSS grew by %ld KB", grown);
+
+    /* A storage claiming more elements than its record holds: the view
+     * would read past the 16 bytes the file has. */
+    torch_zip_tensor lie = {"ln_final.weight", 1, {64}, {1}, 0, 64, four, sizeof four, 0, 0};
+    CHECK_EQ_INT(open_one(tmp, "claims", &lie, &e), CLIPSCORE_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "ln_final.weight") && strstr(e.msg, "storage holding 16 bytes"), "%s",
+              e.msg);
+    /* A view past the end of an honest storage. */
+    torch_zip_tensor past = {"ln_final.bias", 1, {8}, {1}, 0, 4, four, sizeof four, 0, 0};
+    CHECK_EQ_INT(open_one(tmp, "past", &past, &e), CLIPSCORE_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "ln_final.bias") && strstr(e.msg, "reaches byte 32"), "%s", e.msg);
+    torch_zip_tensor off = {"ln_final.bias", 1, {2}, {1}, 3, 4, four, sizeof four, 0, 0};
+    CHECK_EQ_INT(open_one(tmp, "offset", &off, &e), CLIPSCORE_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "offset 3"), "%s", e.msg);
+    /* Strides that overflow int64 when multiplied out. */
+    torch_zip_tensor big = {"x", 2, {1LL << 40, 1LL << 40}, {1LL << 40, 1}, 0, 4, four, 16, 0, 0};
+    CHECK_EQ_INT(open_one(tmp, "overflow", &big, &e), CLIPSCORE_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "overflow"), "%s", e.msg); /* libtorch's own check, or ours */
+    /* Transposed views that each fit their storage but all share one:
+     * copying every one of them would take NV times the file's bytes. */
+    enum { NV = 64 };
+    torch_zip_tensor many[NV];
+    char names[NV][16];
+    for (int i = 0; i < NV; i++) {
+        snprintf(names[i], sizeof names[i], "t%d", i);
+        torch_zip_tensor m = {names[i], 2, {2, 2}, {1, 2}, 0, 4, four, sizeof four, 0, i ? 1 : 0};
+        many[i] = m;
+    }
+    snprintf(path, sizeof path, "%s/many.bin", tmp);
+    CHECK_EQ_INT(torch_zip_write(path, many, NV, &e), 0);
+    a = NULL;
+    CHECK_EQ_INT(cs_archive_open(path, &a, &e), CLIPSCORE_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "exceed the archive's own size"), "%s", e.msg);
+    cs_archive_free(a);
+    /* The same views, each over a storage of its own, load. */
+    for (int i = 0; i < NV; i++) many[i].same_storage_as = 0;
+    CHECK_EQ_INT(torch_zip_write(path, many, NV, &e), 0);
+    a = NULL;
+    CHECK_MSG(cs_archive_open(path, &a, &e) == 0, "%s", e.msg);
+    CHECK_EQ_INT(cs_archive_count(a), NV);
+    cs_archive_free(a);
+    /* One 4 MB record loaded again for each of 16 tensors (the unpickler
+     * reads a record anew for every persistent id naming it): 64 MB from
+     * a 4 MB file is refused before it is all read. */
+    enum { RN = 1 << 20 };
+    float *rec = calloc(RN, sizeof *rec);
+    torch_zip_tensor rr[16];
+    for (int i = 0; i < 16; i++) {
+        torch_zip_tensor m = {names[i], 1, {RN}, {1}, 0, RN, rec, RN * sizeof *rec, 0, i ? -1 : 0};
+        rr[i] = m;
+    }
+    snprintf(path, sizeof path, "%s/reread.bin", tmp);
+    CHECK_EQ_INT(torch_zip_write(path, rr, 16, &e), 0);
+    free(rec);
+    before = max_rss_kb();
+    a = NULL;
+    CHECK_EQ_INT(cs_archive_open(path, &a, &e), CLIPSCORE_EFORMAT);
+    CHECK_MSG(strstr(e.msg, "reads more than"), "%s", e.msg);
+    cs_archive_free(a);
+    fprintf(stderr, "one 4 MB record read for 16 tensors: peak RSS grew %ld KB: %s\n",
+            max_rss_kb() - before, e.msg);
+    /* Two tensors over one memoised storage, as torch.save writes tied
+     * weights, load and share nothing they should not. */
+    rr[1].same_storage_as = 1;
+    rr[1].shape[0] = RN / 2;
+    rec = calloc(RN, sizeof *rec);
+    rr[0].data = rec;
+    CHECK_EQ_INT(torch_zip_write(path, rr, 2, &e), 0);
+    free(rec);
+    a = NULL;
+    CHECK_MSG(cs_archive_open(path, &a, &e) == 0, "%s", e.msg);
+    CHECK_EQ_INT(cs_archive_count(a), 2);
+    cs_archive_free(a);
+}
+
+/* The tiny model as a hand-written pytorch_model.bin (HF names) loads and
+ * gives the same embeddings as its safetensors twin: the writer above
+ * produces what libtorch reads, so the refusals are about the views. */
+static void test_bin_layout(void) {
+    const char *tmp = test_tmpdir("bin");
+    char hf[600], bin[600], path[700];
+    snprintf(hf, sizeof hf, "%s/hf", tmp);
+    snprintf(bin, sizeof bin, "%s/hf-bin", tmp);
+    tiny_spec s = tiny_default_spec();
+    cs_error e = {0};
+    CHECK_EQ_INT(tiny_model_write(hf, "hf", &s, 3, 0, &e), 0);
+    CHECK_EQ_INT(tiny_model_write(bin, "hf", &s, 3, 0, &e), 0);
+    cs_safetensors st;
+    snprintf(path, sizeof path, "%s/model.safetensors", bin);
+    CHECK_EQ_INT(cs_safetensors_open(path, &st, &e), 0);
+    torch_zip_tensor *t = calloc((size_t)st.n, sizeof *t);
+    for (int i = 0; i < st.n; i++) {
+        const cs_tensor *w = &st.tensors[i];
+        torch_zip_tensor *z = &t[i]; /* zeroed: own storage, F32, offset 0 */
+        z->name = w->name;
+        z->ndim = w->ndim;
+        z->storage_numel = (int64_t)(w->nbytes / 4);
+        z->data = w->data;
+        z->data_bytes = w->nbytes;
+        int64_t stride = 1;
+        for (int d = w->ndim - 1; d >= 0; d--)
+            z->shape[d] = w->shape[d], z->stride[d] = stride, stride *= w->shape[d];
+    }
+    snprintf(path, sizeof path, "%s/pytorch_model.bin", bin);
+    CHECK_EQ_INT(torch_zip_write(path, t, st.n, &e), 0);
+    free(t);
+    cs_safetensors_close(&st);
+    snprintf(path, sizeof path, "%s/model.safetensors", bin);
+    unlink(path);
+    cs_model_files mf;
+    cs_torch_model *m_bin = load(bin, "fp32", &mf), *m_st = load(hf, "fp32", NULL);
+    CHECK(m_bin && m_st);
+    if (m_bin) {
+        CHECK_EQ_STR(mf.layout, "hf-bin");
+        cs_model_files_close(&mf);
+    }
+    if (m_bin && m_st) {
+        const int R = s.image_size;
+        float *px = malloc(sizeof(float) * 3 * R * R), a[32], b[32];
+        for (int i = 0; i < 3 * R * R; i++) px[i] = frand();
+        CHECK_EQ_INT(cs_torch_encode_images(m_bin, px, 1, a, &e), 0);
+        CHECK_EQ_INT(cs_torch_encode_images(m_st, px, 1, b, &e), 0);
+        CHECK(memcmp(a, b, sizeof(float) * (size_t)s.embed_dim) == 0);
+        free(px);
+    }
+    cs_torch_model_free(m_bin);
+    cs_torch_model_free(m_st);
+}
+
 /* ------------------------------------------------------------ broken configurations */
 
 /* Replaces the first occurrence of `from` in a file with `to`. */
@@ -707,7 +895,9 @@ static void test_conformance(const char *dir) {
 
 int main(void) {
     cs_torch_set_threads(2);
+    test_archive_bounds();
     test_tiny();
+    test_bin_layout();
     test_bad_configs();
     test_config_parse_buffer();
     const char *conf = test_conformance_dir();
