@@ -518,11 +518,27 @@ torch::Tensor mlp(const torch::Tensor &x, const Block &b, bool quick_gelu) {
     return torch::linear(h, b.proj_w, b.proj_b);
 }
 
+// The optional hook of the forward passes (cs_torch_trace_*): NULL on the
+// normal path, where each stage then costs one pointer test.
+struct Tracer {
+    cs_torch_trace_cb cb;
+    void *user;
+    // Hands stage `name` to the callback as contiguous fp32 on the CPU,
+    // synchronously: the in-place updates that follow cannot affect it.
+    void emit(const char *name, const torch::Tensor &x) const {
+        torch::Tensor c = x.to(torch::kCPU, at::kFloat).contiguous();
+        std::vector<int64_t> shape(c.sizes().begin(), c.sizes().end());
+        cb(name, c.data_ptr<float>(), shape.data(), (int)shape.size(), user);
+    }
+};
+
 torch::Tensor transformer(torch::Tensor x, const std::vector<Block> &blocks, int heads, bool causal,
-                          const cs_clip_config &cfg) {
-    for (const Block &b : blocks) {
+                          const cs_clip_config &cfg, const Tracer *tr) {
+    for (size_t i = 0; i < blocks.size(); i++) {
+        const Block &b = blocks[i];
         x.add_(attention(layer_norm(x, b.ln_1_w, b.ln_1_b, cfg.ln_eps), b, heads, causal));
         x.add_(mlp(layer_norm(x, b.ln_2_w, b.ln_2_b, cfg.ln_eps), b, cfg.quick_gelu != 0));
+        if (tr) tr->emit(("block." + std::to_string(i)).c_str(), x);
     }
     return x;
 }
@@ -724,8 +740,10 @@ extern "C" const char *cs_torch_model_precision(const cs_torch_model *m) {
     return m->precision_name.c_str();
 }
 
-extern "C" int cs_torch_encode_images(cs_torch_model *m, const float *pixels, int n, float *out,
-                                      cs_error *e) {
+// The image tower; tr (may be NULL) sees each stage. The one forward pass
+// behind both cs_torch_encode_images and cs_torch_trace_images.
+static int encode_images(cs_torch_model *m, const float *pixels, int n, float *out,
+                         const Tracer *tr, cs_error *e) {
     if (!m->ready) return cs_fail(e, CLIPSCORE_EINTERNAL, "model used before it was ready");
     if (n <= 0) return 0;
     SHIM_TRY
@@ -741,16 +759,34 @@ extern "C" int cs_torch_encode_images(cs_torch_model *m, const float *pixels, in
     x = x.flatten(2).transpose(1, 2);                  // [N, g*g, W]
     torch::Tensor cls = m->v_cls.view({1, 1, w}).expand({n, 1, w});
     x = torch::cat({cls, x}, 1) + m->v_pos; // [N, g*g+1, W]
+    if (tr) tr->emit("embed", x);
     x = layer_norm(x, m->v_ln_pre_w, m->v_ln_pre_b, c.ln_eps);
-    x = transformer(x, m->v_blocks, c.vision_heads, false, c);
+    if (tr) tr->emit("ln_pre", x);
+    x = transformer(x, m->v_blocks, c.vision_heads, false, c, tr);
     x = layer_norm(x.select(1, 0), m->v_ln_post_w, m->v_ln_post_b, c.ln_eps); // class token
-    copy_out(torch::matmul(x, m->v_proj), out);                               // [N, D]
+    if (tr) tr->emit("ln_post", x);
+    torch::Tensor y = torch::matmul(x, m->v_proj); // [N, D]
+    if (tr) tr->emit("proj", y);
+    copy_out(y, out);
     return 0;
     SHIM_CATCH(e, "image encoder")
 }
 
-extern "C" int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n,
-                                     int stride, float *out, cs_error *e) {
+extern "C" int cs_torch_encode_images(cs_torch_model *m, const float *pixels, int n, float *out,
+                                      cs_error *e) {
+    return encode_images(m, pixels, n, out, nullptr, e);
+}
+
+extern "C" int cs_torch_trace_images(cs_torch_model *m, const float *pixels, int n, float *out,
+                                     cs_torch_trace_cb cb, void *user, cs_error *e) {
+    if (!cb) return cs_fail(e, CLIPSCORE_EARG, "cs_torch_trace_images: no callback");
+    Tracer tr{cb, user};
+    return encode_images(m, pixels, n, out, &tr, e);
+}
+
+// The text tower; as encode_images.
+static int encode_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n, int stride,
+                        float *out, const Tracer *tr, cs_error *e) {
     if (!m->ready) return cs_fail(e, CLIPSCORE_EINTERNAL, "model used before it was ready");
     if (n <= 0) return 0;
     const cs_clip_config &c = m->cfg;
@@ -788,14 +824,32 @@ extern "C" int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, cons
     torch::Tensor last = torch::from_blob(last_v.data(), {n}, at::kLong);
     tok = tok.to(m->device);
     torch::Tensor x = torch::embedding(m->t_tok, tok) + m->t_pos.slice(0, 0, l); // [N, l, W]
-    x = transformer(x, m->t_blocks, c.text_heads, true, c);
+    if (tr) tr->emit("embed", x);
+    x = transformer(x, m->t_blocks, c.text_heads, true, c, tr);
     x = layer_norm(x, m->t_ln_w, m->t_ln_b, c.ln_eps);
+    if (tr) tr->emit("ln_final", x);
     torch::Tensor rows =
         torch::arange(n, torch::TensorOptions().dtype(at::kLong).device(m->device));
     x = x.index({rows, last.to(m->device)}); // [N, W]
-    copy_out(torch::matmul(x, m->t_proj), out);
+    if (tr) tr->emit("pooled", x);
+    torch::Tensor y = torch::matmul(x, m->t_proj); // [N, D]
+    if (tr) tr->emit("proj", y);
+    copy_out(y, out);
     return 0;
     SHIM_CATCH(e, "text encoder")
+}
+
+extern "C" int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n,
+                                     int stride, float *out, cs_error *e) {
+    return encode_texts(m, ids, lens, n, stride, out, nullptr, e);
+}
+
+extern "C" int cs_torch_trace_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n,
+                                    int stride, float *out, cs_torch_trace_cb cb, void *user,
+                                    cs_error *e) {
+    if (!cb) return cs_fail(e, CLIPSCORE_EARG, "cs_torch_trace_texts: no callback");
+    Tracer tr{cb, user};
+    return encode_texts(m, ids, lens, n, stride, out, &tr, e);
 }
 
 // Pinned buffers are owned by tensors kept here until freed.

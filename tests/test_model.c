@@ -109,8 +109,31 @@ static void block(const ref *r, const char *pre, int li, double *x, int L, int W
     free(h), free(qkv), free(att), free(o), free(m), free(s);
 }
 
+/* Stages of the reference's forward pass, recorded when a trace is given
+ * (same names as cs_torch_trace_*). */
+enum { MAX_STAGES = 32 };
+typedef struct rtrace {
+    int n;
+    char name[MAX_STAGES][24];
+    double *data[MAX_STAGES];
+    size_t len[MAX_STAGES];
+} rtrace;
+
+static void rt_add(rtrace *t, const char *name, const double *x, size_t len) {
+    if (!t || t->n == MAX_STAGES) return;
+    snprintf(t->name[t->n], sizeof t->name[0], "%s", name);
+    t->data[t->n] = malloc(len * sizeof *x);
+    memcpy(t->data[t->n], x, len * sizeof *x);
+    t->len[t->n++] = len;
+}
+
+static void rt_free(rtrace *t) {
+    for (int i = 0; i < t->n; i++) free(t->data[i]);
+    t->n = 0;
+}
+
 /* px [3][R][R] -> out [D] */
-static void ref_image(const ref *r, const float *px, double *out) {
+static void ref_image(const ref *r, const float *px, double *out, rtrace *tr) {
     const tiny_spec *s = &r->s;
     int P = s->patch, g = s->image_size / P, Wd = s->vision_width, L = g * g + 1, R = s->image_size;
     double *x = calloc((size_t)L * Wd, sizeof *x);
@@ -129,22 +152,30 @@ static void ref_image(const ref *r, const float *px, double *out) {
                 x[(size_t)(1 + gy * g + gx) * Wd + c] = acc;
             }
     for (size_t k = 0; k < (size_t)L * Wd; k++) x[k] += pos[k];
+    rt_add(tr, "embed", x, (size_t)L * Wd);
     layer_norm(x, L, Wd, W(r, "visual.ln_pre.weight", 0), W(r, "visual.ln_pre.bias", 0));
-    for (int i = 0; i < s->vision_layers; i++)
+    rt_add(tr, "ln_pre", x, (size_t)L * Wd);
+    for (int i = 0; i < s->vision_layers; i++) {
+        char name[24];
         block(r, "visual.transformer.resblocks", i, x, L, Wd, s->vision_heads, 0);
+        snprintf(name, sizeof name, "block.%d", i);
+        rt_add(tr, name, x, (size_t)L * Wd);
+    }
     layer_norm(x, 1, Wd, W(r, "visual.ln_post.weight", 0), W(r, "visual.ln_post.bias", 0));
+    rt_add(tr, "ln_post", x, (size_t)Wd);
     const float *proj = W(r, "visual.proj", 0);
     for (int d = 0; d < s->embed_dim; d++) {
         double acc = 0;
         for (int k = 0; k < Wd; k++) acc += x[k] * proj[(size_t)k * s->embed_dim + d];
         out[d] = acc;
     }
+    rt_add(tr, "proj", out, (size_t)s->embed_dim);
     free(x);
 }
 
 /* ids [n] ending with the end token -> out [D]; runs the full context as
  * the reference does (padding after the end token). */
-static void ref_text(const ref *r, const int32_t *ids, int n, double *out) {
+static void ref_text(const ref *r, const int32_t *ids, int n, double *out, rtrace *tr) {
     const tiny_spec *s = &r->s;
     int L = s->context_length, Wd = s->text_width;
     double *x = calloc((size_t)L * Wd, sizeof *x);
@@ -154,16 +185,27 @@ static void ref_text(const ref *r, const int32_t *ids, int n, double *out) {
         for (int k = 0; k < Wd; k++)
             x[(size_t)i * Wd + k] = tok[(size_t)id * Wd + k] + pos[(size_t)i * Wd + k];
     }
-    for (int i = 0; i < s->text_layers; i++)
+    rt_add(tr, "embed", x, (size_t)L * Wd);
+    for (int i = 0; i < s->text_layers; i++) {
+        char name[24];
         block(r, "transformer.resblocks", i, x, L, Wd, s->text_heads, 1);
+        snprintf(name, sizeof name, "block.%d", i);
+        rt_add(tr, name, x, (size_t)L * Wd);
+    }
+    if (tr) { /* every position, as the shim's "ln_final" stage */
+        layer_norm(x, L, Wd, W(r, "ln_final.weight", 0), W(r, "ln_final.bias", 0));
+        rt_add(tr, "ln_final", x, (size_t)L * Wd);
+    }
     double *e = x + (size_t)(n - 1) * Wd;
-    layer_norm(e, 1, Wd, W(r, "ln_final.weight", 0), W(r, "ln_final.bias", 0));
+    if (!tr) layer_norm(e, 1, Wd, W(r, "ln_final.weight", 0), W(r, "ln_final.bias", 0));
+    rt_add(tr, "pooled", e, (size_t)Wd);
     const float *proj = W(r, "text_projection", 0);
     for (int d = 0; d < s->embed_dim; d++) {
         double acc = 0;
         for (int k = 0; k < Wd; k++) acc += e[k] * proj[(size_t)k * s->embed_dim + d];
         out[d] = acc;
     }
+    rt_add(tr, "proj", out, (size_t)s->embed_dim);
     free(x);
 }
 
@@ -269,7 +311,7 @@ static void test_tiny(void) {
     double worst = 0;
     for (int i = 0; i < N; i++) {
         double want[32], scale;
-        ref_image(&r, px + (size_t)i * 3 * R * R, want);
+        ref_image(&r, px + (size_t)i * 3 * R * R, want, NULL);
         double d = max_abs(e_hf + i * D, want, D, &scale) / scale;
         if (d > worst) worst = d;
         CHECK_MSG(d < 1e-4, "image %d: max |torch - reference| / max |reference| = %g", i, d);
@@ -299,7 +341,7 @@ static void test_tiny(void) {
     worst = 0;
     for (int i = 0; i < 4; i++) {
         double want[32], scale;
-        ref_text(&r, ids + i * T, lens[i], want);
+        ref_text(&r, ids + i * T, lens[i], want, NULL);
         double d = max_abs(t_hf + i * D, want, D, &scale) / scale;
         if (d > worst) worst = d;
         CHECK_MSG(d < 1e-4, "text %d (%d tokens): relative difference %g", i, lens[i], d);
@@ -354,10 +396,10 @@ static void test_tiny(void) {
             float ge[32], gt[32];
             double want[32], scale;
             CHECK_EQ_INT(cs_torch_encode_images(mg, px, 1, ge, &e), 0);
-            ref_image(&rg, px, want);
+            ref_image(&rg, px, want, NULL);
             CHECK_MSG(max_abs(ge, want, D, &scale) / scale < 1e-4, "gelu image vs reference");
             CHECK_EQ_INT(cs_torch_encode_texts(mg, ids + 2 * T, &lens[2], 1, T, gt, &e), 0);
-            ref_text(&rg, ids + 2 * T, lens[2], want);
+            ref_text(&rg, ids + 2 * T, lens[2], want, NULL);
             CHECK_MSG(max_abs(gt, want, D, &scale) / scale < 1e-4, "gelu text vs reference");
             cs_model_files_close(&gmf);
         }
@@ -409,6 +451,146 @@ static void test_tiny(void) {
     fclose(f);
     CHECK_EQ_INT(cs_model_files_open(hf, &mf2, &e), CLIPSCORE_EMODEL);
     CHECK(strstr(e.msg, "relu") != NULL);
+}
+
+/* ------------------------------------------------------------ stage by stage */
+
+/* What the shim's trace hands over, kept as doubles. */
+typedef struct strace {
+    rtrace t;
+    int64_t batch[MAX_STAGES];
+} strace;
+
+static void collect(const char *stage, const float *data, const int64_t *shape, int ndim,
+                    void *user) {
+    strace *s = user;
+    size_t len = 1;
+    for (int i = 0; i < ndim; i++) len *= (size_t)shape[i];
+    if (s->t.n == MAX_STAGES) return;
+    double *d = malloc(len * sizeof *d);
+    for (size_t i = 0; i < len; i++) d[i] = data[i];
+    s->batch[s->t.n] = shape[0];
+    rt_add(&s->t, stage, d, len);
+    free(d);
+}
+
+/* Tolerance of each stage, relative to the stage's largest reference value.
+ * The shim computes in fp32, the reference in double, so the differences
+ * are fp32 rounding, growing with each stage that sums many products:
+ * - "embed": one patch convolution (3*P*P = 192 products) plus positions,
+ *   or an embedding lookup plus positions: ~1e-7, allowed 1e-5;
+ * - "ln_pre": a layer norm of that (divides by a std near 1): 1e-5;
+ * - "block.N": attention (softmax over <= 17 scores, two width-64 matrix
+ *   products) and the width-256 MLP, compounding block after block; the
+ *   end-to-end bound of the tests above, 1e-4, holds for each block (seen:
+ *   ~1e-6);
+ * - "ln_post", "ln_final", "pooled", "proj": norms and one projection of
+ *   the last block's output, 1e-4 as the embeddings themselves. */
+static double stage_tol(const char *stage) {
+    return strcmp(stage, "embed") == 0 || strcmp(stage, "ln_pre") == 0 ? 1e-5 : 1e-4;
+}
+
+/* Compares row `row` of every traced stage with the reference's stages for
+ * that row; text_len (0 for images) is how many positions the shim ran
+ * (the text tower runs only to the batch's longest row, the reference the
+ * whole context: positions before text_len must agree). Prints
+ * the largest difference per stage; returns the first stage over its
+ * tolerance, or NULL. */
+static const char *compare_stages(const char *what, const strace *got, const rtrace *want, int row,
+                                  int text_len, int W) {
+    const char *first_bad = NULL;
+    CHECK_EQ_INT(got->t.n, want->n);
+    for (int k = 0; k < got->t.n && k < want->n; k++) {
+        CHECK_EQ_STR(got->t.name[k], want->name[k]);
+        size_t per_row = got->t.len[k] / (size_t)got->batch[k];
+        const double *g = got->t.data[k] + (size_t)row * per_row, *w = want->data[k];
+        /* per-position stages of the text tower: the shim holds text_len
+         * positions, the reference the whole context */
+        if (text_len > 0 && per_row != want->len[k]) CHECK(per_row == (size_t)text_len * W);
+        double d = 0, scale = 0;
+        for (size_t i = 0; i < per_row && i < want->len[k]; i++) {
+            d = fmax(d, fabs(g[i] - w[i]));
+            scale = fmax(scale, fabs(w[i]));
+        }
+        double rel = d / (scale > 0 ? scale : 1), tol = stage_tol(want->name[k]);
+        fprintf(stderr, "  %s row %d %-9s max |shim - reference| %.2e (relative %.2e, tol %.0e)\n",
+                what, row, want->name[k], d, rel, tol);
+        if (rel > tol && !first_bad) first_bad = want->name[k];
+    }
+    return first_bad;
+}
+
+/* The forward pass stage by stage against the plain-C reference, so that
+ * a discrepancy is pinned to the stage that introduces it rather than seen
+ * only in the final embedding. */
+static void test_stages(void) {
+    const char *tmp = test_tmpdir("stages");
+    char dir[700], path[800];
+    snprintf(dir, sizeof dir, "%s/openclip", tmp);
+    tiny_spec s = tiny_default_spec();
+    cs_error e = {0};
+    CHECK_EQ_INT(tiny_model_write(dir, "openclip", &s, 11, 0, &e), 0);
+    ref r = {.s = s};
+    snprintf(path, sizeof path, "%s/open_clip_model.safetensors", dir);
+    CHECK_EQ_INT(cs_safetensors_open(path, &r.st, &e), 0);
+    cs_torch_model *m = load(dir, "fp32", NULL);
+    CHECK(m != NULL);
+    if (!m || !r.st.n) {
+        cs_torch_model_free(m);
+        cs_safetensors_close(&r.st);
+        return;
+    }
+    enum { N = 2 };
+    const int R = s.image_size, D = s.embed_dim, T = s.context_length, V = tiny_vocab_size();
+    float *px = malloc(sizeof(float) * N * 3 * R * R), emb[N * 32], traced[N * 32];
+    for (int i = 0; i < N * 3 * R * R; i++) px[i] = 2.0f * frand();
+
+    strace st = {0};
+    CHECK_EQ_INT(cs_torch_trace_images(m, px, N, traced, collect, &st, &e), 0);
+    CHECK_EQ_INT(st.t.n, 2 + s.vision_layers + 2);
+    /* the trace runs the same forward pass: the same bits come out */
+    CHECK_EQ_INT(cs_torch_encode_images(m, px, N, emb, &e), 0);
+    CHECK(memcmp(emb, traced, sizeof(float) * N * (size_t)D) == 0);
+    for (int i = 0; i < N; i++) {
+        rtrace want = {0};
+        double out[32];
+        ref_image(&r, px + (size_t)i * 3 * R * R, out, &want);
+        const char *bad = compare_stages("image", &st, &want, i, 0, s.vision_width);
+        CHECK_MSG(bad == NULL, "image %d: stage %s is the first beyond its tolerance", i,
+                  bad ? bad : "");
+        rt_free(&want);
+    }
+    rt_free(&st.t);
+
+    /* Two texts, the longer 9 of 16 positions: the shim runs 9. */
+    int32_t ids[N * 16];
+    int lens[N] = {5, 9};
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < T; j++) ids[i * T + j] = 0;
+        ids[i * T] = V - 2;
+        for (int j = 1; j < lens[i] - 1; j++)
+            ids[i * T + j] = (int32_t)((frand() + 1) * 0.5 * (V - 3));
+        ids[i * T + lens[i] - 1] = V - 1;
+    }
+    memset(&st, 0, sizeof st);
+    CHECK_EQ_INT(cs_torch_trace_texts(m, ids, lens, N, T, traced, collect, &st, &e), 0);
+    CHECK_EQ_INT(st.t.n, 1 + s.text_layers + 3);
+    CHECK_EQ_INT(cs_torch_encode_texts(m, ids, lens, N, T, emb, &e), 0);
+    CHECK(memcmp(emb, traced, sizeof(float) * N * (size_t)D) == 0);
+    for (int i = 0; i < N; i++) {
+        rtrace want = {0};
+        double out[32];
+        ref_text(&r, ids + i * T, lens[i], out, &want);
+        const char *bad = compare_stages("text", &st, &want, i, 9, s.text_width);
+        CHECK_MSG(bad == NULL, "text %d: stage %s is the first beyond its tolerance", i,
+                  bad ? bad : "");
+        rt_free(&want);
+    }
+    rt_free(&st.t);
+    CHECK(cs_torch_trace_images(m, px, N, traced, NULL, NULL, &e) == CLIPSCORE_EARG);
+    free(px);
+    cs_torch_model_free(m);
+    cs_safetensors_close(&r.st);
 }
 
 /* ------------------------------------------------------------ hostile archives */
@@ -898,6 +1080,7 @@ int main(void) {
     test_archive_bounds();
     test_tiny();
     test_bin_layout();
+    test_stages();
     test_bad_configs();
     test_config_parse_buffer();
     const char *conf = test_conformance_dir();
