@@ -2,11 +2,13 @@
 // image and text transformers (the project's only C++).
 //
 // Covers: reading torch.save'd state dicts and TorchScript archives into
-// tensor views; the forward passes of CLIP's vision transformer (patch
+// tensor views, each view checked against the bytes the file really holds
+// before it is copied; the forward passes of CLIP's vision transformer (patch
 // convolution, class token, positions, ln_pre, residual attention blocks,
 // ln_post on the class token, projection) and text transformer (token and
 // position embeddings, causal blocks, ln_final, the end token's features,
-// projection), on CPU or CUDA in fp32, fp16 or bf16.
+// projection), on CPU or CUDA in fp32, fp16 or bf16, with an optional
+// per-stage hook for the tests (cs_torch_trace_*).
 // Leaves out: training, the logit scale, any Python-side preprocessing.
 //
 // Every entry point catches C++ exceptions and returns a status and message.
@@ -147,23 +149,26 @@ class RecordingReader final : public caffe2::serialize::ReadAdapterInterface {
         (void)what;
         if (pos >= size_) return 0;
         if (n > size_ - pos) n = (size_t)(size_ - pos);
+        {
+            // The unpickler reads a record anew for each persistent id
+            // naming it: a file naming one record many times would be read
+            // many times over. What torch.save and TorchScript write is
+            // read about once; a short read makes the zip reader fail.
+            std::lock_guard<std::mutex> lock(mu_);
+            if (total_ + n > budget()) {
+                over_budget_ = true;
+                return 0;
+            }
+            total_ += n;
+        }
         size_t got = 0;
         while (got < n) {
             ssize_t r = pread(fileno(f_), (char *)buf + got, n - got, (off_t)(pos + got));
             if (r <= 0) break;
             got += (size_t)r;
         }
-        std::lock_guard<std::mutex> lock(mu_);
-        // The unpickler reads a record anew for each persistent id naming
-        // it: a file naming one record many times would be read many times
-        // over. What torch.save and TorchScript write is read about once;
-        // a short read makes the zip reader fail.
-        if (total_ + got > budget()) {
-            over_budget_ = true;
-            return 0;
-        }
-        total_ += got;
         // A record is read whole, into the buffer that becomes its storage.
+        std::lock_guard<std::mutex> lock(mu_);
         size_t &seen = reads_[buf];
         if (got > seen) seen = got;
         return got;
@@ -176,6 +181,12 @@ class RecordingReader final : public caffe2::serialize::ReadAdapterInterface {
         return it == reads_.end() ? 0 : it->second;
     }
 
+    // Each way of reading the archive (state dict, then TorchScript) gets
+    // the budget anew: a TorchScript file may be read once by each.
+    void new_attempt() {
+        std::lock_guard<std::mutex> lock(mu_);
+        total_ = 0;
+    }
     bool over_budget() const {
         std::lock_guard<std::mutex> lock(mu_);
         return over_budget_;
@@ -326,6 +337,7 @@ extern "C" int cs_archive_open(const char *path, cs_archive **out, cs_error *e) 
         pickle_err = short_what(err);
     }
     if (a->tensors.empty() && a->error.empty()) {
+        rai->new_attempt();
         try {
             torch::jit::Module m = torch::jit::load(rai, torch::kCPU);
             for (const auto &p : m.named_parameters(true)) archive_add(a.get(), p.name, p.value);

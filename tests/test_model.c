@@ -1,8 +1,12 @@
 /* test_model.c - model files and the torch shim against an independent,
  * plain-C forward pass of CLIP written here (double precision, no libtorch),
- * on tiny random models the test writes itself; then, when the shared
- * conformance fixtures exist, every layout against the reference
- * implementation's embeddings.
+ * on tiny random models the test writes itself, end to end and stage by
+ * stage (cs_torch_trace_*); broken configurations (refused at load, naming
+ * file and field), the configuration parser on raw buffers, and hostile
+ * pytorch_model.bin archives written by hand (tests/torch_zip.c); then,
+ * when the shared conformance fixtures exist, every layout against the
+ * reference implementation's embeddings. Leaves out: CUDA (the tests run
+ * on the CPU) and the command line (test_cli.py).
  *
  * Tolerances: the shim runs fp32 while the reference here accumulates in
  * double; through a few layers at width 64 the difference stays below 1e-4
