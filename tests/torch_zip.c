@@ -1,7 +1,8 @@
 /* torch_zip.c - hand-written torch zip/pickle files for the tests (see
  * torch_zip.h). Written from the zip specification (APPNOTE: local
  * headers, central directory, end record) and the pickle opcodes that
- * torch.save emits for a state dict. */
+ * torch.save emits for a state dict. Leaves out: reading such files back
+ * (libtorch does that in the tests). */
 #include "torch_zip.h"
 
 #include <stdio.h>
