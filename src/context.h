@@ -21,7 +21,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "torch_shim.h" /* cs_clip_config; TODO(merge): clip_config.h */
+#include "clip_config.h"
 #include "clipscore.h"
 #include "image.h"
 #include "util.h"

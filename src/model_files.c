@@ -1,19 +1,18 @@
-/* model_files.c - recognising a model's layout, reading its configuration and
- * presenting its weights under OpenAI's names (see model_files.h).
- * Leaves out: downloading (fetch.c) and the forward pass (torch_shim.cpp). */
+/* model_files.c - recognising a model's layout, reading its weights and
+ * presenting them under OpenAI's names (see model_files.h).
+ * Leaves out: parsing and checking the configuration (model_config.c),
+ * downloading (fetch.c) and the forward pass (torch_shim.cpp). */
 #define _GNU_SOURCE
 #include "model_files.h"
 
-#include <cjson/cJSON.h>
+#include "model_config.h"
+
 #include <dirent.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-#define MAX_CONFIG_BYTES (16u << 20)
 
 /* ------------------------------------------------------------ ownership */
 
@@ -258,213 +257,6 @@ static int map_openai(cs_model_files *mf, cs_error *e) {
     return 0;
 }
 
-/* ------------------------------------------------------------ architecture */
-
-static const cs_tensor *w_find(const cs_model_files *mf, const char *name) {
-    for (int i = 0; i < mf->n; i++)
-        if (strcmp(mf->weights[i].name, name) == 0) return &mf->weights[i];
-    return NULL;
-}
-
-/* Layer count among the weights' (OpenAI) names. */
-static int w_count_layers(const cs_model_files *mf, const char *prefix) {
-    int layers = 0;
-    for (int i = 0; i < mf->n; i++) {
-        int l = layer_of(mf->weights[i].name, prefix);
-        if (l > layers) layers = l;
-    }
-    return layers;
-}
-
-/* As OpenAI's build_model: everything from the shapes; heads = width / 64. */
-static int infer_architecture(cs_model_files *mf, cs_error *e) {
-    static const char *const required[] = {"visual.conv1.weight",
-                                           "visual.positional_embedding",
-                                           "text_projection",
-                                           "positional_embedding",
-                                           "token_embedding.weight",
-                                           "ln_final.weight",
-                                           "visual.transformer.resblocks.0.mlp.c_fc.weight",
-                                           "transformer.resblocks.0.mlp.c_fc.weight"};
-    const cs_tensor *t[8];
-    for (int i = 0; i < 8; i++) {
-        t[i] = w_find(mf, required[i]);
-        if (!t[i]) {
-            if (i == 0 && w_find(mf, "visual.layer1.0.conv1.weight"))
-                return cs_fail(e, CLIPSCORE_EMODEL,
-                               "%s: a ResNet CLIP; only the ViT models are supported",
-                               mf->weights_path);
-            return cs_fail(e, CLIPSCORE_EMODEL,
-                           "%s: not a CLIP checkpoint that clipscore knows: tensor %s is missing",
-                           mf->weights_path, required[i]);
-        }
-    }
-    if (t[0]->ndim != 4 || t[1]->ndim != 2 || t[2]->ndim != 2 || t[3]->ndim != 2 ||
-        t[4]->ndim != 2 || t[5]->ndim != 1 || t[6]->ndim != 2 || t[7]->ndim != 2)
-        return cs_fail(e, CLIPSCORE_EMODEL, "%s: unexpected tensor ranks", mf->weights_path);
-    cs_clip_config *c = &mf->clip;
-    c->vision_width = (int)t[0]->shape[0];
-    c->patch_size = (int)t[0]->shape[3];
-    int grid = (int)lround(sqrt((double)(t[1]->shape[0] - 1)));
-    c->image_size = c->patch_size * grid;
-    c->vision_layers = w_count_layers(mf, "visual.transformer.resblocks.");
-    c->vision_heads = c->vision_width / 64 > 0 ? c->vision_width / 64 : 1;
-    c->vision_mlp = (int)t[6]->shape[0];
-    c->embed_dim = (int)t[2]->shape[1];
-    c->context_length = (int)t[3]->shape[0];
-    c->vocab_size = (int)t[4]->shape[0];
-    c->text_width = (int)t[5]->shape[0];
-    c->text_layers = w_count_layers(mf, "transformer.resblocks.");
-    c->text_heads = c->text_width / 64 > 0 ? c->text_width / 64 : 1;
-    c->text_mlp = (int)t[7]->shape[0];
-    c->quick_gelu = 1; /* OpenAI's models */
-    c->ln_eps = 1e-5f;
-    mf->preprocess.size = c->image_size;
-    return 0;
-}
-
-static int json_int(const cJSON *obj, const char *key, int *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(v)) return 0;
-    *out = (int)v->valuedouble;
-    return 1;
-}
-
-static void json_floats3(const cJSON *obj, const char *key, float out[3]) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3) return;
-    for (int i = 0; i < 3; i++) {
-        const cJSON *x = cJSON_GetArrayItem(v, i);
-        if (cJSON_IsNumber(x)) out[i] = (float)x->valuedouble;
-    }
-}
-
-static int read_json(const char *path, cJSON **out, cs_error *e) {
-    char *text;
-    size_t len;
-    int rc = cs_read_file(path, MAX_CONFIG_BYTES, &text, &len, e);
-    if (rc) return rc;
-    *out = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!*out || !cJSON_IsObject(*out)) {
-        cJSON_Delete(*out);
-        *out = NULL;
-        return cs_fail(e, CLIPSCORE_EMODEL, "%s: not a valid JSON object", path);
-    }
-    return 0;
-}
-
-/* config.json (transformers): heads, activation and eps, which the shapes
- * do not tell. */
-static int apply_hf_config(cs_model_files *mf, cs_error *e) {
-    cJSON *root;
-    int rc = read_json(mf->config_path, &root, e);
-    if (rc) return rc;
-    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
-    const cJSON *vc = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
-    cs_clip_config *c = &mf->clip;
-    if (cJSON_IsObject(tc)) json_int(tc, "num_attention_heads", &c->text_heads);
-    if (cJSON_IsObject(vc)) json_int(vc, "num_attention_heads", &c->vision_heads);
-    const cJSON *act =
-        cJSON_IsObject(vc) ? cJSON_GetObjectItemCaseSensitive(vc, "hidden_act") : NULL;
-    if (!act && cJSON_IsObject(tc)) act = cJSON_GetObjectItemCaseSensitive(tc, "hidden_act");
-    if (cJSON_IsString(act)) {
-        if (strcmp(act->valuestring, "quick_gelu") == 0)
-            c->quick_gelu = 1;
-        else if (strcmp(act->valuestring, "gelu") == 0)
-            c->quick_gelu = 0;
-        else {
-            rc = cs_fail(e, CLIPSCORE_EMODEL,
-                         "%s: hidden_act \"%s\" is not supported (quick_gelu, gelu)",
-                         mf->config_path, act->valuestring);
-            cJSON_Delete(root);
-            return rc;
-        }
-    }
-    const cJSON *eps =
-        cJSON_IsObject(vc) ? cJSON_GetObjectItemCaseSensitive(vc, "layer_norm_eps") : NULL;
-    if (cJSON_IsNumber(eps)) c->ln_eps = (float)eps->valuedouble;
-    cJSON_Delete(root);
-
-    /* preprocessor_config.json: mean, std, resolution. */
-    char *pp = cs_path_join(mf->dir, "preprocessor_config.json", e);
-    if (!pp) return CLIPSCORE_ENOMEM;
-    if (cs_file_exists(pp)) {
-        rc = read_json(pp, &root, e);
-        if (rc) {
-            free(pp);
-            return rc;
-        }
-        json_floats3(root, "image_mean", mf->preprocess.mean);
-        json_floats3(root, "image_std", mf->preprocess.std);
-        const cJSON *crop = cJSON_GetObjectItemCaseSensitive(root, "crop_size");
-        int size = 0;
-        if (cJSON_IsNumber(crop))
-            size = (int)crop->valuedouble;
-        else if (cJSON_IsObject(crop))
-            json_int(crop, "height", &size);
-        if (size > 0 && size != c->image_size) {
-            rc = cs_fail(e, CLIPSCORE_EMODEL, "%s: crop size %d differs from the model's %d", pp,
-                         size, c->image_size);
-            cJSON_Delete(root);
-            free(pp);
-            return rc;
-        }
-        cJSON_Delete(root);
-    }
-    free(pp);
-    return 0;
-}
-
-/* open_clip_config.json: model_cfg {quick_gelu, vision_cfg, text_cfg}, preprocess_cfg. */
-static int apply_openclip_config(cs_model_files *mf, cs_error *e) {
-    cJSON *root;
-    int rc = read_json(mf->config_path, &root, e);
-    if (rc) return rc;
-    cs_clip_config *c = &mf->clip;
-    const cJSON *mc = cJSON_GetObjectItemCaseSensitive(root, "model_cfg");
-    if (!cJSON_IsObject(mc)) mc = root;
-    /* open_clip's own default is nn.GELU unless quick_gelu is set. */
-    const cJSON *qg = cJSON_GetObjectItemCaseSensitive(mc, "quick_gelu");
-    c->quick_gelu = cJSON_IsTrue(qg) ? 1 : 0;
-    const cJSON *vc = cJSON_GetObjectItemCaseSensitive(mc, "vision_cfg");
-    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(mc, "text_cfg");
-    if (cJSON_IsObject(vc)) {
-        int head_width = 64;
-        json_int(vc, "head_width", &head_width);
-        if (head_width > 0) c->vision_heads = c->vision_width / head_width;
-        const char *unsupported[] = {"timm_model_name", "attentional_pool", "no_ln_pre",
-                                     "final_ln_after_pool", "global_average_pool"};
-        for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
-            const cJSON *u = cJSON_GetObjectItemCaseSensitive(vc, unsupported[i]);
-            if (u && !cJSON_IsFalse(u) && !cJSON_IsNull(u)) {
-                rc = cs_fail(e, CLIPSCORE_EMODEL, "%s: vision_cfg.%s is not supported",
-                             mf->config_path, unsupported[i]);
-                cJSON_Delete(root);
-                return rc;
-            }
-        }
-    }
-    if (cJSON_IsObject(tc)) {
-        json_int(tc, "heads", &c->text_heads);
-        const cJSON *hf = cJSON_GetObjectItemCaseSensitive(tc, "hf_model_name");
-        if (cJSON_IsString(hf)) {
-            rc = cs_fail(e, CLIPSCORE_EMODEL,
-                         "%s: text towers from transformers (%s) are not supported",
-                         mf->config_path, hf->valuestring);
-            cJSON_Delete(root);
-            return rc;
-        }
-    }
-    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(root, "preprocess_cfg");
-    if (cJSON_IsObject(pc)) {
-        json_floats3(pc, "mean", mf->preprocess.mean);
-        json_floats3(pc, "std", mf->preprocess.std);
-    }
-    cJSON_Delete(root);
-    return 0;
-}
-
 /* ------------------------------------------------------------ layout */
 
 static int has_suffix(const char *s, const char *suf) {
@@ -584,6 +376,28 @@ static int find_files(cs_model_files *mf, cs_error *e) {
     return 0;
 }
 
+/* The configuration files beside the weights, checked against the
+ * weights' shapes (model_config.h). */
+static int read_configs(cs_model_files *mf, cs_error *e) {
+    cs_model_config cfg;
+    cs_model_config_init(&cfg);
+    int rc = 0, hf = strncmp(mf->layout, "hf-", 3) == 0;
+    if (mf->config_path)
+        rc = cs_model_config_read_file(mf->config_path, hf ? CS_CONFIG_HF : CS_CONFIG_OPENCLIP,
+                                       &cfg, e);
+    if (!rc && hf) {
+        char *pp = cs_path_join(mf->dir, "preprocessor_config.json", e);
+        if (!pp) return CLIPSCORE_ENOMEM;
+        if (cs_file_exists(pp))
+            rc = cs_model_config_read_file(pp, CS_CONFIG_HF_PREPROCESSOR, &cfg, e);
+        free(pp);
+    }
+    if (!rc)
+        rc = cs_model_config_resolve(&cfg, mf->weights, mf->n, mf->weights_path, &mf->clip,
+                                     &mf->preprocess, e);
+    return rc;
+}
+
 int cs_model_files_open(const char *path, cs_model_files *mf, cs_error *e) {
     memset(mf, 0, sizeof *mf);
     mf->preprocess = cs_preprocess_default();
@@ -602,22 +416,7 @@ int cs_model_files_open(const char *path, cs_model_files *mf, cs_error *e) {
     else
         rc = map_openai(mf, e);
     if (rc) goto fail;
-    if ((rc = infer_architecture(mf, e))) goto fail;
-    if (mf->config_path) {
-        if (strcmp(mf->layout, "openclip") == 0)
-            rc = apply_openclip_config(mf, e);
-        else
-            rc = apply_hf_config(mf, e);
-        if (rc) goto fail;
-    }
-    if (mf->clip.vision_heads <= 0 || mf->clip.vision_width % mf->clip.vision_heads ||
-        mf->clip.text_heads <= 0 || mf->clip.text_width % mf->clip.text_heads) {
-        rc = cs_fail(e, CLIPSCORE_EMODEL,
-                     "%s: attention heads (%d, %d) do not divide the widths (%d, %d)",
-                     mf->weights_path, mf->clip.vision_heads, mf->clip.text_heads,
-                     mf->clip.vision_width, mf->clip.text_width);
-        goto fail;
-    }
+    if ((rc = read_configs(mf, e))) goto fail;
     return 0;
 fail:
     cs_model_files_close(mf);

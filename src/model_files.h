@@ -7,9 +7,10 @@
  *                    (or open_clip_pytorch_model.bin)
  *   openai-jit       a TorchScript archive such as ViT-B-32.pt
  * with the tokenizer beside the weights (vocab.json + merges.txt, or
- * bpe_simple_vocab_16e6.txt.gz). The architecture comes from the config file
- * where there is one, otherwise it is inferred from the tensor shapes as
- * OpenAI's loader does (heads = width / 64). Weights are presented under
+ * bpe_simple_vocab_16e6.txt.gz). The architecture is inferred from the
+ * tensor shapes and checked against the config files, which add what shapes
+ * cannot tell (heads, activation, epsilon, preprocessing); see
+ * model_config.h. Weights are presented under
  * OpenAI's names (visual.conv1.weight, transformer.resblocks.0.attn.in_proj_weight,
  * ...): Hugging Face's separate q/k/v projections are stacked and its
  * projection matrices transposed. */

@@ -180,6 +180,13 @@ static int build_tables(cs_tokenizer *t, const strmap *vocab, int32_t max_id,
     if (t->sot < 0 || t->eot < 0)
         return cs_fail(e, CLIPSCORE_EMODEL, "%s: no %s token", what_vocab,
                        t->sot < 0 ? "<|startoftext|>" : "<|endoftext|>");
+    /* Without merges every word falls apart into byte tokens: a tokenizer
+     * that loads but encodes nothing as its model expects. */
+    if (n_merges == 0)
+        return cs_fail(e, CLIPSCORE_EMODEL,
+                       "%s: no merges (empty, or only its version header); every caption would "
+                       "become byte tokens",
+                       what_merges);
     t->vocab_size = max_id + 1;
 
     size_t cap = 16;

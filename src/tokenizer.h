@@ -16,7 +16,12 @@
 
 typedef struct cs_tokenizer cs_tokenizer;
 
-/* Hugging Face / open_clip layout: vocab.json (token -> id) and merges.txt. */
+/* Hugging Face / open_clip layout: vocab.json (token -> id) and merges.txt.
+ * Both loaders refuse (CLIPSCORE_EMODEL, naming the file and line) a
+ * merges list with no merges at all (empty, or only the "#version"
+ * header) and any merge whose two tokens or whose result the vocabulary
+ * lacks: such files would tokenize differently from the model's training,
+ * silently, so they are not loaded rather than counted. */
 int cs_tokenizer_load_hf(const char *vocab_json, const char *merges_txt, cs_tokenizer **out,
                          cs_error *e);
 /* OpenAI layout: the gzip'd merges list; the vocabulary is derived from it as

@@ -2,23 +2,30 @@
 // image and text transformers (the project's only C++).
 //
 // Covers: reading torch.save'd state dicts and TorchScript archives into
-// tensor views; the forward passes of CLIP's vision transformer (patch
+// tensor views, each view checked against the bytes the file really holds
+// before it is copied; the forward passes of CLIP's vision transformer (patch
 // convolution, class token, positions, ln_pre, residual attention blocks,
 // ln_post on the class token, projection) and text transformer (token and
 // position embeddings, causal blocks, ln_final, the end token's features,
-// projection), on CPU or CUDA in fp32, fp16 or bf16.
+// projection), on CPU or CUDA in fp32, fp16 or bf16, with an optional
+// per-stage hook for the tests (cs_torch_trace_*).
 // Leaves out: training, the logit scale, any Python-side preprocessing.
 //
 // Every entry point catches C++ exceptions and returns a status and message.
 
 #include "torch_shim.h"
 
+#include <caffe2/serialize/inline_container.h>
+#include <caffe2/serialize/read_adapter_interface.h>
+#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -127,19 +134,170 @@ std::string shape_str(at::IntArrayRef s) {
 
 // --------------------------------------------------------------- archives
 
+// Reads the archive's bytes for libtorch's zip reader straight from the
+// file (no second copy of the file in memory) and remembers where each
+// uncompressed record was read to and how long it was. The unpickler sizes
+// a storage by the element count the pickle claims, not by the record it
+// read (libtorch 1.13), so these reads are what the file really holds.
+class RecordingReader final : public caffe2::serialize::ReadAdapterInterface {
+  public:
+    RecordingReader(FILE *f, size_t size) : f_(f), size_(size) {}
+    size_t size() const override {
+        return size_;
+    }
+    size_t read(uint64_t pos, void *buf, size_t n, const char *what = "") const override {
+        (void)what;
+        if (pos >= size_) return 0;
+        if (n > size_ - pos) n = (size_t)(size_ - pos);
+        {
+            // The unpickler reads a record anew for each persistent id
+            // naming it: a file naming one record many times would be read
+            // many times over. What torch.save and TorchScript write is
+            // read about once; a short read makes the zip reader fail.
+            std::lock_guard<std::mutex> lock(mu_);
+            if (total_ + n > budget()) {
+                over_budget_ = true;
+                return 0;
+            }
+            total_ += n;
+        }
+        size_t got = 0;
+        while (got < n) {
+            ssize_t r = pread(fileno(f_), (char *)buf + got, n - got, (off_t)(pos + got));
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+        // A record is read whole, into the buffer that becomes its storage.
+        std::lock_guard<std::mutex> lock(mu_);
+        size_t &seen = reads_[buf];
+        if (got > seen) seen = got;
+        return got;
+    }
+    // Bytes read into the buffer at p; 0 when nothing was (e.g. a compressed
+    // record, which is inflated from a scratch buffer).
+    size_t read_into(const void *p) const {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = reads_.find(p);
+        return it == reads_.end() ? 0 : it->second;
+    }
+
+    // Each way of reading the archive (state dict, then TorchScript) gets
+    // the budget anew: a TorchScript file may be read once by each.
+    void new_attempt() {
+        std::lock_guard<std::mutex> lock(mu_);
+        total_ = 0;
+    }
+    bool over_budget() const {
+        std::lock_guard<std::mutex> lock(mu_);
+        return over_budget_;
+    }
+    size_t budget() const {
+        return 2 * size_ + (1u << 20);
+    }
+
+  private:
+    FILE *f_;
+    size_t size_;
+    mutable std::mutex mu_;
+    mutable size_t total_ = 0;
+    mutable bool over_budget_ = false;
+    mutable std::unordered_map<const void *, size_t> reads_;
+};
+
 struct cs_archive {
     std::vector<std::string> names;
     std::vector<torch::Tensor> tensors; // contiguous, CPU; own the data the views point at
     std::vector<cs_tensor> views;
+    // Checking and materialising tensors (see archive_add).
+    const RecordingReader *reader = nullptr;
+    std::unordered_map<const void *, size_t> storages; // distinct storages seen: real bytes
+    size_t file_bytes = 0;                             // bytes of all distinct storages
+    size_t copied_bytes = 0; // bytes materialised by copies of non-contiguous views
+    std::string error;       // the first tensor refused, with why
 };
 
-static void archive_add(cs_archive *a, const std::string &name, const torch::Tensor &t) {
+namespace {
+
+std::string strides_str(at::IntArrayRef s) {
+    return shape_str(s);
+}
+
+// Checks a tensor's view against the bytes its storage really holds, before
+// anything reads or copies it: sizes and strides must be non-negative, the
+// view must lie inside the storage, and materialising it (.contiguous())
+// must not need more memory than the file holds. A stride-0 (expanded)
+// view of a one-element storage would otherwise turn a 1 KB file into
+// gigabytes. Returns "" or why the tensor is refused.
+std::string check_view(cs_archive *a, const torch::Tensor &t) {
+    if (t.layout() != at::kStrided || !t.has_storage()) return "is not a dense tensor";
+    const c10::Storage &st = t.storage();
+    const void *base = st.data();
+    size_t real = st.nbytes();
+    if (real > 0) {
+        size_t got = a->reader ? a->reader->read_into(base) : 0;
+        if (got == 0)
+            return "has data that is not an uncompressed record of the archive (clipscore reads "
+                   "the uncompressed archives torch.save writes)";
+        if (got < real) real = got;
+    }
+    const int64_t item = (int64_t)t.element_size();
+    int64_t numel = 1, last = t.storage_offset(); // last: the furthest element the view reads
+    bool overflow = last < 0;
+    for (int64_t d = 0; d < t.dim() && !overflow; d++) {
+        int64_t n = t.size(d), s = t.stride(d), reach;
+        if (n < 0 || s < 0) return "has a negative size or stride";
+        overflow |= __builtin_mul_overflow(numel, n, &numel);
+        if (n > 0) {
+            overflow |= __builtin_mul_overflow(n - 1, s, &reach);
+            overflow |= __builtin_add_overflow(last, reach, &last);
+        }
+    }
+    int64_t need = 0, bytes = 0;
+    if (!overflow) {
+        overflow |= __builtin_add_overflow(last, 1, &need);
+        overflow |= __builtin_mul_overflow(need, item, &need);
+        overflow |= __builtin_mul_overflow(numel, item, &bytes);
+    }
+    std::string view = "view (shape " + shape_str(t.sizes()) + ", strides " +
+                       strides_str(t.strides()) + ", offset " + std::to_string(t.storage_offset()) +
+                       ")";
+    if (overflow) return "has a " + view + " whose size overflows";
+    if (numel == 0) return "";
+    if ((uint64_t)need > real)
+        return "has a " + view + " that reaches byte " + std::to_string(need) +
+               " of a storage holding " + std::to_string(real) + " bytes";
+    if (a->storages.emplace(base, real).second) a->file_bytes += real;
+    if (!t.is_contiguous()) {
+        // A copy: its size is bounded by the storage (no expanded views) and
+        // all copies together by what the file holds.
+        if ((uint64_t)bytes > real)
+            return "has a " + view + " of " + std::to_string(bytes) + " bytes over a storage of " +
+                   std::to_string(real) +
+                   " bytes (an expanded or overlapping view; no CLIP weight is one)";
+        if (a->copied_bytes + (size_t)bytes > a->file_bytes)
+            return "has a " + view + " whose copy would exceed the archive's own size";
+        a->copied_bytes += (size_t)bytes;
+    }
+    return "";
+}
+
+// Adds one named tensor, checked first (check_view); the first refusal is
+// kept in a->error and stops the loading.
+void archive_add(cs_archive *a, const std::string &name, const torch::Tensor &t) {
+    if (!a->error.empty()) return;
     cs_dtype dt;
     if (!to_cs_dtype(t.scalar_type(), &dt)) return; // e.g. complex: no CLIP weight is
     if (t.dim() > CS_MAX_DIMS) return;
+    std::string why = check_view(a, t);
+    if (!why.empty()) {
+        a->error = "tensor " + name + " " + why;
+        return;
+    }
     a->names.push_back(name);
-    a->tensors.push_back(t.detach().to(torch::kCPU).contiguous());
+    a->tensors.push_back(t.detach().contiguous());
 }
+
+} // namespace
 
 extern "C" int cs_archive_open(const char *path, cs_archive **out, cs_error *e) {
     *out = nullptr;
@@ -147,20 +305,26 @@ extern "C" int cs_archive_open(const char *path, cs_archive **out, cs_error *e) 
     if (!a) return cs_fail(e, CLIPSCORE_ENOMEM, "%s: out of memory", path);
     std::string pickle_err, jit_err;
     SHIM_TRY
-    std::ifstream f(path, std::ios::binary);
+    std::unique_ptr<FILE, int (*)(FILE *)> f(fopen(path, "rb"), fclose);
     if (!f) return cs_fail(e, CLIPSCORE_EIO, "%s: %s", path, strerror(errno));
-    std::vector<char> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (data.size() < 4 || data[0] != 'P' || data[1] != 'K')
+    char magic[2] = {0, 0};
+    struct stat sb;
+    if (fstat(fileno(f.get()), &sb) != 0 || fread(magic, 1, 2, f.get()) != 2 || magic[0] != 'P' ||
+        magic[1] != 'K')
         return cs_fail(e, CLIPSCORE_EFORMAT,
                        "%s: not a zip-format torch file (re-save it with a current PyTorch, or "
                        "convert it to safetensors)",
                        path);
-    // A torch.save'd state dict first; a TorchScript archive's pickle names
-    // its own classes, which the plain unpickler refuses, so that comes next.
+    auto rai = std::make_shared<RecordingReader>(f.get(), (size_t)sb.st_size);
+    a->reader = rai.get();
+    // A torch.save'd state dict first (what torch::pickle_load does, with
+    // our reader); a TorchScript archive's pickle names its own classes,
+    // which the plain unpickler refuses, so that comes next.
     try {
-        torch::IValue v = torch::pickle_load(data);
-        data.clear(); // the tensors own copies: free the file's bytes now
-        data.shrink_to_fit();
+        caffe2::serialize::PyTorchStreamReader zr(rai);
+        // Storages saved from a GPU land on the CPU, where check_view sees them.
+        torch::IValue v = torch::jit::readArchiveAndTensors(
+            "data", "", "", c10::nullopt, c10::nullopt, c10::Device(c10::kCPU), zr);
         if (v.isGenericDict()) {
             for (const auto &kv : v.toGenericDict()) {
                 if (kv.key().isString() && kv.value().isTensor())
@@ -172,17 +336,23 @@ extern "C" int cs_archive_open(const char *path, cs_archive **out, cs_error *e) 
     } catch (const c10::Error &err) {
         pickle_err = short_what(err);
     }
-    if (a->tensors.empty()) {
-        data.clear();
-        data.shrink_to_fit();
+    if (a->tensors.empty() && a->error.empty()) {
+        rai->new_attempt();
         try {
-            torch::jit::Module m = torch::jit::load(path, torch::kCPU);
+            torch::jit::Module m = torch::jit::load(rai, torch::kCPU);
             for (const auto &p : m.named_parameters(true)) archive_add(a.get(), p.name, p.value);
             for (const auto &b : m.named_buffers(true)) archive_add(a.get(), b.name, b.value);
         } catch (const c10::Error &err) {
             jit_err = short_what(err);
         }
     }
+    a->reader = nullptr; // the reader goes with this scope
+    if (rai->over_budget())
+        return cs_fail(e, CLIPSCORE_EFORMAT,
+                       "%s: reads more than twice the file's size (a weight record named by many "
+                       "tensors?); refused",
+                       path);
+    if (!a->error.empty()) return cs_fail(e, CLIPSCORE_EFORMAT, "%s: %s", path, a->error.c_str());
     if (a->tensors.empty())
         return cs_fail(e, CLIPSCORE_EFORMAT,
                        "%s: no tensors found (as a state dict: %s; as TorchScript: %s)", path,
@@ -360,11 +530,27 @@ torch::Tensor mlp(const torch::Tensor &x, const Block &b, bool quick_gelu) {
     return torch::linear(h, b.proj_w, b.proj_b);
 }
 
+// The optional hook of the forward passes (cs_torch_trace_*): NULL on the
+// normal path, where each stage then costs one pointer test.
+struct Tracer {
+    cs_torch_trace_cb cb;
+    void *user;
+    // Hands stage `name` to the callback as contiguous fp32 on the CPU,
+    // synchronously: the in-place updates that follow cannot affect it.
+    void emit(const char *name, const torch::Tensor &x) const {
+        torch::Tensor c = x.to(torch::kCPU, at::kFloat).contiguous();
+        std::vector<int64_t> shape(c.sizes().begin(), c.sizes().end());
+        cb(name, c.data_ptr<float>(), shape.data(), (int)shape.size(), user);
+    }
+};
+
 torch::Tensor transformer(torch::Tensor x, const std::vector<Block> &blocks, int heads, bool causal,
-                          const cs_clip_config &cfg) {
-    for (const Block &b : blocks) {
+                          const cs_clip_config &cfg, const Tracer *tr) {
+    for (size_t i = 0; i < blocks.size(); i++) {
+        const Block &b = blocks[i];
         x.add_(attention(layer_norm(x, b.ln_1_w, b.ln_1_b, cfg.ln_eps), b, heads, causal));
         x.add_(mlp(layer_norm(x, b.ln_2_w, b.ln_2_b, cfg.ln_eps), b, cfg.quick_gelu != 0));
+        if (tr) tr->emit(("block." + std::to_string(i)).c_str(), x);
     }
     return x;
 }
@@ -458,16 +644,12 @@ extern "C" int cs_torch_model_create(const cs_clip_config *cfg, const char *devi
     *out = nullptr;
     SHIM_TRY
     const cs_clip_config &c = *cfg;
-    if (c.image_size <= 0 || c.patch_size <= 0 || c.image_size % c.patch_size ||
-        c.vision_width <= 0 || c.vision_heads <= 0 || c.vision_width % c.vision_heads ||
-        c.text_width <= 0 || c.text_heads <= 0 || c.text_width % c.text_heads ||
-        c.vision_layers <= 0 || c.text_layers <= 0 || c.context_length <= 1 || c.vocab_size <= 0 ||
-        c.embed_dim <= 0 || c.vision_mlp <= 0 || c.text_mlp <= 0)
-        return cs_fail(e, CLIPSCORE_EMODEL, "inconsistent model configuration");
+    // The bounds keep every shape product below in int64_t.
+    int rc = cs_clip_config_validate(&c, "model configuration", e);
+    if (rc) return rc;
     std::unique_ptr<cs_torch_model> m(new cs_torch_model());
     m->cfg = c;
-    if (!(m->cfg.ln_eps > 0)) m->cfg.ln_eps = 1e-5f;
-    int rc = parse_device(device, &m->device, &m->device_name, e);
+    rc = parse_device(device, &m->device, &m->device_name, e);
     if (rc) return rc;
     rc = parse_precision(precision, m->device.is_cuda(), &m->dtype, &m->precision_name, e);
     if (rc) return rc;
@@ -570,8 +752,10 @@ extern "C" const char *cs_torch_model_precision(const cs_torch_model *m) {
     return m->precision_name.c_str();
 }
 
-extern "C" int cs_torch_encode_images(cs_torch_model *m, const float *pixels, int n, float *out,
-                                      cs_error *e) {
+// The image tower; tr (may be NULL) sees each stage. The one forward pass
+// behind both cs_torch_encode_images and cs_torch_trace_images.
+static int encode_images(cs_torch_model *m, const float *pixels, int n, float *out,
+                         const Tracer *tr, cs_error *e) {
     if (!m->ready) return cs_fail(e, CLIPSCORE_EINTERNAL, "model used before it was ready");
     if (n <= 0) return 0;
     SHIM_TRY
@@ -587,16 +771,34 @@ extern "C" int cs_torch_encode_images(cs_torch_model *m, const float *pixels, in
     x = x.flatten(2).transpose(1, 2);                  // [N, g*g, W]
     torch::Tensor cls = m->v_cls.view({1, 1, w}).expand({n, 1, w});
     x = torch::cat({cls, x}, 1) + m->v_pos; // [N, g*g+1, W]
+    if (tr) tr->emit("embed", x);
     x = layer_norm(x, m->v_ln_pre_w, m->v_ln_pre_b, c.ln_eps);
-    x = transformer(x, m->v_blocks, c.vision_heads, false, c);
+    if (tr) tr->emit("ln_pre", x);
+    x = transformer(x, m->v_blocks, c.vision_heads, false, c, tr);
     x = layer_norm(x.select(1, 0), m->v_ln_post_w, m->v_ln_post_b, c.ln_eps); // class token
-    copy_out(torch::matmul(x, m->v_proj), out);                               // [N, D]
+    if (tr) tr->emit("ln_post", x);
+    torch::Tensor y = torch::matmul(x, m->v_proj); // [N, D]
+    if (tr) tr->emit("proj", y);
+    copy_out(y, out);
     return 0;
     SHIM_CATCH(e, "image encoder")
 }
 
-extern "C" int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n,
-                                     int stride, float *out, cs_error *e) {
+extern "C" int cs_torch_encode_images(cs_torch_model *m, const float *pixels, int n, float *out,
+                                      cs_error *e) {
+    return encode_images(m, pixels, n, out, nullptr, e);
+}
+
+extern "C" int cs_torch_trace_images(cs_torch_model *m, const float *pixels, int n, float *out,
+                                     cs_torch_trace_cb cb, void *user, cs_error *e) {
+    if (!cb) return cs_fail(e, CLIPSCORE_EARG, "cs_torch_trace_images: no callback");
+    Tracer tr{cb, user};
+    return encode_images(m, pixels, n, out, &tr, e);
+}
+
+// The text tower; as encode_images.
+static int encode_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n, int stride,
+                        float *out, const Tracer *tr, cs_error *e) {
     if (!m->ready) return cs_fail(e, CLIPSCORE_EINTERNAL, "model used before it was ready");
     if (n <= 0) return 0;
     const cs_clip_config &c = m->cfg;
@@ -634,14 +836,32 @@ extern "C" int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, cons
     torch::Tensor last = torch::from_blob(last_v.data(), {n}, at::kLong);
     tok = tok.to(m->device);
     torch::Tensor x = torch::embedding(m->t_tok, tok) + m->t_pos.slice(0, 0, l); // [N, l, W]
-    x = transformer(x, m->t_blocks, c.text_heads, true, c);
+    if (tr) tr->emit("embed", x);
+    x = transformer(x, m->t_blocks, c.text_heads, true, c, tr);
     x = layer_norm(x, m->t_ln_w, m->t_ln_b, c.ln_eps);
+    if (tr) tr->emit("ln_final", x);
     torch::Tensor rows =
         torch::arange(n, torch::TensorOptions().dtype(at::kLong).device(m->device));
     x = x.index({rows, last.to(m->device)}); // [N, W]
-    copy_out(torch::matmul(x, m->t_proj), out);
+    if (tr) tr->emit("pooled", x);
+    torch::Tensor y = torch::matmul(x, m->t_proj); // [N, D]
+    if (tr) tr->emit("proj", y);
+    copy_out(y, out);
     return 0;
     SHIM_CATCH(e, "text encoder")
+}
+
+extern "C" int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n,
+                                     int stride, float *out, cs_error *e) {
+    return encode_texts(m, ids, lens, n, stride, out, nullptr, e);
+}
+
+extern "C" int cs_torch_trace_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n,
+                                    int stride, float *out, cs_torch_trace_cb cb, void *user,
+                                    cs_error *e) {
+    if (!cb) return cs_fail(e, CLIPSCORE_EARG, "cs_torch_trace_texts: no callback");
+    Tracer tr{cb, user};
+    return encode_texts(m, ids, lens, n, stride, out, &tr, e);
 }
 
 // Pinned buffers are owned by tensors kept here until freed.

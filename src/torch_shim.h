@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "clip_config.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -27,7 +28,11 @@ typedef struct cs_archive cs_archive;
 
 /* Reads every tensor of a torch.save'd state dict (e.g. pytorch_model.bin) or
  * of a TorchScript module (parameters and buffers, e.g. OpenAI's ViT-B-32.pt)
- * onto the CPU. The views stay valid until cs_archive_free. */
+ * onto the CPU. The views stay valid until cs_archive_free. Each tensor is
+ * checked before it is copied: its view must lie inside the bytes the file
+ * really holds for its storage, may not be larger than that storage (no
+ * expanded views), and all copies together may not exceed the file's size;
+ * else CLIPSCORE_EFORMAT naming the tensor. */
 int cs_archive_open(const char *path, cs_archive **out, struct cs_error *e);
 int cs_archive_count(const cs_archive *a);
 const cs_tensor *cs_archive_tensor(const cs_archive *a, int i);
@@ -38,24 +43,6 @@ void cs_archive_release(cs_archive *a, const void *data);
 void cs_archive_free(cs_archive *a);
 
 /* --- the CLIP model --- */
-
-typedef struct cs_clip_config {
-    int image_size;   /* input resolution R */
-    int patch_size;   /* P: R/P patches per side */
-    int vision_width; /* Wv */
-    int vision_layers;
-    int vision_heads;
-    int vision_mlp;     /* hidden width of the MLP, usually 4*Wv */
-    int context_length; /* T */
-    int vocab_size;
-    int text_width; /* Wt */
-    int text_layers;
-    int text_heads;
-    int text_mlp;
-    int embed_dim;  /* D */
-    int quick_gelu; /* 1: x*sigmoid(1.702x) (OpenAI), 0: exact erf GELU */
-    float ln_eps;   /* layer norm epsilon, 1e-5 */
-} cs_clip_config;
 
 typedef struct cs_torch_model cs_torch_model;
 
@@ -81,6 +68,25 @@ int cs_torch_encode_images(cs_torch_model *m, const float *pixels, int n, float 
  * with causal attention nothing after a row's end token changes its result. */
 int cs_torch_encode_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n, int stride,
                           float *out, struct cs_error *e);
+
+/* --- intermediate activations, for tests (internal: not in clipscore.h) --- */
+
+/* Called once per stage, in order, with the stage's activations as
+ * contiguous float32 (shape[0] is the batch), valid only during the call. */
+typedef void (*cs_torch_trace_cb)(const char *stage, const float *data, const int64_t *shape,
+                                  int ndim, void *user);
+/* cs_torch_encode_images through the same forward pass (an optional hook in
+ * it, not a copy), calling cb after each stage: "embed" (class token,
+ * patches and positions, [n][g*g+1][Wv]), "ln_pre", "block.0" ... "block.<L-1>"
+ * (after each residual block), "ln_post" (class token, [n][Wv]), "proj"
+ * ([n][D], what out receives). Activations are cast to float32 on the CPU. */
+int cs_torch_trace_images(cs_torch_model *m, const float *pixels, int n, float *out,
+                          cs_torch_trace_cb cb, void *user, struct cs_error *e);
+/* Same for cs_torch_encode_texts: "embed" (token + position embeddings,
+ * [n][l][Wt], l the batch's longest row), "block.0" ..., "ln_final"
+ * ([n][l][Wt]), "pooled" (each row's end-token features, [n][Wt]), "proj". */
+int cs_torch_trace_texts(cs_torch_model *m, const int32_t *ids, const int *lens, int n, int stride,
+                         float *out, cs_torch_trace_cb cb, void *user, struct cs_error *e);
 
 /* Host buffers for inputs: page-locked (pinned) when the model runs on
  * CUDA, so copies to the GPU are asynchronous DMA; plain malloc otherwise.

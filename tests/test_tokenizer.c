@@ -469,6 +469,23 @@ static void test_bad_files(void) {
     EXPECT_LOAD_ERROR(vocab, q, CLIPSCORE_EFORMAT, "merges_unknown.txt:3");
     write_text(q, "#version: 0.2\nh e\nx y\n");
     EXPECT_LOAD_ERROR(vocab, q, CLIPSCORE_EMODEL, "merged token \"xy\"");
+    /* no merges at all: every caption would be byte tokens */
+    sprintf(q, "%s/merges_empty.txt", dir);
+    write_text(q, "");
+    EXPECT_LOAD_ERROR(vocab, q, CLIPSCORE_EMODEL, "merges_empty.txt: no merges");
+    write_text(q, "#version: 0.2\n");
+    EXPECT_LOAD_ERROR(vocab, q, CLIPSCORE_EMODEL, "merges_empty.txt: no merges");
+    write_text(q, "#version: 0.2\n\n  \n");
+    EXPECT_LOAD_ERROR(vocab, q, CLIPSCORE_EMODEL, "merges_empty.txt: no merges");
+    sprintf(p, "%s/empty.txt.gz", dir);
+    {
+        gzFile g = gzopen(p, "wb");
+        if (g) {
+            gzputs(g, "\"bpe_simple_vocab_16e6.txt#version: 0.2\n");
+            gzclose(g);
+        }
+    }
+    EXPECT_LOAD_ERROR(p, NULL, CLIPSCORE_EMODEL, "empty.txt.gz: no merges");
 
     /* not gzip, a cut-short gzip, a merge of unknown tokens */
     sprintf(p, "%s/plain.txt.gz", dir);
