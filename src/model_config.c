@@ -463,7 +463,7 @@ int cs_clip_config_infer(const cs_tensor *w, int n, const char *label, cs_clip_c
                            s, ranks[i]);
         }
     }
-    int rc, ch, pw, pos;
+    int rc, ch = 0, pw = 0, pos = 0; /* set by dim() on success; zeroed for the compiler */
     if ((rc = dim(t[0], 0, CS_CLIP_MAX_WIDTH, label, &c->vision_width, e)) ||
         (rc = dim(t[0], 1, 3, label, &ch, e)) ||
         (rc = dim(t[0], 2, CS_CLIP_MAX_IMAGE_SIZE, label, &c->patch_size, e)) ||
