@@ -7,6 +7,7 @@ issue): each check here failed before its fix.
   4  standard input, /dev/stdin and <(...) wrote outputs beside the device
   7  Ctrl-C / SIGTERM during start-up (the row count) was lost
   8  a fatal error at the end left some new outputs beside old ones
+  5  an impossible preprocessor config failed every row instead of the model
   9  --save-embeddings could overwrite the input
   and: stale temporaries of killed runs, two runs into one folder, long
   error messages losing their reason, figures of an earlier run left beside
@@ -14,10 +15,10 @@ issue): each check here failed before its fix.
 
 Usage: test_hardening.py CLIPSCORE MAKE_TINY_MODEL; prints 'N passed, N failed'.
 """
-import fcntl, json, os, resource, signal, subprocess, sys, time
+import fcntl, json, os, resource, shutil, signal, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clitest import BIN, HAVE_FIGURES, M, check, env, finish, img, png, read_csv, run, tmp, write
+from clitest import BIN, HAVE_FIGURES, M, check, env, finish, img, model, png, read_csv, run, tmp, write
 
 Q = ["--no-figures", "-q"] + M
 
@@ -88,6 +89,23 @@ p = subprocess.run(["bash", "-c", f'"$0" score <(cat "$1") "${{@:2}}"', BIN, src
                    capture_output=True, env=env(), timeout=300)
 check(p.returncode == 0 and os.path.exists(os.path.join(pipe_dir, "output.csv")),
       "input <(...): outputs in the current folder", (p.returncode, p.stderr.decode()[-300:]))
+
+# 5. A preprocessor config that cannot work refuses the model at load (exit 1),
+# naming the file and the field, before any row is read.
+d = os.path.join(tmp, "badcfg")
+os.makedirs(d)
+png(os.path.join(d, "p.png"), 20, 20)
+write(os.path.join(d, "in.csv"), "image,caption\np.png,x\n")
+for field, value in (("image_std", [0, 0, 0]), ("image_mean", [1e39, 0.5, 0.5])):
+    bad = os.path.join(d, "model-" + field)
+    shutil.copytree(model, bad)
+    cfg = {"crop_size": 32, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}
+    cfg[field] = value
+    write(os.path.join(bad, "preprocessor_config.json"), json.dumps(cfg))
+    rc, _, err = run(["score", os.path.join(d, "in.csv"), "--model", bad, "-o", os.path.join(d, "o")] + Q[:2])
+    check(rc == 1 and field in err and "preprocessor_config.json" in err
+          and not os.path.exists(os.path.join(d, "o", "output.csv")),
+          f"{field} {value}: the model is refused at load, naming file and field", (rc, err[-300:]))
 
 # 7. SIGTERM during start-up (counting the rows of a large CSV) stops the run.
 d = os.path.join(tmp, "startup")
