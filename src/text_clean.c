@@ -6,7 +6,8 @@
  * line by line; each line repeats, until nothing changes, ftfy's own HTML
  * entity decoding (only complete "&name;" / "&#N;" references, plus
  * all-caps names such as "&EACUTE;"; switched off for this and later lines
- * once a line holds '<'), C1 controls read as Windows-1252, Latin ligatures
+ * once a line holds '<'), mojibake repair (fix_encoding, in mojibake.c),
+ * C1 controls read as Windows-1252, Latin ligatures
  * split, halfwidth/fullwidth forms folded, curly quotes straightened, line
  * breaks unified, terminal escapes and control characters removed, NFC.
  * Then Python's html.unescape (all HTML5 names, also the legacy ones without
@@ -14,10 +15,8 @@
  * runs of Unicode White_Space (the regex module's \s) collapsed to one space,
  * str.strip, and str.lower (full lowercase: U+0130, final sigma).
  *
- * Leaves out, of ftfy: mojibake detection and repair (fix_encoding: the
- * is_bad heuristic, re-decoding as latin-1/cp1252/cp125x/macroman/cp437,
- * restore_byte_a0, replace_lossy_sequences, decode_inconsistent_utf8), and
- * fix_surrogates (decoded UTF-8 holds no surrogates). Unicode data comes from
+ * Leaves out, of ftfy: fix_surrogates (decoded UTF-8 holds no surrogates,
+ * and fix_encoding's CESU-8 decoding makes none). Unicode data comes from
  * utf8proc, whose Unicode version may differ from the reference's Python. */
 #include "text_clean.h"
 
@@ -26,6 +25,7 @@
 #include <utf8proc.h>
 
 #include "html_entities.h"
+#include "mojibake.h"
 
 /* ---- growable code point buffer ---------------------------------------- */
 
@@ -555,6 +555,22 @@ static int needs_fixing(const uint32_t *v, size_t n, int unescape) {
     return 0;
 }
 
+/* ftfy's fix_encoding on cur (nxt is scratch). Lines without a character
+ * above U+007F hold no mojibake and skip it. */
+static int fix_encoding(cpbuf *cur, cpbuf *nxt, cs_error *e) {
+    int ascii = 1;
+    for (size_t i = 0; i < cur->n && ascii; i++) ascii = cur->v[i] < 0x80;
+    if (ascii) return 0;
+    uint32_t *fixed = NULL;
+    size_t n = 0;
+    int rc = cs_mojibake_fix_encoding(cur->v, cur->n, &fixed, &n, e);
+    nxt->n = 0;
+    if (!rc) rc = cp_append(nxt, fixed, n, e);
+    if (!rc) cp_swap(cur, nxt);
+    free(fixed);
+    return rc;
+}
+
 /* ftfy's fix_and_explain on one line: all fixes, repeated until the text no
  * longer changes. */
 static int ftfy_segment(const uint32_t *v, size_t n, int unescape, cpbuf *out, cs_error *e) {
@@ -574,6 +590,7 @@ static int ftfy_segment(const uint32_t *v, size_t n, int unescape, cpbuf *out, c
             nxt.n = 0;
             if (!(rc = ftfy_unescape(cur.v, cur.n, &nxt, e))) cp_swap(&cur, &nxt);
         }
+        if (!rc) rc = fix_encoding(&cur, &nxt, e);
         if (!rc) {
             nxt.n = 0;
             if (!(rc = fix_chars(cur.v, cur.n, &nxt, e))) cp_swap(&cur, &nxt);
@@ -751,6 +768,18 @@ int cs_text_clean(const char *text, char **out, unsigned *flags, cs_error *e) {
 
 int cs_text_fix(const char *text, char **out, unsigned *flags, cs_error *e) {
     return run_transform(text, ftfy_fix_text, out, flags, e);
+}
+
+static int fix_encoding_transform(const uint32_t *v, size_t n, cpbuf *out, cs_error *e) {
+    int rc = cp_append(out, v, n, e);
+    cpbuf scratch = {0};
+    if (!rc) rc = fix_encoding(out, &scratch, e);
+    cp_free(&scratch);
+    return rc;
+}
+
+int cs_text_fix_encoding(const char *text, char **out, cs_error *e) {
+    return run_transform(text, fix_encoding_transform, out, NULL, e);
 }
 
 int cs_text_html_unescape(const char *text, char **out, cs_error *e) {

@@ -1,7 +1,8 @@
 /* text_clean.h - caption cleanup done before CLIP tokenisation, matching the
  * reference: ftfy.fix_text's default fixes that matter for captions
- * (curly quotes, ligatures, fullwidth forms, control characters, NFC, ...),
- * HTML unescaping twice, whitespace collapse and strip, lowercase. */
+ * (mojibake, curly quotes, ligatures, fullwidth forms, control characters,
+ * NFC, ...), HTML unescaping twice, whitespace collapse and strip,
+ * lowercase. */
 #ifndef CLIPSCORE_TEXT_CLEAN_H
 #define CLIPSCORE_TEXT_CLEAN_H
 
@@ -14,10 +15,12 @@ int cs_text_clean(const char *text, char **out, unsigned *flags, cs_error *e);
 
 /* The steps of cs_text_clean on their own (same ownership and flags rules),
  * for tests and tools:
- * cs_text_fix - ftfy.fix_text with its defaults, less mojibake repair;
+ * cs_text_fix - ftfy.fix_text with its defaults;
+ * cs_text_fix_encoding - ftfy.fix_encoding (mojibake repair) alone;
  * cs_text_html_unescape - Python's html.unescape;
  * cs_text_lower - Python's str.lower. */
 int cs_text_fix(const char *text, char **out, unsigned *flags, cs_error *e);
+int cs_text_fix_encoding(const char *text, char **out, cs_error *e);
 int cs_text_html_unescape(const char *text, char **out, cs_error *e);
 int cs_text_lower(const char *text, char **out, cs_error *e);
 
