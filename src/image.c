@@ -154,9 +154,10 @@ static img_format sniff(const unsigned char *d, size_t n, const char **unsupport
     if (starts(d, n, "BM", 2) && n >= 18) return FMT_BMP;
     if (starts(d, n, "8BPS\x00\x01", 6)) return FMT_PSD;
     if (starts(d, n, "#?RADIANCE\n", 11) || starts(d, n, "#?RGBE\n", 7)) return FMT_HDR;
-    if (n >= 3 && d[0] == 'P' && (d[1] == '5' || d[1] == '6') &&
-        (d[2] == ' ' || d[2] == '\t' || d[2] == '\n' || d[2] == '\r' || d[2] == '#'))
-        return FMT_PNM;
+    /* Any "P5"/"P6" start: stb_image's PNM reader takes it too (even with no
+     * space after the magic), so check_pnm() must see it first; its integer
+     * parser overflows on long numbers. */
+    if (n >= 3 && d[0] == 'P' && (d[1] == '5' || d[1] == '6')) return FMT_PNM;
 
     const char *u = NULL;
     if (starts(d, n, "II*\0", 4) || starts(d, n, "MM\0*", 4))
@@ -519,6 +520,9 @@ static int check_pnm(const unsigned char *d, size_t n, const char *label, cs_err
         v[i] = 0;
         while (pos < n && d[pos] >= '0' && d[pos] <= '9' && v[i] < (1u << 30))
             v[i] = v[i] * 10 + (uint64_t)(d[pos++] - '0');
+        if (pos < n && d[pos] >= '0' && d[pos] <= '9')
+            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNM header (number too large)",
+                           label);
     }
     pos++; /* the single whitespace byte before the pixels */
     uint64_t need = v[0] * v[1] * (d[1] == '6' ? 3u : 1u) * (v[2] > 255 ? 2u : 1u);
