@@ -154,10 +154,9 @@ static img_format sniff(const unsigned char *d, size_t n, const char **unsupport
     if (starts(d, n, "BM", 2) && n >= 18) return FMT_BMP;
     if (starts(d, n, "8BPS\x00\x01", 6)) return FMT_PSD;
     if (starts(d, n, "#?RADIANCE\n", 11) || starts(d, n, "#?RGBE\n", 7)) return FMT_HDR;
-    /* Any "P5"/"P6" start: stb_image's PNM reader takes it too (even with no
-     * space after the magic), so check_pnm() must see it first; its integer
-     * parser overflows on long numbers. */
-    if (n >= 3 && d[0] == 'P' && (d[1] == '5' || d[1] == '6')) return FMT_PNM;
+    if (n >= 3 && d[0] == 'P' && (d[1] == '5' || d[1] == '6') &&
+        (d[2] == ' ' || d[2] == '\t' || d[2] == '\n' || d[2] == '\r' || d[2] == '#'))
+        return FMT_PNM;
 
     const char *u = NULL;
     if (starts(d, n, "II*\0", 4) || starts(d, n, "MM\0*", 4))
@@ -672,9 +671,13 @@ int cs_image_load_memory(const void *data, size_t len, const char *label, int64_
     int iw = 0, ih = 0, icomp = 0;
     if (fmt == FMT_UNKNOWN) {
         /* Without a magic number the only format left that stb_image reads
-         * is TGA (its other header parsers stop at their magic); the TGA
-         * header test is loose, so check_tga() below matters. */
-        if (!stbi_info_from_memory(d, (int)len, &iw, &ih, &icomp))
+         * is TGA; the TGA header test is loose, so check_tga() below matters.
+         * stbi_info tries every format, and some of its parsers go past a
+         * magic the sniffer rejected (JPEG after 0xFF fill bytes, "P5" with
+         * no space), into code that check_jpeg()/check_pnm() guard: so only
+         * a TGA colour-map type (0 or 1, byte 1) gets that far; it rules out
+         * every other format's magic. */
+        if (len < 3 || d[1] > 1 || !stbi_info_from_memory(d, (int)len, &iw, &ih, &icomp))
             return cs_fail(e, CLIPSCORE_EFORMAT, "%s: unknown image format (not PNG, JPEG, ...)",
                            label);
         fmt = FMT_TGA;
