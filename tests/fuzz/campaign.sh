@@ -3,6 +3,7 @@
 # (default 30), two at a time, under nice -n 19 (the machine is shared).
 #
 # usage: tests/fuzz/campaign.sh [MINUTES] [OUT]      (OUT: /work/fuzz-campaign)
+#        CAMPAIGN_HARNESSES="image npy" tests/fuzz/campaign.sh ...   (a subset)
 #
 # Builds the libFuzzer targets with clang in OUT/build, makes the seed
 # corpora (OUT/seeds, make_corpus.py), then fuzzes each harness with its own
@@ -17,7 +18,8 @@ MINUTES=${1:-30}
 OUT=${2:-/work/fuzz-campaign}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-HARNESSES=(image tokenizer csv safetensors vocab npy)
+# CAMPAIGN_HARNESSES="image csv" fuzzes only those.
+read -r -a HARNESSES <<<"${CAMPAIGN_HARNESSES:-image tokenizer csv safetensors vocab npy}"
 PARALLEL=2
 . "$HERE/fuzz_opts.sh"
 SECONDS_EACH=$(awk -v m="$MINUTES" 'BEGIN { print int(m * 60) }')
