@@ -531,6 +531,9 @@ static int check_pnm(const unsigned char *d, size_t n, const char *label, cs_err
         v[i] = 0;
         while (pos < n && d[pos] >= '0' && d[pos] <= '9' && v[i] < (1u << 30))
             v[i] = v[i] * 10 + (uint64_t)(d[pos++] - '0');
+        if (pos < n && d[pos] >= '0' && d[pos] <= '9')
+            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNM header (number too large)",
+                           label);
     }
     pos++; /* the single whitespace byte before the pixels */
     uint64_t need = v[0] * v[1] * (d[1] == '6' ? 3u : 1u) * (v[2] > 255 ? 2u : 1u);
@@ -784,8 +787,15 @@ static int sniff_or_fail(const unsigned char *d, size_t n, const char *label, im
                        label, unsupported);
     if (text) return cs_fail(e, CLIPSCORE_EFORMAT, "%s: %s, not an image", label, text);
     if (*fmt == FMT_UNKNOWN) {
+        /* Without a magic number the only format left that stb_image reads
+         * is TGA; the TGA header test is loose, so check_tga() matters.
+         * stbi_info tries every format, and some of its parsers go past a
+         * magic the sniffer rejected (JPEG after 0xFF fill bytes, "P5" with
+         * no space) into code that check_jpeg()/check_pnm() guard: so only a
+         * TGA colour-map type (0 or 1, byte 1) gets that far; it rules out
+         * every other format's magic. */
         int w, h, c;
-        if (!stbi_info_from_memory(d, (int)n, &w, &h, &c))
+        if (n < 3 || d[1] > 1 || !stbi_info_from_memory(d, (int)n, &w, &h, &c))
             return cs_fail(e, CLIPSCORE_EFORMAT, "%s: unknown image format (not PNG, JPEG, ...)",
                            label);
         *fmt = FMT_TGA;

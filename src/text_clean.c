@@ -755,7 +755,8 @@ static int full_clean(const uint32_t *v, size_t n, cpbuf *out, cs_error *e) {
         s = 0, t = b.n;
         while (s < t && py_isspace(b.v[s])) s++;
         while (t > s && py_isspace(b.v[t - 1])) t--;
-        if (!rc) rc = py_lower(b.v + s, t - s, out, e);
+        /* b.v is NULL when the text cleaned to nothing: NULL + 0 is undefined. */
+        if (!rc) rc = py_lower(t > s ? b.v + s : NULL, t - s, out, e);
     }
     cp_free(&a);
     cp_free(&b);

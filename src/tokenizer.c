@@ -25,6 +25,9 @@
 /* Pieces up to this many bytes use the direct algorithm; longer ones the
  * heap, which gives the same result in O(n log n) when merges are ordered. */
 #define CS_BPE_SHORT 64
+/* Token ids must be below this: tables are indexed by id, so one huge id in
+ * a small vocab.json would cost gigabytes (CLIP's largest id is 49407). */
+#define CS_MAX_TOKEN_ID (1 << 24)
 
 struct cs_tokenizer {
     int32_t byte_id[256];     /* token of each byte inside a word */
@@ -316,10 +319,10 @@ int cs_tokenizer_load_hf(const char *vocab_json, const char *merges_txt, cs_toke
     int32_t max_id = -1;
     for (const cJSON *it = root->child; it; it = it->next) {
         double d = it->valuedouble;
-        if (!cJSON_IsNumber(it) || !(d >= 0 && d < INT32_MAX) || d != (double)(int32_t)d) {
+        if (!cJSON_IsNumber(it) || !(d >= 0 && d < CS_MAX_TOKEN_ID) || d != (double)(int32_t)d) {
             rc = cs_fail(e, CLIPSCORE_EFORMAT,
                          "%s: token \"%.200s\": id is not an integer in [0, %d)", vocab_json,
-                         it->string ? it->string : "", INT32_MAX);
+                         it->string ? it->string : "", CS_MAX_TOKEN_ID);
             goto done;
         }
         int32_t id = (int32_t)d;
