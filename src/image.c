@@ -166,9 +166,10 @@ static img_format sniff(const unsigned char *d, size_t n, const char **unsupport
     if (starts(d, n, "BM", 2) && n >= 18) return FMT_BMP;
     if (starts(d, n, "8BPS\x00\x01", 6)) return FMT_PSD;
     if (starts(d, n, "#?RADIANCE\n", 11) || starts(d, n, "#?RGBE\n", 7)) return FMT_HDR;
-    if (n >= 3 && d[0] == 'P' && (d[1] == '5' || d[1] == '6') &&
-        (d[2] == ' ' || d[2] == '\t' || d[2] == '\n' || d[2] == '\r' || d[2] == '#'))
-        return FMT_PNM;
+    /* Any "P5"/"P6" start: stb_image's PNM reader takes it too (even with no
+     * space after the magic), so check_pnm() must see it first; its integer
+     * parser overflows on long numbers. */
+    if (n >= 3 && d[0] == 'P' && (d[1] == '5' || d[1] == '6')) return FMT_PNM;
 
     const char *u = NULL;
     if (starts(d, n, "II*\0", 4) || starts(d, n, "MM\0*", 4))

@@ -25,7 +25,7 @@ import zlib
 import gzip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HARNESSES = ["csv", "tokenizer", "vocab", "safetensors", "image", "npy"]
+HARNESSES = ["csv", "tokenizer", "vocab", "safetensors", "image", "npy", "model_config"]
 
 
 class Corpus:
@@ -364,6 +364,56 @@ def image_seeds(c, conformance, max_bytes):
                 c.add("image", ("conf_" if d != examples else "example_") + fn, read(p))
 
 
+# ---- model configuration files ---------------------------------------------
+
+def config_input(first_kind, first, second_kind=None, second=None, big=False):
+    """The harness's input: a selector byte, then one or two files split by NUL."""
+    kinds = first_kind + 3 * (second_kind if second_kind is not None else 0)
+    sel = bytes([kinds | (0x80 if big else 0)])
+    body = first if isinstance(first, bytes) else first.encode()
+    if second is not None:
+        body += b"\0" + (second if isinstance(second, bytes) else second.encode())
+    return sel + body
+
+
+HF, PRE, OC = 0, 1, 2
+
+
+def config_seeds(c, tiny_dir, conformance):
+    tiny_hf = read(os.path.join(tiny_dir, "config.json")) if tiny_dir else None
+    pre = json.dumps({"crop_size": 32, "image_mean": [0.48, 0.45, 0.40],
+                      "image_std": [0.26, 0.26, 0.27], "size": {"shortest_edge": 32}})
+    if tiny_hf:
+        c.add("model_config", "tiny-hf", config_input(HF, tiny_hf))
+        c.add("model_config", "tiny-hf+pre", config_input(HF, tiny_hf, PRE, pre))
+    c.add("model_config", "pre", config_input(PRE, pre))
+    oc = {"embed_dim": 32, "quick_gelu": True,
+          "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8,
+                         "head_width": 32, "mlp_ratio": 4.0},
+          "text_cfg": {"context_length": 16, "vocab_size": 537, "width": 64, "heads": 2,
+                       "layers": 2}}
+    c.add("model_config", "tiny-openclip",
+          config_input(OC, json.dumps({"model_cfg": oc, "preprocess_cfg": {"mean": [0.5] * 3,
+                                                                           "std": [0.25] * 3}})))
+    b32 = {"projection_dim": 512,
+           "vision_config": {"hidden_size": 768, "num_hidden_layers": 12, "patch_size": 32,
+                             "image_size": 224, "num_attention_heads": 12,
+                             "intermediate_size": 3072, "hidden_act": "quick_gelu"},
+           "text_config": {"hidden_size": 512, "num_hidden_layers": 12, "vocab_size": 49408,
+                           "max_position_embeddings": 77, "num_attention_heads": 8,
+                           "intermediate_size": 2048, "layer_norm_eps": 1e-5}}
+    c.add("model_config", "b32-hf", config_input(HF, json.dumps(b32), big=True))
+    c.add("model_config", "broken-std", config_input(PRE, '{"image_std": [0, 0, 0]}'))
+    c.add("model_config", "heads-1e30", config_input(HF, '{"vision_config": {"num_attention_heads": 1e30}}'))
+    if conformance:
+        for layout in sorted(os.listdir(conformance)):
+            for name, kind in (("config.json", HF), ("preprocessor_config.json", PRE),
+                               ("open_clip_config.json", OC)):
+                p = os.path.join(conformance, layout, name)
+                if os.path.isfile(p):
+                    c.add("model_config", "conf-%s-%s" % (layout, name), config_input(kind, read(p)))
+
+
 # ---- .npy writer programs -------------------------------------------------
 
 def npy_seeds(c):
@@ -407,6 +457,7 @@ def main():
         safetensors_seeds(c, tiny_dir)
         image_seeds(c, conformance, a.max_bytes)
         npy_seeds(c)
+        config_seeds(c, tiny_dir, conformance)
     print("make_corpus: " + ", ".join("%s %d" % kv for kv in c.count.items())
           + (" (with conformance fixtures)" if conformance else ""))
     empty = [h for h, n in c.count.items() if n == 0]
