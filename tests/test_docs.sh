@@ -11,6 +11,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" # file names in the current folder would join the completions
 export CLIPSCORE_CACHE=$tmp/cache CLIPSCORE_OFFLINE=1
+export LC_ALL=C.UTF-8 # a missing locale would be a warning of its own
 
 # Rendering: any warning is a failure (man -l runs groff as a reader would).
 groff -ww -man -z "$man_page" 2>"$tmp/groff.err" || fail=1

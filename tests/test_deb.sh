@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# test_deb.sh - the Debian package: `cpack -G DEB` in the build folder makes
+# clipscore_VERSION_ARCH.deb, whose dependencies name libtorch, libcurl,
+# cairo, pango and OpenBLAS as packages; `apt-get install ./...deb` installs
+# it, /usr/bin/clipscore runs and scores, and `apt-get purge` takes it away
+# again (on failure too). It changes the system, so it needs root and
+# apt-get (skipped otherwise: exit 77), and it never touches a clipscore
+# that was installed before it.
+#   test_deb.sh BUILD_DIR VERSION MAKE_TINY_MODEL SOURCE_DIR
+set -euo pipefail
+build=$1 version=$2 make_tiny_model=$3 src=$4
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null || ! command -v dpkg-shlibdeps >/dev/null; then
+    echo "SKIP: needs root, apt-get and dpkg-shlibdeps"
+    exit 77
+fi
+# One run at a time on this machine (other checkouts may run it too).
+exec 9>/var/lock/clipscore-test-deb.lock
+flock -w 900 9
+if dpkg-query -W -f '${Status}' clipscore 2>/dev/null | grep -q "ok installed" || [ -e /usr/bin/clipscore ]; then
+    echo "SKIP: a clipscore is already installed here; not replacing it"
+    exit 77
+fi
+tmp=$(mktemp -d)
+installed=0
+cleanup() {
+    if [ $installed -eq 1 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq -o DPkg::Lock::Timeout=300 clipscore >/dev/null ||
+            echo "FAIL: could not remove the clipscore package"
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail=0
+failed() {
+    echo "FAIL: $*"
+    fail=1
+}
+
+deb=clipscore_${version}_$(dpkg --print-architecture).deb
+cd "$build"
+rm -f "$deb"
+cpack -G DEB >"$tmp/cpack.log" 2>&1 || {
+    cat "$tmp/cpack.log"
+    echo "FAIL: cpack -G DEB"
+    exit 1
+}
+[ -f "$deb" ] || {
+    ls ./*.deb
+    echo "FAIL: no $deb"
+    exit 1
+}
+depends=$(dpkg-deb -f "$deb" Depends)
+echo "Depends: $depends"
+for pkg in libtorch libcurl4 libcairo2 libpango-1.0 libopenblas0 libcjson1 libjpeg; do
+    case $depends in *"$pkg"*) ;; *) failed "Depends lacks $pkg" ;; esac
+done
+
+installed=1
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 "./$deb" >"$tmp/apt.log" 2>&1 || {
+    cat "$tmp/apt.log"
+    echo "FAIL: apt-get install ./$deb"
+    exit 1
+}
+/usr/bin/clipscore --version | grep -q "^clipscore $version " || failed "/usr/bin/clipscore --version: $(/usr/bin/clipscore --version 2>&1)"
+# Through the loader's cache (/lib may be a link to /usr/lib).
+loaded=$(ldd /usr/bin/clipscore | sed -n 's/.*libclipscore\.so\.[0-9]* => \([^ ]*\) .*/\1/p')
+[ -n "$loaded" ] && dpkg -S "$(realpath "$loaded")" 2>/dev/null | grep -q "^clipscore:" ||
+    failed "/usr/bin/clipscore does not load the packaged library: $(ldd /usr/bin/clipscore | grep clipscore)"
+"$make_tiny_model" "$tmp/model" hf 3 >/dev/null
+cp -r "$src/assets/example" "$tmp/example"
+/usr/bin/clipscore "$tmp/example/pairs.csv" -m "$tmp/model" -o "$tmp/out" -q --no-figures || failed "/usr/bin/clipscore exited $?"
+[ -s "$tmp/out/output.csv" ] || failed "no output.csv"
+
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq -o DPkg::Lock::Timeout=300 clipscore >/dev/null
+installed=0
+[ ! -e /usr/bin/clipscore ] || failed "/usr/bin/clipscore left after apt-get purge"
+! dpkg-query -W clipscore >/dev/null 2>&1 || failed "clipscore still known to dpkg after the purge"
+
+[ $fail -eq 0 ] && echo "$deb built, installed with apt-get, ran, and was removed"
+exit $fail
