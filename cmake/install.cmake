@@ -9,18 +9,21 @@ set_target_properties(clipscore PROPERTIES INSTALL_RPATH "$ORIGIN/${CS_BIN_TO_LI
                                            INSTALL_RPATH_USE_LINK_PATH ON)
 set_target_properties(clipscore_shared PROPERTIES INSTALL_RPATH_USE_LINK_PATH ON)
 
-install(TARGETS clipscore RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(TARGETS clipscore_shared clipscore_static
-        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} NAMELINK_COMPONENT Unspecified
-        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
-install(FILES include/clipscore.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# Two components, one .deb each: Runtime (the program, libclipscore.so.N,
+# man page, completion, docs) and Development (header, libclipscore.so,
+# libclipscore.a, pkg-config). A plain `cmake --install` installs both.
+install(TARGETS clipscore RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT Runtime)
+install(TARGETS clipscore_shared
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT Runtime NAMELINK_COMPONENT Development)
+install(TARGETS clipscore_static ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT Development)
+install(FILES include/clipscore.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT Development)
 
 # The prefix is only known at install time (--prefix, or /usr for the .deb),
 # so the RPATH is relative, and it is dropped where the loader looks anyway.
 install(CODE "
   if(CMAKE_INSTALL_PREFIX STREQUAL \"/usr\")
     file(RPATH_REMOVE FILE \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/clipscore\")
-  endif()")
+  endif()" COMPONENT Runtime)
 
 # pkg-config: the prefix is found from the .pc file's own place, so the file
 # stays right wherever the tree is installed. Static linking (libclipscore.a)
@@ -63,36 +66,56 @@ endif()
 list(APPEND CS_PC_LIBS_PRIVATE -lstdc++ -lm -pthread)
 list(JOIN CS_PC_LIBS_PRIVATE " " CS_PC_LIBS_PRIVATE)
 configure_file(cmake/clipscore.pc.in clipscore.pc @ONLY)
-install(FILES ${PROJECT_BINARY_DIR}/clipscore.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+install(FILES ${PROJECT_BINARY_DIR}/clipscore.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig
+        COMPONENT Development)
 
-install(FILES man/clipscore.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES man/clipscore.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1 COMPONENT Runtime)
 
 # bash-completion loads completions/NAME on demand from its data folder.
 install(FILES completion/clipscore.bash DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
-        RENAME clipscore)
+        RENAME clipscore COMPONENT Runtime)
 
 # The README's links to models/README.md keep working from the doc folder.
-install(FILES README.md LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
-install(FILES models/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR}/models)
-install(DIRECTORY examples/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
+install(FILES README.md LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT Runtime)
+install(FILES models/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR}/models COMPONENT Runtime)
+install(DIRECTORY examples/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples COMPONENT Runtime)
 
-# cpack -G DEB: one package, clipscore_VERSION_ARCH.deb, for /usr. Its
+# cpack -G DEB: clipscore_VERSION_ARCH.deb (Runtime) and
+# libclipscore-dev_VERSION_ARCH.deb (Development), for /usr. The program's
 # dependencies come from dpkg-shlibdeps (libtorch, libcurl, cairo, pango...),
 # plus OpenBLAS, which libtorch only reaches through the libblas alternative
 # (without it, the reference BLAS: about 35x slower).
 set(CPACK_PACKAGE_NAME clipscore)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "CLIP similarity of image/caption pairs (command line and C library)")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "CLIP similarity of image/caption pairs")
 set(CPACK_PACKAGE_CONTACT "clipscore maintainers <clipscore@localhost>")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_RESOURCE_FILE_LICENSE ${PROJECT_SOURCE_DIR}/LICENSE)
+set(CPACK_COMPONENTS_ALL Runtime Development)
+set(CPACK_DEB_COMPONENT_INSTALL ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION science)
-set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME clipscore)
+set(CPACK_COMPONENT_RUNTIME_DESCRIPTION "CLIP similarity of image/caption pairs: the command line and libclipscore")
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_SHLIBDEPS ON)
 # The package's own libclipscore.so.N, for dpkg-shlibdeps to find (relative
 # to the staging folder, where CPack runs it).
-set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS
-    usr/${CMAKE_INSTALL_LIBDIR})
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "libopenblas0-pthread | libopenblas0")
-set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS usr/${CMAKE_INSTALL_LIBDIR})
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_DEPENDS "libopenblas0-pthread | libopenblas0")
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_GENERATE_SHLIBS ON)
+# The dev package: pkg-config --cflags needs the .pc files of Requires.private
+# (their -dev packages); a static link also needs libtorch's, libcsv's and
+# libcurl's libraries, which are only suggested (libtorch-dev is large).
+set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_NAME libclipscore-dev)
+set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SECTION libdevel)
+set(CPACK_COMPONENT_DEVELOPMENT_DESCRIPTION "CLIP similarity of image/caption pairs: C header, pkg-config file, static library")
+set(CS_DEV_DEPENDS "clipscore (= ${PROJECT_VERSION})" "pkgconf | pkg-config" libcjson-dev libutf8proc-dev zlib1g-dev)
+if(JPEG_FOUND)
+  list(APPEND CS_DEV_DEPENDS libjpeg-dev)
+endif()
+if(CLIPSCORE_FIGURES)
+  list(APPEND CS_DEV_DEPENDS libpango1.0-dev)
+endif()
+list(JOIN CS_DEV_DEPENDS ", " CPACK_DEBIAN_DEVELOPMENT_PACKAGE_DEPENDS)
+set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SUGGESTS "libtorch-dev, libcsv-dev, libcurl4-openssl-dev | libcurl-dev")
 include(CPack)
