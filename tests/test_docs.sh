@@ -23,7 +23,8 @@ for f in groff man; do
         fail=1
     fi
 done
-grep -q "^OPTIONS" "$tmp/man.txt" || { echo "FAIL: the page has no OPTIONS"; fail=1; }
+version=$("$bin" --version | awk '{ print $2 }')
+grep -q "^\.TH CLIPSCORE 1 .*\"clipscore $version\"" "$man_page" || { echo "FAIL: the page's .TH does not say clipscore $version"; fail=1; }
 for section in NAME SYNOPSIS DESCRIPTION OPTIONS "EXIT STATUS" ENVIRONMENT FILES EXAMPLES "SEE ALSO"; do
     grep -qx "$section" "$tmp/man.txt" || { echo "FAIL: no $section section"; fail=1; }
 done
