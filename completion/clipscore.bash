@@ -15,6 +15,7 @@ _clipscore_models() {
         awk '$1 == "NAME" { on = 1; next } on { print ($1 == "*" ? $2 : $1) }'
 }
 
+# shellcheck disable=SC2207 # IFS is a newline below: one completion a line
 _clipscore() {
     # Words from the line itself: readline splits "hf:ORG/NAME" at the ':',
     # which would make ':' the previous word.

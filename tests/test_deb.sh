@@ -27,8 +27,9 @@ if dpkg-query -W clipscore libclipscore-dev >/dev/null 2>&1 || [ -e /usr/bin/cli
 fi
 tmp=$(mktemp -d)
 installed=0
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
-    if [ $installed -eq 1 ]; then
+    if [ "$installed" -eq 1 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq -o DPkg::Lock::Timeout=300 clipscore libclipscore-dev >/dev/null ||
             echo "FAIL: could not remove the clipscore packages"
     fi
@@ -50,11 +51,11 @@ cpack -G DEB >"$tmp/cpack.log" 2>&1 || {
     echo "FAIL: cpack -G DEB"
     exit 1
 }
-[ -f "$deb" ] && [ -f "$dev" ] || {
+if [ ! -f "$deb" ] || [ ! -f "$dev" ]; then
     ls ./*.deb
     echo "FAIL: no $deb and $dev"
     exit 1
-}
+fi
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
 for pkg in libtorch libcurl4 libcairo2 libpango-1.0 libopenblas0 libcjson1 libjpeg; do
@@ -70,7 +71,7 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300
 /usr/bin/clipscore --version | grep -q "^clipscore $version " || failed "/usr/bin/clipscore --version: $(/usr/bin/clipscore --version 2>&1)"
 # Through the loader's cache (/lib may be a link to /usr/lib).
 loaded=$(ldd /usr/bin/clipscore | sed -n 's/.*libclipscore\.so\.[0-9]* => \([^ ]*\) .*/\1/p')
-[ -n "$loaded" ] && dpkg -S "$(realpath "$loaded")" 2>/dev/null | grep -q "^clipscore:" ||
+{ [ -n "$loaded" ] && dpkg -S "$(realpath "$loaded")" 2>/dev/null | grep -q "^clipscore:"; } ||
     failed "/usr/bin/clipscore does not load the packaged library: $(ldd /usr/bin/clipscore | grep clipscore)"
 "$make_tiny_model" "$tmp/model" hf 3 >/dev/null
 cp -r "$src/assets/example" "$tmp/example"
@@ -78,7 +79,8 @@ cp -r "$src/assets/example" "$tmp/example"
 [ -s "$tmp/out/output.csv" ] || failed "no output.csv"
 
 # The example, against /usr only (not a .pc file under /usr/local).
-export PKG_CONFIG_LIBDIR=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/pkgconfig:/usr/lib/pkgconfig:/usr/share/pkgconfig
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+export PKG_CONFIG_LIBDIR=/usr/lib/$multiarch/pkgconfig:/usr/lib/pkgconfig:/usr/share/pkgconfig
 # shellcheck disable=SC2046 # pkg-config's output is a list of flags
 cc -std=c11 -Wall -Wextra -Werror "${cflags[@]}" /usr/share/doc/clipscore/examples/c/score_csv.c \
     -o "$tmp/score_csv" $(pkg-config --cflags --libs clipscore) || failed "the example does not build against /usr"
@@ -87,7 +89,7 @@ cmp "$tmp/out/output.csv" "$tmp/out-example/output.csv" || failed "the example's
 
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq -o DPkg::Lock::Timeout=300 clipscore libclipscore-dev >/dev/null
 installed=0
-[ ! -e /usr/bin/clipscore ] && [ ! -e /usr/include/clipscore.h ] || failed "files left after apt-get purge"
+if [ -e /usr/bin/clipscore ] || [ -e /usr/include/clipscore.h ]; then failed "files left after apt-get purge"; fi
 ! dpkg-query -W clipscore libclipscore-dev >/dev/null 2>&1 || failed "a clipscore package is still known to dpkg after the purge"
 
 [ $fail -eq 0 ] && echo "$deb and $dev built, installed with apt-get, used, and removed"

@@ -44,10 +44,11 @@ awk '/^\.SH/ { in_opts = ($2 == "OPTIONS") } in_opts && tag { print } { tag = /^
     "$tmp/page" | options >"$tmp/man"
 options <"$tmp/page" >"$tmp/page-options"
 if [ -n "$(comm -13 "$tmp/help" "$tmp/page-options")" ]; then
-    echo "FAIL: the man page mentions options --help lacks:" $(comm -13 "$tmp/help" "$tmp/page-options")
+    echo "FAIL: the man page mentions options --help lacks: $(comm -13 "$tmp/help" "$tmp/page-options" | tr '\n' ' ')"
     fail=1
 fi
 # shellcheck source=/dev/null
+# shellcheck disable=SC2154,SC2086 # set by the completion; one option a word
 (. "$completion" && printf '%s\n' $_clipscore_options) | options >"$tmp/completion"
 [ "$(wc -l <"$tmp/help")" -gt 20 ] || { echo "FAIL: too few options read from --help"; fail=1; }
 for other in man completion; do
@@ -69,7 +70,7 @@ expect() { # LINE WORD...: the completions of LINE are exactly WORD...
     got=$(complete_line "$line" | sort)
     want=$(printf '%s\n' "$@" | sort)
     if [ "$got" != "$want" ]; then
-        echo "FAIL: completing '$line': got [$(echo $got)], expected [$*]"
+        echo "FAIL: completing '$line': got [$(echo "$got" | tr '\n' ' ')], expected [$*]"
         fail=1
     fi
 }

@@ -55,6 +55,7 @@ fi
 
 # The binary: RUNPATH relative to itself, libclipscore from the prefix.
 runpath=$(readelf -d "$prefix/bin/clipscore" | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p')
+# shellcheck disable=SC2016 # a literal $ORIGIN
 case $runpath in
 '$ORIGIN/'*) ;;
 *) failed "bin/clipscore's RUNPATH is '$runpath', not \$ORIGIN/..." ;;
