@@ -19,7 +19,7 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null || ! command -v dpkg-
     exit 77
 fi
 # One run at a time on this machine (other checkouts may run it too).
-exec 9>/var/lock/clipscore-test-deb.lock
+exec 9>/tmp/clipscore-test-deb.lock
 flock -w 900 9
 if dpkg-query -W clipscore libclipscore-dev >/dev/null 2>&1 || [ -e /usr/bin/clipscore ] || [ -e /usr/include/clipscore.h ]; then
     echo "SKIP: a clipscore is already installed here; not replacing it"
