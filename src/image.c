@@ -4,7 +4,8 @@
  * pixel limit and a decode memory reservation are settled before the rest
  * is read, and the rest is read only as far as such an image can need; only
  * regular files are read at all), telling its format from the magic bytes
- * (and naming formats stb_image cannot read), structural checks that
+ * (and naming formats not read; WebP, TIFF, JPEG 2000, ICO and HEIF/AVIF
+ * go to the decoders of image_formats.h), structural checks that
  * stb_image does not make (a truncated JPEG/PNG/GIF/BMP/PNM/TGA/PSD/HDR is
  * an error, not an image padded with grey), decoding with stb_image, and a
  * resampler that reproduces Pillow 9.4's
@@ -15,7 +16,8 @@
  * JPEGs go through libjpeg instead when the build provides it (see below).
  * Leaves out: EXIF orientation and colour profiles (the reference ignores
  * both), animation (first frame only), Pillow's handling of 16-bit gray PNGs
- * (mode "I", which it saturates to white; here they are scaled to 8 bits)
+ * (mode "I", which it saturates to white; here they are scaled to 8 bits,
+ * v * 255 / 65535 rounded)
  * and of CMYK JPEGs (resized before conversion to RGB there, converted first
  * here), and measuring memory (decode costs are estimates, see
  * decode_cost()). */
@@ -263,6 +265,7 @@ typedef struct file_facts {
     int w, h;     /* from the header where we parse it ourselves, else 0 */
     int req_comp; /* channels to ask stb_image for (0: as stored) */
     int palette;  /* Pillow opens it as mode "P" or "1" */
+    int gray16;   /* 16-bit gray PNG: scaled to 8 bits here (cs_gray16_to_8) */
 } file_facts;
 
 /* Walks the PNG chunks up to IEND; notes the IHDR facts. */
@@ -326,6 +329,7 @@ static int check_png(const unsigned char *d, size_t n, const char *label, file_f
         return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNG (colour type %d)", label, color);
     }
     f->palette = color == 3 || (color == 0 && depth == 1);
+    f->gray16 = color == 0 && depth == 16;
     return 0;
 }
 
@@ -1014,9 +1018,8 @@ static int probe_header(const unsigned char *d, size_t n, int complete, const ch
     if (r == 1) return 1;
     if (complete) return 2;
     if (r == 0) return 0;
-    const char *why = *fmt == FMT_PNG || *fmt == FMT_JPEG || *fmt >= FMT_WEBP
-                          ? NULL
-                          : stbi_failure_reason();
+    const char *why =
+        *fmt == FMT_PNG || *fmt == FMT_JPEG || *fmt >= FMT_WEBP ? NULL : stbi_failure_reason();
     return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt %s header (%s)", label, format_name(*fmt),
                    why && *why ? why : "unreadable");
 }
@@ -1081,7 +1084,8 @@ static int decode_library(img_format fmt, const unsigned char *d, size_t len, co
     if (r != 1)
         return cs_fail(e, CLIPSCORE_EFORMAT, "%s: %s %s header", label,
                        r == 0 ? "truncated" : "corrupt", format_name(fmt));
-    int rc = check_limit(label, w, h, max_pixels, e);
+    /* HEIF: see cs_image_load_budgeted (its decoder checks the limit). */
+    int rc = fmt == FMT_HEIF ? 0 : check_limit(label, w, h, max_pixels, e);
     if (rc) return rc;
     if (res && res->budget && !res->held) {
         int64_t peak, max_file;
@@ -1120,7 +1124,7 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
 
     /* The structure is checked before stb_image parses anything of a known
      * format (its JPEG header parser already reads Huffman tables). */
-    file_facts f = {0, 0, 0, 0};
+    file_facts f = {0, 0, 0, 0, 0};
     switch (fmt) {
     case FMT_PNG:
         rc = check_png(d, len, label, &f, e);
@@ -1176,7 +1180,25 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
     }
 #endif
     int w = 0, h = 0, comp = 0;
-    unsigned char *px = stbi_load_from_memory(d, (int)len, &w, &h, &comp, f.req_comp);
+    unsigned char *px = NULL;
+    if (f.gray16) {
+        /* Pillow opens these as mode "I" and saturates them to white in
+         * the 8-bit conversion; the full range is scaled down instead. */
+        stbi_us *wide = stbi_load_16_from_memory(d, (int)len, &w, &h, &comp, 1);
+        if (wide && w > 0 && h > 0) {
+            size_t npx = (size_t)w * (size_t)h;
+            px = malloc(npx);
+            if (!px) {
+                stbi_image_free(wide);
+                return cs_fail(e, CLIPSCORE_ENOMEM, "%s: out of memory decoding %dx%d PNG", label,
+                               w, h);
+            }
+            for (size_t i = 0; i < npx; i++) px[i] = cs_gray16_to_8(wide[i]);
+        }
+        stbi_image_free(wide);
+    } else {
+        px = stbi_load_from_memory(d, (int)len, &w, &h, &comp, f.req_comp);
+    }
     if (!px) {
         const char *why = stbi_failure_reason();
         if (why && !strcmp(why, "outofmem"))
@@ -1315,7 +1337,7 @@ int cs_image_load_budgeted(const char *path, int64_t max_pixels, cs_decode_budge
         if (known) break;
         /* A TIFF's directory and a HEIF's meta box may follow the pixel
          * data, at the end of the file: those are read whole if need be. */
-        size_t head_max = fmt == FMT_JPEG                     ? (size_t)16 << 20
+        size_t head_max = fmt == FMT_JPEG                      ? (size_t)16 << 20
                           : fmt == FMT_TIFF || fmt == FMT_HEIF ? limit
                                                                : (size_t)1 << 20;
         if (head >= head_max) {
@@ -1330,7 +1352,10 @@ int cs_image_load_budgeted(const char *path, int64_t max_pixels, cs_decode_budge
     /* 2. The pixel limit, the file's bound and the memory reservation,
      * before the rest is read. */
     if (known == 1) {
-        if ((rc = check_limit(path, w, h, max_pixels, e))) goto done;
+        /* A HEIF's ispe is the coded size, which a clean aperture may crop:
+         * cs_heif_decode checks the primary image's own size, from the
+         * meta box, before decoding. */
+        if (fmt != FMT_HEIF && (rc = check_limit(path, w, h, max_pixels, e))) goto done;
         int64_t peak;
         decode_cost(fmt, buf, n, w, h, &peak, &max_file);
         if (!eof && n < want) {

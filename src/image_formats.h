@@ -26,7 +26,8 @@ int cs_jp2_probe(const unsigned char *d, size_t n, int *w, int *h, int *ncomp);
  * byte after the furthest entry (the file needs no more). */
 int cs_ico_probe(const unsigned char *d, size_t n, int *w, int *h, int64_t *end);
 /* The largest image-spatial-extent property (ispe) in the meta box: a bound
- * on the primary image's size (the decoder checks the primary's own). */
+ * on the primary image's coded size (the decoder checks the limit on the
+ * primary image's size after its transformations, from the meta box). */
 int cs_heif_probe(const unsigned char *d, size_t n, int *w, int *h);
 
 /* Decoders of a whole file in memory. The header's size has passed the

@@ -80,8 +80,9 @@ int cs_heif_decode(const unsigned char *d, size_t n, const char *label, int64_t 
     struct heif_error err = heif_context_read_from_memory_without_copy(ctx, d, n, NULL);
     if (err.code == heif_error_Ok) err = heif_context_get_primary_image_handle(ctx, &handle);
     if (err.code != heif_error_Ok) {
-        rc = cs_fail(e, err.code == heif_error_Unsupported_feature ? CLIPSCORE_EUNSUPPORTED
-                                                                     : CLIPSCORE_EFORMAT,
+        rc = cs_fail(e,
+                     err.code == heif_error_Unsupported_feature ? CLIPSCORE_EUNSUPPORTED
+                                                                : CLIPSCORE_EFORMAT,
                      "%s: truncated or corrupt HEIF/AVIF (%s)", label, err.message);
         goto done;
     }
@@ -92,16 +93,16 @@ int cs_heif_decode(const unsigned char *d, size_t n, const char *label, int64_t 
     }
     if ((rc = cs_image_check_limit(label, w, h, max_pixels, e))) goto done;
     int alpha = heif_image_handle_has_alpha_channel(handle);
-    err = heif_decode_image(handle, &im, heif_colorspace_RGB,
-                            alpha ? heif_chroma_interleaved_RGBA : heif_chroma_interleaved_RGB,
-                            NULL);
+    err =
+        heif_decode_image(handle, &im, heif_colorspace_RGB,
+                          alpha ? heif_chroma_interleaved_RGBA : heif_chroma_interleaved_RGB, NULL);
     if (err.code != heif_error_Ok) {
         rc = cs_fail(e,
                      err.code == heif_error_Unsupported_feature ||
                              err.code == heif_error_Unsupported_filetype
                          ? CLIPSCORE_EUNSUPPORTED
-                         : err.code == heif_error_Memory_allocation_error ? CLIPSCORE_ENOMEM
-                                                                          : CLIPSCORE_EFORMAT,
+                     : err.code == heif_error_Memory_allocation_error ? CLIPSCORE_ENOMEM
+                                                                      : CLIPSCORE_EFORMAT,
                      "%s: truncated or corrupt HEIF/AVIF data (%s)", label, err.message);
         goto done;
     }

@@ -193,9 +193,9 @@ int cs_jp2_decode(const unsigned char *d, size_t n, const char *label, int64_t m
     }
     /* The size the header gives, against the limit, before decoding. */
     if (im->x1 > im->x0 && im->y1 > im->y0 &&
-        (rc = cs_image_check_limit(label, (int)((im->x1 - im->x0) > INT_MAX ? INT_MAX : im->x1 - im->x0),
-                                   (int)((im->y1 - im->y0) > INT_MAX ? INT_MAX : im->y1 - im->y0),
-                                   max_pixels, e)))
+        (rc = cs_image_check_limit(
+             label, (int)((im->x1 - im->x0) > INT_MAX ? INT_MAX : im->x1 - im->x0),
+             (int)((im->y1 - im->y0) > INT_MAX ? INT_MAX : im->y1 - im->y0), max_pixels, e)))
         goto done;
     if (!opj_decode(codec, s, im) || !opj_end_decompress(codec, s)) {
         rc = cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated or corrupt JPEG 2000 data (%s)", label,

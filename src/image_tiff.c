@@ -332,11 +332,13 @@ static int convert(TIFF *tif, const tiff_layout *L, const unsigned char *planes,
             case PHOTOMETRIC_SEPARATED: {
                 unsigned k = to8(sample(L, planes, x, y, 3), bps), nk = 255 - k;
                 for (int c = 0; c < 3; c++)
-                    o[c] = (unsigned char)(nk - muldiv255(to8(sample(L, planes, x, y, c), bps), nk));
+                    o[c] =
+                        (unsigned char)(nk - muldiv255(to8(sample(L, planes, x, y, c), bps), nk));
                 break;
             }
             default:
-                for (int c = 0; c < 3; c++) o[c] = (unsigned char)to8(sample(L, planes, x, y, c), bps);
+                for (int c = 0; c < 3; c++)
+                    o[c] = (unsigned char)to8(sample(L, planes, x, y, c), bps);
                 break;
             }
             if (alpha) {
@@ -348,13 +350,13 @@ static int convert(TIFF *tif, const tiff_layout *L, const unsigned char *planes,
     return 0;
 }
 
-static int decode_open(TIFF *tif, mem_file *m, const char *label, int64_t max_pixels,
-                       cs_image *img, cs_error *e) {
+static int decode_open(TIFF *tif, mem_file *m, const char *label, int64_t max_pixels, cs_image *img,
+                       cs_error *e) {
     tiff_layout L = {0};
     uint16_t fmt = SAMPLEFORMAT_UINT;
     if (!TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &L.w) ||
-        !TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &L.h) || L.w == 0 || L.h == 0 ||
-        L.w > INT_MAX || L.h > INT_MAX)
+        !TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &L.h) || L.w == 0 || L.h == 0 || L.w > INT_MAX ||
+        L.h > INT_MAX)
         return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt TIFF (no image size)", label);
     int rc = cs_image_check_limit(label, (int)L.w, (int)L.h, max_pixels, e);
     if (rc) return rc;
@@ -366,12 +368,10 @@ static int decode_open(TIFF *tif, mem_file *m, const char *label, int64_t max_pi
     if (!TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &L.photometric))
         L.photometric = L.spp >= 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK;
     if (fmt != SAMPLEFORMAT_UINT && fmt != SAMPLEFORMAT_VOID)
-        return cs_fail(e, CLIPSCORE_EUNSUPPORTED,
-                       "%s: TIFF with %s samples is not supported", label,
-                       fmt == SAMPLEFORMAT_IEEEFP ? "floating-point" : "signed or complex");
+        return cs_fail(e, CLIPSCORE_EUNSUPPORTED, "%s: TIFF with %s samples is not supported",
+                       label, fmt == SAMPLEFORMAT_IEEEFP ? "floating-point" : "signed or complex");
     if (L.photometric == PHOTOMETRIC_YCBCR) {
-        if (L.compression == COMPRESSION_JPEG)
-            /* As Pillow: libjpeg converts to RGB. */
+        if (L.compression == COMPRESSION_JPEG) /* As Pillow: libjpeg converts to RGB. */
             TIFFSetField(tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
         else
             return decode_rgba(tif, &L, m, label, img, e);
@@ -385,8 +385,8 @@ static int decode_open(TIFF *tif, mem_file *m, const char *label, int64_t max_pi
         uint16_t inkset = INKSET_CMYK;
         TIFFGetFieldDefaulted(tif, TIFFTAG_INKSET, &inkset);
         if (inkset != INKSET_CMYK)
-            return cs_fail(e, CLIPSCORE_EUNSUPPORTED, "%s: TIFF with non-CMYK inks is not supported",
-                           label);
+            return cs_fail(e, CLIPSCORE_EUNSUPPORTED,
+                           "%s: TIFF with non-CMYK inks is not supported", label);
     }
     int bps_ok = L.bps == 8 || L.bps == 16 ||
                  ((L.bps == 1 || L.bps == 2 || L.bps == 4) &&
