@@ -1083,7 +1083,7 @@ static int decode_library(img_format fmt, const unsigned char *d, size_t len, co
     }
     if (r != 1)
         return cs_fail(e, CLIPSCORE_EFORMAT, "%s: %s %s header", label,
-                       r == 0 ? "truncated" : "corrupt", format_name(fmt));
+                       r == 0 ? "truncated or corrupt" : "corrupt", format_name(fmt));
     /* HEIF: see cs_image_load_budgeted (its decoder checks the limit). */
     int rc = fmt == FMT_HEIF ? 0 : check_limit(label, w, h, max_pixels, e);
     if (rc) return rc;

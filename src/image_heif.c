@@ -69,6 +69,19 @@ int cs_heif_probe(const unsigned char *d, size_t n, int *w, int *h) {
     return 1;
 }
 
+/* libheif's messages may hold line breaks: one line for a row error. */
+static const char *one_line(const char *msg, char *out, size_t cap) {
+    size_t k = 0;
+    for (const char *p = msg ? msg : ""; *p && k + 1 < cap; p++)
+        if (*p != '\n' && *p != '\r')
+            out[k++] = *p;
+        else if (k && out[k - 1] != ' ')
+            out[k++] = ' ';
+    while (k && out[k - 1] == ' ') k--;
+    out[k] = '\0';
+    return out;
+}
+
 int cs_heif_decode(const unsigned char *d, size_t n, const char *label, int64_t max_pixels,
                    cs_image *img, cs_error *e) {
     memset(img, 0, sizeof *img);
@@ -76,6 +89,7 @@ int cs_heif_decode(const unsigned char *d, size_t n, const char *label, int64_t 
     struct heif_image_handle *handle = NULL;
     struct heif_image *im = NULL;
     int rc = 0;
+    char line[256];
     if (!ctx) return cs_fail(e, CLIPSCORE_ENOMEM, "%s: out of memory opening HEIF", label);
     struct heif_error err = heif_context_read_from_memory_without_copy(ctx, d, n, NULL);
     if (err.code == heif_error_Ok) err = heif_context_get_primary_image_handle(ctx, &handle);
@@ -83,7 +97,8 @@ int cs_heif_decode(const unsigned char *d, size_t n, const char *label, int64_t 
         rc = cs_fail(e,
                      err.code == heif_error_Unsupported_feature ? CLIPSCORE_EUNSUPPORTED
                                                                 : CLIPSCORE_EFORMAT,
-                     "%s: truncated or corrupt HEIF/AVIF (%s)", label, err.message);
+                     "%s: truncated or corrupt HEIF/AVIF (%s)", label,
+                     one_line(err.message, line, sizeof line));
         goto done;
     }
     int w = heif_image_handle_get_width(handle), h = heif_image_handle_get_height(handle);
@@ -103,7 +118,8 @@ int cs_heif_decode(const unsigned char *d, size_t n, const char *label, int64_t 
                          ? CLIPSCORE_EUNSUPPORTED
                      : err.code == heif_error_Memory_allocation_error ? CLIPSCORE_ENOMEM
                                                                       : CLIPSCORE_EFORMAT,
-                     "%s: truncated or corrupt HEIF/AVIF data (%s)", label, err.message);
+                     "%s: truncated or corrupt HEIF/AVIF data (%s)", label,
+                     one_line(err.message, line, sizeof line));
         goto done;
     }
     int stride = 0, ch = alpha ? 4 : 3;

@@ -12,7 +12,7 @@
  * Leaves out: pages after the first, float and signed samples, CIELab and
  * other photometrics (EUNSUPPORTED), Orientation (Pillow ignores it too),
  * and Pillow's order for CMYK (it resizes in CMYK, then converts; converting
- * first differs by at most one level on a few pixels). */
+ * first differs by at most two levels on a few pixels). */
 #include "image_formats.h"
 
 #include <limits.h>

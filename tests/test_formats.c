@@ -924,7 +924,56 @@ static void test_png_gray16(void) {
 
 /* ------------------------------------------------------------------------ */
 
-int main(void) {
+/* test_formats --write DIR: one valid file of each new format, for the
+ * command-line test (test_formats_cli.py). */
+static int write_fixtures(void) {
+    int w = 64, h = 48;
+    unsigned char *rgb = pattern(w, h, 3), *rgba = pattern(w, h, 4), *mask = calloc(64 * 48, 1);
+    uint8_t *out = NULL;
+    size_t n = WebPEncodeLosslessRGBA(rgba, w, h, w * 4, &out);
+    write_bytes(tmp_path("alpha.webp"), out, n);
+    WebPFree(out);
+    n = WebPEncodeRGB(rgb, w, h, w * 3, 75, &out);
+    write_bytes(tmp_path("lossy.webp"), out, n);
+    WebPFree(out);
+    tiff_spec s = {w, h,      3,    8, PHOTOMETRIC_RGB, PLANARCONFIG_CONTIG, COMPRESSION_LZW, 0,
+                   0, {0, 0}, NULL, 0};
+    write_tiff(tmp_path("lzw.tif"), &s, rgb);
+    tiff_spec c = {w,
+                   h,
+                   4,
+                   8,
+                   PHOTOMETRIC_SEPARATED,
+                   PLANARCONFIG_CONTIG,
+                   COMPRESSION_NONE,
+                   0,
+                   0,
+                   {0, 0},
+                   NULL,
+                   INKSET_CMYK};
+    write_tiff(tmp_path("cmyk.tif"), &c, rgba);
+    uint16_t *samples = malloc((size_t)w * h * 3 * sizeof *samples);
+    for (size_t i = 0; i < (size_t)w * h * 3; i++) samples[i] = rgb[i];
+    write_jp2(tmp_path("photo.jp2"), 0, w, h, 3, 8, samples);
+    write_jp2(tmp_path("photo.j2k"), 1, w, h, 3, 8, samples);
+    buf e[1] = {make_dib(w, h, 32, rgba, mask)};
+    int dims[2] = {w, h}, bpps[1] = {32};
+    write_ico(tmp_path("icon.ico"), 1, e, dims, bpps);
+    int rc = write_heif(tmp_path("photo.heic"), heif_compression_HEVC, w, h, rgb);
+    if (!rc) rc = write_heif(tmp_path("photo.avif"), heif_compression_AV1, w, h, rgb);
+    free(e[0].d);
+    free(samples);
+    free(rgb);
+    free(rgba);
+    free(mask);
+    return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--write")) {
+        tmp = argv[2];
+        return write_fixtures();
+    }
     tmp = test_tmpdir("formats");
     test_webp();
     test_tiff();
