@@ -43,7 +43,8 @@ int cs_tiff_probe(const unsigned char *d, size_t n, int *w, int *h, int *ncomp) 
     if ((uint64_t)ifd + 2 > n) return 0; /* the IFD may lie at the end */
     unsigned count = rd16(d + ifd, le);
     if (count == 0) return -1;
-    if ((uint64_t)ifd + 2 + 12u * count > n) return 0;
+    /* The entries and the next directory's offset. */
+    if ((uint64_t)ifd + 2 + 12u * count + 4 > n) return 0;
     uint32_t tw = 0, th = 0, spp = 1;
     for (unsigned i = 0; i < count; i++) {
         const unsigned char *t = d + ifd + 2 + 12u * i;
@@ -67,6 +68,7 @@ typedef struct mem_file {
     const unsigned char *d;
     size_t n, pos;
     char msg[256]; /* libtiff's first error */
+    int short_tag; /* a tag's data ran past the end (libtiff only warns) */
 } mem_file;
 
 static tmsize_t mem_read(thandle_t h, void *buf, tmsize_t size) {
@@ -119,11 +121,15 @@ static int on_error(TIFF *tif, void *user, const char *module, const char *fmt, 
 }
 static int on_warning(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap) {
     (void)tif;
-    (void)user;
     (void)module;
-    (void)fmt;
-    (void)ap;
-    return 1; /* Pillow ignores warnings too */
+    /* Warnings are ignored, as Pillow does, but for one: libtiff drops a
+     * tag whose data lies past the end of the file (a colour map too, and
+     * then reads a palette image as gray), which means a truncated file. */
+    mem_file *m = user;
+    char text[256];
+    vsnprintf(text, sizeof text, fmt, ap);
+    if (strstr(text, "IO error during reading of")) m->short_tag = 1;
+    return 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -416,7 +422,7 @@ static int decode_open(TIFF *tif, mem_file *m, const char *label, int64_t max_pi
 int cs_tiff_decode(const unsigned char *d, size_t n, const char *label, int64_t max_pixels,
                    cs_image *img, cs_error *e) {
     memset(img, 0, sizeof *img);
-    mem_file m = {d, n, 0, ""};
+    mem_file m = {d, n, 0, "", 0};
     TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
     if (!opts) return cs_fail(e, CLIPSCORE_ENOMEM, "%s: out of memory opening TIFF", label);
     TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, &m);
@@ -428,7 +434,9 @@ int cs_tiff_decode(const unsigned char *d, size_t n, const char *label, int64_t 
     if (!tif)
         return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated or corrupt TIFF (%s)", label,
                        m.msg[0] ? m.msg : "unreadable header");
-    int rc = decode_open(tif, &m, label, max_pixels, img, e);
+    int rc = m.short_tag ? cs_fail(e, CLIPSCORE_EFORMAT,
+                                   "%s: truncated TIFF (tag data past the end of the file)", label)
+                         : decode_open(tif, &m, label, max_pixels, img, e);
     TIFFClose(tif);
     if (rc) cs_image_free(img);
     return rc;

@@ -197,6 +197,26 @@ const char *__lsan_default_suppressions(void) {
     return "leak:libx265.so\nleak:libdav1d.so\n";
 }
 
+typedef struct buf {
+    unsigned char *d;
+    size_t n;
+} buf;
+
+static void put(buf *b, const void *p, size_t n) {
+    b->d = realloc(b->d, b->n + n);
+    memcpy(b->d + b->n, p, n);
+    b->n += n;
+}
+static void put16(buf *b, unsigned v) {
+    unsigned char x[2] = {(unsigned char)v, (unsigned char)(v >> 8)};
+    put(b, x, 2);
+}
+static void put32(buf *b, uint32_t v) {
+    unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    put(b, x, 4);
+}
+
 /* ------------------------------------------------------------------------ */
 /* WebP                                                                      */
 
@@ -462,6 +482,41 @@ static void test_tiff(void) {
     p = tmp_path("palette.tif");
     write_tiff(p, &sp, idx);
     expect_pixels("palette TIFF", p, 4, 1, 3, 1, pwant);
+    /* 8 bits, the directory first and the colour map last, as Pillow
+     * writes them: cut inside the map, libtiff only warns (and would read
+     * the image as gray). */
+    {
+        buf t = {NULL, 0};
+        put(&t, "II*\0", 4);
+        put32(&t, 8);
+        put16(&t, 10);
+        static const unsigned tags[10][3] = {{256, 3, 4}, {257, 3, 1},   {258, 3, 8}, {259, 3, 1},
+                                             {262, 3, 3}, {273, 4, 134}, {277, 3, 1}, {278, 3, 1},
+                                             {279, 4, 4}, {320, 3, 138}};
+        for (int i = 0; i < 10; i++) {
+            put16(&t, tags[i][0]);
+            put16(&t, tags[i][1]);
+            put32(&t, tags[i][0] == 320 ? 768 : 1);
+            if (tags[i][1] == 4 || tags[i][0] == 320)
+                put32(&t, tags[i][2]);
+            else {
+                put16(&t, tags[i][2]);
+                put16(&t, 0);
+            }
+        }
+        put32(&t, 0);
+        static const unsigned char idx8[4] = {1, 15, 8, 0};
+        put(&t, idx8, 4);
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < 256; i++) put16(&t, i < 16 ? cmap[16 * c + i] : 0);
+        CHECK_EQ_INT(t.n, 1674);
+        p = tmp_path("palette_first.tif");
+        write_bytes(p, t.d, t.n);
+        expect_pixels("palette TIFF, directory first", p, 4, 1, 3, 1, pwant);
+        for (size_t cut = t.n - 1; cut > t.n - 1500; cut -= 97)
+            expect_error_code("palette TIFF cut in its colour map", t.d, cut, 0, CLIPSCORE_EFORMAT);
+        free(t.d);
+    }
 
     /* CMYK, converted as Pillow 9.4 converts CMYK to RGB: */
     static const unsigned char cmyk[] = {0,   0,   0,   0,   255, 0,  0,   0,   10,  200, 128, 60,
@@ -639,26 +694,6 @@ static void test_jp2(void) {
 
 /* ------------------------------------------------------------------------ */
 /* ICO                                                                       */
-
-typedef struct buf {
-    unsigned char *d;
-    size_t n;
-} buf;
-
-static void put(buf *b, const void *p, size_t n) {
-    b->d = realloc(b->d, b->n + n);
-    memcpy(b->d + b->n, p, n);
-    b->n += n;
-}
-static void put16(buf *b, unsigned v) {
-    unsigned char x[2] = {(unsigned char)v, (unsigned char)(v >> 8)};
-    put(b, x, 2);
-}
-static void put32(buf *b, uint32_t v) {
-    unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-                          (unsigned char)(v >> 24)};
-    put(b, x, 4);
-}
 
 /* A DIB entry: 24 or 32 bits from rgba (w x h), with the AND mask from
  * mask (1 = transparent, w x h bytes). */
