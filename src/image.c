@@ -947,7 +947,9 @@ static void decode_cost(img_format fmt, const unsigned char *d, size_t n, int w,
         break;
     case FMT_WEBP: /* libwebp's animation decoder: two RGBA canvases; our copy */
         *peak = 12 * px;
-        mf = 4 * px; /* lossless WebP of noise stays under its raw size */
+        /* Lossless WebP of noise stays under its raw size; an animation
+         * (VP8X flag 2) holds any number of frames, all read. */
+        mf = n >= 21 && !memcmp(d + 12, "VP8X", 4) && (d[20] & 2) ? INT_MAX : 4 * px;
         break;
     case FMT_TIFF: { /* the samples as stored (2 bytes at most), then ours */
         int tw, th, nc = 4;
