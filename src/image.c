@@ -4,7 +4,8 @@
  * pixel limit and a decode memory reservation are settled before the rest
  * is read, and the rest is read only as far as such an image can need; only
  * regular files are read at all), telling its format from the magic bytes
- * (and naming formats stb_image cannot read), structural checks that
+ * (and naming formats not read; WebP, TIFF, JPEG 2000, ICO and HEIF/AVIF
+ * go to the decoders of image_formats.h), structural checks that
  * stb_image does not make (a truncated JPEG/PNG/GIF/BMP/PNM/TGA/PSD/HDR is
  * an error, not an image padded with grey), decoding with stb_image, and a
  * resampler that reproduces Pillow 9.4's
@@ -15,11 +16,13 @@
  * JPEGs go through libjpeg instead when the build provides it (see below).
  * Leaves out: EXIF orientation and colour profiles (the reference ignores
  * both), animation (first frame only), Pillow's handling of 16-bit gray PNGs
- * (mode "I", which it saturates to white; here they are scaled to 8 bits)
+ * (mode "I", which it saturates to white; here they are scaled to 8 bits,
+ * v * 255 / 65535 rounded)
  * and of CMYK JPEGs (resized before conversion to RGB there, converted first
  * here), and measuring memory (decode costs are estimates, see
  * decode_cost()). */
 #include "image.h"
+#include "image_formats.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -96,7 +99,13 @@ typedef enum {
     FMT_PSD,
     FMT_HDR,
     FMT_PNM,
-    FMT_TGA
+    FMT_TGA,
+    /* Decoded in their own files (image_formats.h). */
+    FMT_WEBP,
+    FMT_TIFF,
+    FMT_JP2,
+    FMT_ICO,
+    FMT_HEIF
 } img_format;
 
 static const char *format_name(img_format f) {
@@ -117,6 +126,16 @@ static const char *format_name(img_format f) {
         return "PNM";
     case FMT_TGA:
         return "TGA";
+    case FMT_WEBP:
+        return "WebP";
+    case FMT_TIFF:
+        return "TIFF";
+    case FMT_JP2:
+        return "JPEG 2000";
+    case FMT_ICO:
+        return "ICO";
+    case FMT_HEIF:
+        return "HEIF/AVIF";
     default:
         return "image";
     }
@@ -153,8 +172,8 @@ static const char *isobmff_name(const unsigned char *d, size_t n) {
     return "ISO media (MP4/QuickTime)";
 }
 
-/* Recognises the formats stb_image reads (returned) and a list of common
- * ones it does not (FMT_UNKNOWN with *unsupported naming it). Text files get
+/* Recognises the formats read (returned) and a list of common ones that
+ * are not (FMT_UNKNOWN with *unsupported naming it). Text files get
  * *text set instead: they are not images at all. */
 static img_format sniff(const unsigned char *d, size_t n, const char **unsupported,
                         const char **text) {
@@ -171,21 +190,20 @@ static img_format sniff(const unsigned char *d, size_t n, const char **unsupport
      * parser overflows on long numbers. */
     if (n >= 3 && d[0] == 'P' && (d[1] == '5' || d[1] == '6')) return FMT_PNM;
 
+    if (starts(d, n, "II*\0", 4) || starts(d, n, "MM\0*", 4)) return FMT_TIFF;
+    if (starts(d, n, "RIFF", 4) && n >= 12 && !memcmp(d + 8, "WEBP", 4)) return FMT_WEBP;
+    if (starts(d, n, "\0\0\0\x0cjP  \r\n\x87\n", 12) || starts(d, n, "\xff\x4f\xff\x51", 4))
+        return FMT_JP2;
+    if (starts(d, n, "\0\0\1\0", 4) && n >= 22 && le16(d + 4) > 0) return FMT_ICO;
+
     const char *u = NULL;
-    if (starts(d, n, "II*\0", 4) || starts(d, n, "MM\0*", 4))
-        u = "TIFF";
-    else if (starts(d, n, "II+\0", 4) || starts(d, n, "MM\0+", 4))
-        u = "BigTIFF";
-    else if (starts(d, n, "RIFF", 4) && n >= 12 && !memcmp(d + 8, "WEBP", 4))
-        u = "WebP";
-    else if (n >= 12 && !memcmp(d + 4, "ftyp", 4))
+    if (n >= 12 && !memcmp(d + 4, "ftyp", 4)) {
         u = isobmff_name(d, n);
+        if (!strcmp(u, "AVIF") || !strcmp(u, "HEIF/HEIC")) return FMT_HEIF;
+    } else if (starts(d, n, "II+\0", 4) || starts(d, n, "MM\0+", 4))
+        u = "BigTIFF";
     else if (starts(d, n, "\xff\x0a", 2) || starts(d, n, "\0\0\0\x0cJXL \r\n\x87\n", 12))
         u = "JPEG XL";
-    else if (starts(d, n, "\0\0\0\x0cjP  \r\n\x87\n", 12) || starts(d, n, "\xff\x4f\xff\x51", 4))
-        u = "JPEG 2000";
-    else if (starts(d, n, "\0\0\1\0", 4) && n >= 22 && le16(d + 4) > 0)
-        u = "ICO";
     else if (starts(d, n, "8BPS\x00\x02", 6))
         u = "PSB (large Photoshop)";
     else if (starts(d, n, "%PDF", 4))
@@ -248,6 +266,7 @@ typedef struct file_facts {
     int w, h;     /* from the header where we parse it ourselves, else 0 */
     int req_comp; /* channels to ask stb_image for (0: as stored) */
     int palette;  /* Pillow opens it as mode "P" or "1" */
+    int gray16;   /* 16-bit gray PNG: scaled to 8 bits here (cs_gray16_to_8) */
 } file_facts;
 
 /* Walks the PNG chunks up to IEND; notes the IHDR facts. */
@@ -311,6 +330,7 @@ static int check_png(const unsigned char *d, size_t n, const char *label, file_f
         return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNG (colour type %d)", label, color);
     }
     f->palette = color == 3 || (color == 0 && depth == 1);
+    f->gray16 = color == 0 && depth == 16;
     return 0;
 }
 
@@ -783,8 +803,8 @@ static int sniff_or_fail(const unsigned char *d, size_t n, const char *label, im
     *fmt = sniff(d, n, &unsupported, &text);
     if (unsupported)
         return cs_fail(e, CLIPSCORE_EUNSUPPORTED,
-                       "%s: %s images are not supported (use PNG, JPEG, BMP, GIF, TGA, PSD, "
-                       "PNM or HDR)",
+                       "%s: %s images are not supported (use PNG, JPEG, WebP, TIFF, JPEG "
+                       "2000, BMP, GIF, ICO, HEIC/AVIF, TGA, PSD, PNM or HDR)",
                        label, unsupported);
     if (text) return cs_fail(e, CLIPSCORE_EFORMAT, "%s: %s, not an image", label, text);
     if (*fmt == FMT_UNKNOWN) {
@@ -936,6 +956,38 @@ static void decode_cost(img_format fmt, const unsigned char *d, size_t n, int w,
         *peak = 8 * px;
         mf = 4 * px + 4 * rows;
         break;
+    case FMT_WEBP: /* libwebp's animation decoder: two RGBA canvases; our copy */
+        *peak = 12 * px;
+        /* Lossless WebP of noise stays under its raw size; an animation
+         * (VP8X flag 2) holds any number of frames, all read. */
+        mf = n >= 21 && !memcmp(d + 12, "VP8X", 4) && (d[20] & 2) ? INT_MAX : 4 * px;
+        break;
+    case FMT_TIFF: { /* the samples as stored (2 bytes at most), then ours */
+        int tw, th, nc = 4;
+        if (cs_tiff_probe(d, n, &tw, &th, &nc) != 1) nc = 4;
+        *peak = px * (2 * nc + 4);
+        mf = INT_MAX; /* pages and the directory may lie anywhere */
+        break;
+    }
+    case FMT_JP2: { /* openjp2: a 32-bit sample a component, tile buffers */
+        int jw, jh, nc = 4;
+        if (cs_jp2_probe(d, n, &jw, &jh, &nc) != 1) nc = 4;
+        *peak = px * (8 * nc + 4);
+        mf = 4 * px * nc;
+        break;
+    }
+    case FMT_ICO: { /* a PNG or DIB entry, plus its RGBA conversion */
+        int iw, ih;
+        int64_t end = INT_MAX;
+        if (cs_ico_probe(d, n, &iw, &ih, &end) != 1) end = INT_MAX;
+        *peak = 16 * px;
+        mf = end; /* no entry reaches further */
+        break;
+    }
+    case FMT_HEIF: /* libheif: YCbCr planes (up to 16 bits), then RGB(A) */
+        *peak = 12 * px;
+        mf = INT_MAX; /* thumbnails, bursts, depth maps */
+        break;
     default: /* TGA: 4 bytes a pixel, a 1-byte packet header each at worst */
         *peak = 8 * px;
         mf = 5 * px;
@@ -956,8 +1008,19 @@ static int probe_header(const unsigned char *d, size_t n, int complete, const ch
     int rc = sniff_or_fail(d, n, label, fmt, e);
     if (rc) return rc;
     int r, c = 0, unused[3];
+    int64_t end;
     if (*fmt == FMT_PNG)
         r = png_header(d, n, w, h, &unused[0], &unused[1], &unused[2]);
+    else if (*fmt == FMT_WEBP)
+        r = cs_webp_probe(d, n, w, h, NULL);
+    else if (*fmt == FMT_TIFF)
+        r = cs_tiff_probe(d, n, w, h, NULL);
+    else if (*fmt == FMT_JP2)
+        r = cs_jp2_probe(d, n, w, h, NULL);
+    else if (*fmt == FMT_ICO)
+        r = cs_ico_probe(d, n, w, h, &end);
+    else if (*fmt == FMT_HEIF)
+        r = cs_heif_probe(d, n, w, h);
     else if (*fmt == FMT_JPEG)
         r = jpeg_frame(d, n, w, h, &c, &unused[0]);
     else /* stb_image's header parsers stop at the end of the buffer; only the
@@ -968,7 +1031,8 @@ static int probe_header(const unsigned char *d, size_t n, int complete, const ch
     if (r == 1) return 1;
     if (complete) return 2;
     if (r == 0) return 0;
-    const char *why = *fmt == FMT_PNG || *fmt == FMT_JPEG ? NULL : stbi_failure_reason();
+    const char *why =
+        *fmt == FMT_PNG || *fmt == FMT_JPEG || *fmt >= FMT_WEBP ? NULL : stbi_failure_reason();
     return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt %s header (%s)", label, format_name(*fmt),
                    why && *why ? why : "unreadable");
 }
@@ -981,6 +1045,10 @@ static int check_limit(const char *label, int w, int h, int64_t max_pixels, cs_e
                        "allow it)",
                        label, w, h, (long long)pixels, (long long)max_pixels);
     return 0;
+}
+
+int cs_image_check_limit(const char *label, int w, int h, int64_t max_pixels, cs_error *e) {
+    return check_limit(label, w, h, max_pixels, e);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1003,6 +1071,54 @@ static int reserve(reservation *r, int64_t bytes, const char *label, cs_error *e
     return 0;
 }
 
+/* The formats image_formats.h decodes: the size from the header, the pixel
+ * limit and the reservation, then the format's decoder. */
+static int decode_library(img_format fmt, const unsigned char *d, size_t len, const char *label,
+                          int64_t max_pixels, reservation *res, cs_image *img, cs_error *e) {
+    int w = 0, h = 0, r;
+    int64_t end;
+    switch (fmt) {
+    case FMT_WEBP:
+        r = cs_webp_probe(d, len, &w, &h, NULL);
+        break;
+    case FMT_TIFF:
+        r = cs_tiff_probe(d, len, &w, &h, NULL);
+        break;
+    case FMT_JP2:
+        r = cs_jp2_probe(d, len, &w, &h, NULL);
+        break;
+    case FMT_ICO:
+        r = cs_ico_probe(d, len, &w, &h, &end);
+        break;
+    default:
+        r = cs_heif_probe(d, len, &w, &h);
+        break;
+    }
+    if (r != 1)
+        return cs_fail(e, CLIPSCORE_EFORMAT, "%s: %s %s header", label,
+                       r == 0 ? "truncated or corrupt" : "corrupt", format_name(fmt));
+    /* HEIF: see cs_image_load_budgeted (its decoder checks the limit). */
+    int rc = fmt == FMT_HEIF ? 0 : check_limit(label, w, h, max_pixels, e);
+    if (rc) return rc;
+    if (res && res->budget && !res->held) {
+        int64_t peak, max_file;
+        decode_cost(fmt, d, len, w, h, &peak, &max_file);
+        if ((rc = reserve(res, (int64_t)len + peak, label, e))) return rc;
+    }
+    switch (fmt) {
+    case FMT_WEBP:
+        return cs_webp_decode(d, len, label, max_pixels, img, e);
+    case FMT_TIFF:
+        return cs_tiff_decode(d, len, label, max_pixels, img, e);
+    case FMT_JP2:
+        return cs_jp2_decode(d, len, label, max_pixels, img, e);
+    case FMT_ICO:
+        return cs_ico_decode(d, len, label, max_pixels, img, e);
+    default:
+        return cs_heif_decode(d, len, label, max_pixels, img, e);
+    }
+}
+
 /* Decodes a whole file in memory; reserves from res (when it has a budget
  * and holds nothing yet) once the size is known, before decoding. */
 static int decode_memory(const unsigned char *d, size_t len, const char *label, int64_t max_pixels,
@@ -1016,11 +1132,12 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
     img_format fmt;
     int rc = sniff_or_fail(d, len, label, &fmt, e);
     if (rc) return rc;
+    if (fmt >= FMT_WEBP) return decode_library(fmt, d, len, label, max_pixels, res, img, e);
     int iw = 0, ih = 0, icomp = 0;
 
     /* The structure is checked before stb_image parses anything of a known
      * format (its JPEG header parser already reads Huffman tables). */
-    file_facts f = {0, 0, 0, 0};
+    file_facts f = {0, 0, 0, 0, 0};
     switch (fmt) {
     case FMT_PNG:
         rc = check_png(d, len, label, &f, e);
@@ -1076,7 +1193,25 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
     }
 #endif
     int w = 0, h = 0, comp = 0;
-    unsigned char *px = stbi_load_from_memory(d, (int)len, &w, &h, &comp, f.req_comp);
+    unsigned char *px = NULL;
+    if (f.gray16) {
+        /* Pillow opens these as mode "I" and saturates them to white in
+         * the 8-bit conversion; the full range is scaled down instead. */
+        stbi_us *wide = stbi_load_16_from_memory(d, (int)len, &w, &h, &comp, 1);
+        if (wide && w > 0 && h > 0) {
+            size_t npx = (size_t)w * (size_t)h;
+            px = malloc(npx);
+            if (!px) {
+                stbi_image_free(wide);
+                return cs_fail(e, CLIPSCORE_ENOMEM, "%s: out of memory decoding %dx%d PNG", label,
+                               w, h);
+            }
+            for (size_t i = 0; i < npx; i++) px[i] = cs_gray16_to_8(wide[i]);
+        }
+        stbi_image_free(wide);
+    } else {
+        px = stbi_load_from_memory(d, (int)len, &w, &h, &comp, f.req_comp);
+    }
     if (!px) {
         const char *why = stbi_failure_reason();
         if (why && !strcmp(why, "outofmem"))
@@ -1213,7 +1348,11 @@ int cs_image_load_budgeted(const char *path, int64_t max_pixels, cs_decode_budge
             goto done;
         }
         if (known) break;
-        size_t head_max = fmt == FMT_JPEG ? (size_t)16 << 20 : (size_t)1 << 20;
+        /* A TIFF's directory and a HEIF's meta box may follow the pixel
+         * data, at the end of the file: those are read whole if need be. */
+        size_t head_max = fmt == FMT_JPEG                      ? (size_t)16 << 20
+                          : fmt == FMT_TIFF || fmt == FMT_HEIF ? limit
+                                                               : (size_t)1 << 20;
         if (head >= head_max) {
             rc = cs_fail(e, CLIPSCORE_EFORMAT,
                          "%s: corrupt %s header (no image size in the first %zu MiB)", path,
@@ -1226,11 +1365,15 @@ int cs_image_load_budgeted(const char *path, int64_t max_pixels, cs_decode_budge
     /* 2. The pixel limit, the file's bound and the memory reservation,
      * before the rest is read. */
     if (known == 1) {
-        if ((rc = check_limit(path, w, h, max_pixels, e))) goto done;
+        /* A HEIF's ispe is the coded size, which a clean aperture may crop:
+         * cs_heif_decode checks the primary image's own size, from the
+         * meta box, before decoding. */
+        if (fmt != FMT_HEIF && (rc = check_limit(path, w, h, max_pixels, e))) goto done;
         int64_t peak;
         decode_cost(fmt, buf, n, w, h, &peak, &max_file);
         if (!eof && n < want) {
-            if (sized && (uint64_t)st.st_size > (uint64_t)max_file && fmt != FMT_GIF) {
+            if (sized && (uint64_t)st.st_size > (uint64_t)max_file && fmt != FMT_GIF &&
+                fmt != FMT_TIFF && fmt != FMT_HEIF) {
                 rc = cs_fail(e, CLIPSCORE_EFORMAT,
                              "%s: %lld bytes, more than a %dx%d %s can need (%lld at most): not "
                              "an image, or one with junk appended",
@@ -1239,7 +1382,9 @@ int cs_image_load_budgeted(const char *path, int64_t max_pixels, cs_decode_budge
                 goto done;
             }
             /* A GIF's first frame (the one decoded) lies within the bound;
-             * later frames are not read. Files of unknown size are read to
+             * later frames are not read. TIFF and HEIF files may hold more
+             * images than the one decoded (pages, thumbnails), anywhere:
+             * their bound is INT_MAX. Files of unknown size are read to
              * the bound and one byte more, which tells one that is longer. */
             if ((size_t)max_file < want)
                 want = (size_t)max_file + (sized || fmt == FMT_GIF ? 0 : 1);

@@ -1,9 +1,11 @@
-/* image.h - image decoding (stb_image) and CLIP preprocessing.
+/* image.h - image decoding and CLIP preprocessing.
  *
- * Covers: reading JPEG/PNG/BMP/GIF(first frame)/PSD/TGA/PNM/HDR files with a
- * pixel limit checked from the header before the image is read or decoded
- * whole, an optional decode memory budget shared by decode threads,
- * clear errors for formats stb_image does not read (TIFF, WebP, AVIF, ...),
+ * Covers: reading JPEG/PNG/BMP/GIF(first frame)/PSD/TGA/PNM/HDR files
+ * (libjpeg, stb_image) and WebP, TIFF, JPEG 2000, ICO, HEIF/AVIF
+ * (image_formats.h), with a pixel limit checked from the header before the
+ * image is decoded (and, but for TIFF and HEIF, read) whole, an optional
+ * decode memory budget shared by decode threads, clear errors for formats
+ * not read (JPEG XL, BigTIFF, SVG, ...),
  * Pillow-compatible antialiased bicubic resize (separable convolution whose
  * support scales with the downscale factor, RGBA premultiplied), centre
  * crop, normalisation; thumbnails for the figures.
@@ -46,7 +48,11 @@ cs_preprocess_cfg cs_preprocess_default(void);
  * image of that format and size can need (uncompressed size plus a quarter,
  * or 16 bytes a pixel for JPEG, plus 32 MiB of metadata) is refused
  * (EFORMAT) without being read, except a GIF, of which only that much is
- * read (its first frame lies within it; later frames are not decoded). */
+ * read (its first frame lies within it; later frames are not decoded).
+ * TIFF and HEIF files may keep their directory or meta box after the pixel
+ * data and hold more images than the one decoded: they are read whole (up
+ * to 2 GiB), and the limit is checked before decoding (for HEIF on the
+ * primary image's size as libheif reads it from the meta box). */
 int cs_image_load(const char *path, int64_t max_pixels, cs_image *img, cs_error *e);
 /* cs_image_load with a decode memory budget (NULL: none, as cs_image_load).
  * Once the header is read, and before the rest of the file is, reserves an
@@ -64,6 +70,9 @@ int cs_image_load(const char *path, int64_t max_pixels, cs_image *img, cs_error 
  *        stb_image decodes it (CMYK, or builds without libjpeg);
  *   GIF 13, HDR 16, PNM 12, BMP/TGA/PSD 8 bytes a pixel (stb_image's
  *        buffers, from its source);
+ *   WebP 12, HEIF 12, ICO 16, TIFF 4 + 2 a sample, JPEG 2000 4 + 8 a
+ *        component bytes a pixel (the libraries' buffers as documented,
+ *        not measured);
  *   and 1 MiB for the decoder's state and row buffers (a 640x480 JPEG:
  *        0.9 MB of pixels, peak 1.6 MB with its 143 KB file).
  * An image estimated above the whole budget waits until nothing else is
