@@ -354,7 +354,8 @@ def image_seeds(c, conformance, max_bytes):
     c.add("image", "avif.avif", b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf")
     c.add("image", "html.txt", b"<!DOCTYPE html><html><body>404</body></html>")
     examples = os.path.join(ROOT, "assets", "example", "images")
-    dirs = [examples] + ([os.path.join(conformance, "images")] if conformance else [])
+    dirs = [examples] + ([os.path.join(conformance, "images"), os.path.join(conformance, "inputs", "images")]
+                         if conformance else [])
     for d in dirs:
         if not os.path.isdir(d):
             continue
