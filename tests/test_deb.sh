@@ -82,7 +82,11 @@ cp -r "$src/assets/example" "$tmp/example"
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 export PKG_CONFIG_LIBDIR=/usr/lib/$multiarch/pkgconfig:/usr/lib/pkgconfig:/usr/share/pkgconfig
 # shellcheck disable=SC2046 # pkg-config's output is a list of flags
-cc -std=c11 -Wall -Wextra -Werror "${cflags[@]}" /usr/share/doc/clipscore/examples/c/score_csv.c \
+# The packaged copy, unless dpkg is set to leave out /usr/share/doc (minimal
+# images and mmdebstrap chroots): then the source tree's.
+example=/usr/share/doc/clipscore/examples/c/score_csv.c
+[ -f "$example" ] || example=$src/examples/c/score_csv.c
+cc -std=c11 -Wall -Wextra -Werror "${cflags[@]}" "$example" \
     -o "$tmp/score_csv" $(pkg-config --cflags --libs clipscore) || failed "the example does not build against /usr"
 "$tmp/score_csv" "$tmp/example/pairs.csv" "$tmp/model" "$tmp/out-example" || failed "the example exited $?"
 cmp "$tmp/out/output.csv" "$tmp/out-example/output.csv" || failed "the example's output.csv differs from clipscore's"

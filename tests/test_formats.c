@@ -191,9 +191,10 @@ static void expect_limit(const char *what, const char *path, int w, int h) {
 /* Leaks inside the codec libraries, not ours: x265 keeps a small global
  * allocation for the process's life (when the HEIC encoder runs here), and
  * libheif 1.15's dav1d plugin loses 40 bytes on some corrupt AVIFs. Read by
- * LeakSanitizer in sanitizer builds, unused otherwise. */
+ * LeakSanitizer in sanitizer builds, unused otherwise; visible, since the
+ * build hides symbols by default and the sanitizer looks this one up. */
 const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void) {
+__attribute__((visibility("default"))) const char *__lsan_default_suppressions(void) {
     return "leak:libx265.so\nleak:libdav1d.so\n";
 }
 

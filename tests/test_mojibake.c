@@ -243,6 +243,14 @@ static void test_tables_current(void) {
         fprintf(stderr, "CLIPSCORE_SOURCE_DIR not set: generated-table check skipped\n");
         return;
     }
+    /* The codec tables come from Python's codecs, which change between
+     * Python versions (Debian 13's 3.13 writes a different table): the
+     * committed table is Python 3.11's, checked only where that is the
+     * Python at hand. */
+    if (system("python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'") != 0) {
+        fprintf(stderr, "python3 is not 3.11: generated-table check skipped\n");
+        return;
+    }
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "python3 '%s/tools/gen_mojibake_tables.py' | cmp -s - '%s/src/mojibake_tables.c'", src,
