@@ -22,35 +22,7 @@
 #include <unistd.h>
 
 #include "stb_image_write_impl.h"
-
-static const char *tmp;
-
-static char *tmp_path(const char *name) {
-    static char buf[8][600];
-    static int slot;
-    char *p = buf[slot++ % 8];
-    snprintf(p, sizeof buf[0], "%s/%s", tmp, name);
-    return p;
-}
-
-static void write_bytes(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(data, 1, len, f) != len) {
-        perror(path);
-        exit(2);
-    }
-    fclose(f);
-}
-
-static unsigned char *read_bytes(const char *path, size_t *len) {
-    cs_error e = {0};
-    char *data = NULL;
-    if (cs_read_file(path, 0, &data, len, &e)) {
-        fprintf(stderr, "%s\n", e.msg);
-        exit(2);
-    }
-    return (unsigned char *)data;
-}
+#include "test_files.h"
 
 /* Compares bytes; reports the first difference. */
 static void check_bytes(const char *what, const unsigned char *got, const unsigned char *want,
