@@ -481,8 +481,9 @@ static int folder_push(cs_wds_reader *r, const char *rel, cs_error *e) {
         }
     struct dirent *de;
     wbuf child = {0};
-    errno = 0;
-    while ((de = readdir(d))) {
+    /* errno tells readdir's end from its failure: cleared before each call
+     * (the stat of a dangling link sets it). */
+    while ((errno = 0, de = readdir(d))) {
         const char *nm = de->d_name;
         if (ignored_component(nm)) continue; /* also "." and ".." */
         int is_dir;
@@ -526,7 +527,6 @@ static int folder_push(cs_wds_reader *r, const char *rel, cs_error *e) {
             break;
         }
         n++;
-        errno = 0;
     }
     wbuf_free(&child);
     if (!rc && errno) {
@@ -548,7 +548,7 @@ static int folder_push(cs_wds_reader *r, const char *rel, cs_error *e) {
     l.names_bytes = names.cap;
     names = (wbuf){0};
     for (size_t i = 0; i < n; i++) l.ent[i] = (wds_entry){l.names + offs[i], dirs[i]};
-    qsort(l.ent, n, sizeof *l.ent, by_name);
+    if (n) qsort(l.ent, n, sizeof *l.ent, by_name);
     l.n = n;
     l.dev = st.st_dev;
     l.ino = st.st_ino;

@@ -40,6 +40,7 @@ static struct archive *tar_begin(const char *path, const char *filter) {
     archive_write_set_format_pax_restricted(a);
     if (filter && !strcmp(filter, "gzip")) archive_write_add_filter_gzip(a);
     if (filter && !strcmp(filter, "xz")) archive_write_add_filter_xz(a);
+    if (filter && !strcmp(filter, "zstd")) archive_write_add_filter_zstd(a);
     if (archive_write_open_filename(a, path) != ARCHIVE_OK) {
         fprintf(stderr, "%s: %s\n", path, archive_error_string(a));
         exit(2);
@@ -255,6 +256,11 @@ static void test_basic(void) {
     got_free(&g);
     read_all(xz, NULL, &g);
     check_basic(&g, xz);
+    got_free(&g);
+    const char *zst = tpath("basic.tar.zst");
+    write_tar(zst, "zstd", BASIC, N_BASIC);
+    read_all(zst, NULL, &g);
+    check_basic(&g, zst);
     got_free(&g);
 
     /* The key options, several extensions with ';', any case. */
@@ -497,6 +503,10 @@ static void put(const char *rel, const char *text) {
 }
 
 static void test_folder(void) {
+    /* A folder of one dangling link, listed after "." and "..": no samples,
+     * and no listing error. */
+    mkdirs("files/00003");
+    CHECK(symlink("nowhere", tpath("files/00003/dangling.jpg")) == 0);
     mkdirs("files/00000/sub");
     mkdirs("files/00001");
     mkdirs("files/.git");
@@ -517,12 +527,14 @@ static void test_folder(void) {
     put("files/top.txt", "caption top");
     CHECK(symlink("00000", tpath("files/00002")) == 0);     /* a linked shard folder */
     CHECK(symlink("..", tpath("files/00000/sub/up")) == 0); /* a loop */
+    CHECK(symlink("b.txt", tpath("files/00001/linked.txt")) == 0);
 
     const char *root = tpath("files");
     got g;
     read_all(root, NULL, &g);
-    const char *keys[] = {"00000/a", "00000/sub/c", "00000/sub/up", "00000/z", "00001/b", "00001/y",
-                          "00002/a", "00002/sub/c", "00002/sub/up", "00002/z", "top"};
+    const char *keys[] = {"00000/a",     "00000/sub/c",  "00000/sub/up", "00000/z",
+                          "00001/b",     "00001/linked", "00001/y",      "00002/a",
+                          "00002/sub/c", "00002/sub/up", "00002/z",      "top"};
     int nk = (int)(sizeof keys / sizeof *keys);
     CHECK_EQ_INT(g.n, nk);
     for (int i = 0; i < g.n && i < nk; i++) CHECK_EQ_STR(g.key[i], keys[i]);
@@ -539,8 +551,9 @@ static void test_folder(void) {
         CHECK_MSG(contains(g.error[2], "link back"), "%s", g.error[2]);
         CHECK_MSG(contains(g.error[3], "no image") && contains(g.error[3], root), "%s", g.error[3]);
         CHECK(g.image_path[3] == NULL);
-        CHECK_MSG(contains(g.error[5], "no caption"), "%s", g.error[5]);
-        CHECK_EQ_STR(g.caption[10], "caption top");
+        CHECK_EQ_STR(g.caption[5], "caption b"); /* through a link */
+        CHECK_MSG(contains(g.error[6], "no caption"), "%s", g.error[6]);
+        CHECK_EQ_STR(g.caption[11], "caption top");
     }
     got_free(&g);
 
