@@ -39,6 +39,12 @@ struct clipscore_context {
     atomic_int cancel;   /* set by clipscore_cancel (lock-free: signal-safe) */
     pthread_mutex_t sha_mu;
     char sha256[65]; /* of weights_path, "" until computed (guarded by sha_mu) */
+    /* The hash of weights_path is computed on its own thread while the
+     * model loads (see start_hashing); joined under sha_mu. */
+    pthread_t sha_thread;
+    int sha_running;     /* sha_thread started and not joined */
+    atomic_int sha_stop; /* clipscore_free: give up hashing */
+    char sha_result[65]; /* the thread's result, "" when it failed */
 };
 
 /* The last failed public call's message, per thread (context.h). */
@@ -171,6 +177,41 @@ static int resolve_model(clipscore_context *ctx, cs_error *e) {
 #endif
 }
 
+/* Where hashes of weight files are remembered between runs (the model
+ * cache folder), NULL when there is none. Caller frees. */
+static char *sha256_memo_path(void) {
+#ifdef CLIPSCORE_HAVE_FETCH
+    cs_error e;
+    char *dir = NULL;
+    cs_fetch_opts fo = cs_fetch_default_opts();
+    if (cs_fetch_cache_dir(&fo, &dir, &e) != 0) return NULL;
+    char *p = cs_mkdir_p(dir, &e) == 0 ? cs_path_join(dir, "weights-sha256.txt", &e) : NULL;
+    free(dir);
+    return p;
+#else
+    return NULL;
+#endif
+}
+
+static void *hash_weights(void *arg) {
+    clipscore_context *ctx = arg;
+    cs_error e;
+    char *memo = sha256_memo_path();
+    if (cs_sha256_file_memo(ctx->weights_path, memo, &ctx->sha_stop, ctx->sha_result, &e) != 0)
+        ctx->sha_result[0] = '\0'; /* cs_ctx_weights_sha256 retries, for the message */
+    free(memo);
+    return NULL;
+}
+
+/* run.json records the weight file's SHA-256. Hashed after the load, a
+ * first run (before the memo knows the file) paid 0.5 s more for a 605 MB
+ * file even with libcrypto; hashed beside the load, on a core the loader
+ * leaves idle (copying tensors is one thread), it costs about nothing, and
+ * the file's pages are in the cache for whichever of the two reads second. */
+static void start_hashing(clipscore_context *ctx) {
+    ctx->sha_running = pthread_create(&ctx->sha_thread, NULL, hash_weights, ctx) == 0;
+}
+
 static int load_model(clipscore_context *ctx, cs_error *e) {
     cs_model_files mf;
     int rc = cs_model_files_open(ctx->model_path, &mf, e);
@@ -182,6 +223,7 @@ static int load_model(clipscore_context *ctx, cs_error *e) {
         cs_model_files_close(&mf);
         return CLIPSCORE_ENOMEM;
     }
+    start_hashing(ctx);
     if (mf.vocab_path)
         rc = cs_tokenizer_load_hf(mf.vocab_path, mf.merges_path, &ctx->tok, e);
     else
@@ -211,6 +253,7 @@ clipscore_context *clipscore_init(const clipscore_params *params, char *err, siz
     if (ctx) {
         pthread_mutex_init(&ctx->sha_mu, NULL);
         atomic_init(&ctx->cancel, 0);
+        atomic_init(&ctx->sha_stop, 0);
         ctx->params = params ? *params : clipscore_default_params();
         if (!ctx->params.model || !*ctx->params.model) ctx->params.model = "ViT-B/32";
         const char *off = getenv("CLIPSCORE_OFFLINE");
@@ -240,6 +283,10 @@ clipscore_context *clipscore_init(const clipscore_params *params, char *err, siz
 
 void clipscore_free(clipscore_context *ctx) {
     if (!ctx) return;
+    if (ctx->sha_running) {
+        atomic_store(&ctx->sha_stop, 1);
+        pthread_join(ctx->sha_thread, NULL);
+    }
     cs_torch_model_free(ctx->model);
     cs_tokenizer_free(ctx->tok);
     free(ctx->model_name);
@@ -329,28 +376,17 @@ int clipscore_get_model_info(const clipscore_context *ctx, clipscore_model_info 
     return 0;
 }
 
-/* Where hashes of weight files are remembered between runs (the model
- * cache folder), NULL when there is none. Caller frees. */
-static char *sha256_memo_path(void) {
-#ifdef CLIPSCORE_HAVE_FETCH
-    cs_error e;
-    char *dir = NULL;
-    cs_fetch_opts fo = cs_fetch_default_opts();
-    if (cs_fetch_cache_dir(&fo, &dir, &e) != 0) return NULL;
-    char *p = cs_mkdir_p(dir, &e) == 0 ? cs_path_join(dir, "weights-sha256.txt", &e) : NULL;
-    free(dir);
-    return p;
-#else
-    return NULL;
-#endif
-}
-
 int cs_ctx_weights_sha256(clipscore_context *ctx, char out[65], cs_error *e) {
     int rc = 0;
     pthread_mutex_lock(&ctx->sha_mu);
+    if (ctx->sha_running) {
+        pthread_join(ctx->sha_thread, NULL);
+        ctx->sha_running = 0;
+        memcpy(ctx->sha256, ctx->sha_result, sizeof ctx->sha256);
+    }
     if (!ctx->sha256[0]) {
         char *memo = sha256_memo_path();
-        rc = cs_sha256_file_memo(ctx->weights_path, memo, ctx->sha256, e);
+        rc = cs_sha256_file_memo(ctx->weights_path, memo, NULL, ctx->sha256, e);
         free(memo);
         if (rc) ctx->sha256[0] = '\0';
     }
