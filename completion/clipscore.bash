@@ -6,7 +6,7 @@
 # The options of `clipscore --help` (tests/test_docs.sh keeps them in step).
 _clipscore_options="-m --model --device --precision -b --batch-size -t --threads -o --output
 --image-column --caption-column --image-root --template --metric --save-embeddings --no-figures
---figure-limit --max-pixels --offline -q --quiet -h --help --version --jsonl --images --texts"
+--figure-limit --max-pixels --decode --offline -q --quiet -h --help --version --jsonl --images --texts"
 
 # Known model names: the rows of `clipscore models` under its NAME header
 # ("*" marks the default).
@@ -44,6 +44,7 @@ _clipscore() {
     --device) COMPREPLY=($(compgen -W $'auto\ncpu\ncuda\ncuda:0' -- "$cur")) ;;
     --precision) COMPREPLY=($(compgen -W $'auto\nfp32\nfp16\nbf16' -- "$cur")) ;;
     --metric) COMPREPLY=($(compgen -W $'cosine\nclipscore' -- "$cur")) ;;
+    --decode) COMPREPLY=($(compgen -W $'exact\nfast' -- "$cur")) ;;
     -o | --output | --image-root | --save-embeddings) COMPREPLY=($(compgen -d -- "$cur")) ;;
     --texts) COMPREPLY=($(compgen -f -- "$cur")) ;;
     -b | --batch-size | -t | --threads | --figure-limit | --max-pixels | --template | \

@@ -75,6 +75,7 @@ clipscore_params clipscore_default_params(void) {
     p.max_pixels = 100000000;
     p.offline = 0;
     p.quiet = 0;
+    p.decode = CLIPSCORE_DECODE_EXACT;
     return p;
 }
 
@@ -259,10 +260,14 @@ clipscore_context *clipscore_init(const clipscore_params *params, char *err, siz
         const char *off = getenv("CLIPSCORE_OFFLINE");
         if (off && *off && strcmp(off, "0") != 0) ctx->params.offline = 1;
         if (ctx->params.max_pixels <= 0) ctx->params.max_pixels = 100000000;
+        if (ctx->params.decode != CLIPSCORE_DECODE_EXACT &&
+            ctx->params.decode != CLIPSCORE_DECODE_FAST)
+            rc = cs_fail(&e, CLIPSCORE_EARG, "decode mode %d: not CLIPSCORE_DECODE_EXACT or _FAST",
+                         (int)ctx->params.decode);
         ctx->threads = ctx->params.threads > 0 ? ctx->params.threads : default_threads();
         /* Copy the strings the context keeps so callers may free theirs. */
-        ctx->model_name = cs_strdup(ctx->params.model, &e);
-        if (!ctx->model_name) rc = CLIPSCORE_ENOMEM;
+        ctx->model_name = rc ? NULL : cs_strdup(ctx->params.model, &e);
+        if (!rc && !ctx->model_name) rc = CLIPSCORE_ENOMEM;
         ctx->params.model = ctx->model_name;
     }
     double t0 = cs_now();
@@ -322,6 +327,9 @@ int cs_ctx_torch_threads(const clipscore_context *ctx) {
 }
 int64_t cs_ctx_max_pixels(const clipscore_context *ctx) {
     return ctx->params.max_pixels;
+}
+int cs_ctx_decode_min_side(const clipscore_context *ctx) {
+    return ctx->params.decode == CLIPSCORE_DECODE_FAST ? 2 * ctx->preprocess.size : 0;
 }
 double cs_ctx_load_seconds(const clipscore_context *ctx) {
     return ctx->load_seconds;
@@ -430,7 +438,8 @@ int clipscore_preprocess_image(clipscore_context *ctx, const char *path, float *
     cs_error e;
     cs_error_clear(&e);
     cs_image img;
-    int rc = cs_image_load(path, ctx->params.max_pixels, &img, &e);
+    int rc = cs_image_load_scaled(path, ctx->params.max_pixels, NULL, cs_ctx_decode_min_side(ctx),
+                                  &img, &e);
     if (rc) return done(ctx, rc, &e);
     rc = cs_image_preprocess(&img, &ctx->preprocess, pixels, &e);
     cs_image_free(&img);

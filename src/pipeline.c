@@ -114,6 +114,7 @@ typedef struct batch {
     const cs_preprocess_cfg *pp;
     int64_t max_pixels;
     cs_decode_budget *budget; /* shared by the workers: decode memory in flight */
+    int decode_min_side;      /* --decode fast: see cs_image_load_scaled */
 } batch;
 
 /* ------------------------------------------------------------ the run */
@@ -154,6 +155,7 @@ static int batch_alloc(run *r, batch *b) {
     b->pp = cs_ctx_preprocess(r->ctx);
     b->max_pixels = cs_ctx_max_pixels(r->ctx);
     b->budget = &r->budget;
+    b->decode_min_side = cs_ctx_decode_min_side(r->ctx);
     b->rows = cs_calloc(B, sizeof *b->rows, r->e);
     b->img = cs_calloc(B, sizeof *b->img, r->e);
     b->txt = cs_calloc(B, sizeof *b->txt, r->e);
@@ -313,7 +315,7 @@ static void prepare_image(void *arg, int i) {
     const size_t per = 3 * (size_t)b->pp->size * (size_t)b->pp->size;
     /* Waits while other workers hold the decode memory (image.h), so a few
      * huge images cannot multiply the peak by the worker count. */
-    int rc = cs_image_load_budgeted(u->path, b->max_pixels, b->budget, &img, &e);
+    int rc = cs_image_load_scaled(u->path, b->max_pixels, b->budget, b->decode_min_side, &img, &e);
     if (!rc) {
         rc = cs_image_preprocess(&img, b->pp, b->px + (size_t)u->px_slot * per, &e);
         if (!rc && u->want_thumb) rc = cs_image_thumbnail(&img, THUMB_SIDE, &u->thumb, &e);
