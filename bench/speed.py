@@ -13,6 +13,7 @@ is repeated and the median shown, with the load average before and after
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,13 +32,15 @@ CONFORMANCE = "/work/shared/conformance"
 
 
 def timed(cmd, env=None):
-    """Wall seconds of cmd, and its result."""
-    t0 = time.perf_counter()
+    """Wall seconds of cmd and its CPU seconds (user + system, its threads
+    together): on a shared machine the CPU time moves much less than the
+    wall time, which waits for the others."""
+    u0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
+    wall, u1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode not in (0, 3):
         sys.exit(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stderr[-2000:]}")
-    return wall, r
+    return wall, (u1.ru_utime - u0.ru_utime) + (u1.ru_stime - u0.ru_stime)
 
 
 def median(xs):
@@ -77,25 +80,30 @@ def load_npy(path):
 def part_hash(a, model, pairs_csv, out):
     """First run (an empty hash memo: the weights are hashed) against a
     later one (the memo knows them), alternating, a fresh memo each pair."""
-    cold, warm, loads = [], [], []
+    res = {"first": ([], []), "later": ([], [])}
     for rep in range(a.repeat):
         cache = tempfile.mkdtemp(prefix="cs-memo-")
         env = dict(os.environ, CLIPSCORE_CACHE=cache)
         cmd = bench.clipscore_cmd(a, pairs_csv, model, out)
         for kind in ("first", "later"):
-            wall, _ = timed(cmd, env)
+            wall, cpu = timed(cmd, env)
             run = json.load(open(os.path.join(out, "run.json")))
-            (cold if kind == "first" else warm).append(wall)
-            loads.append(run["seconds"]["load_model"])
-            print(f"  {kind} run {rep + 1}: {wall:.2f} s (load {run['seconds']['load_model']:.2f} s)")
+            res[kind][0].append(wall)
+            res[kind][1].append(cpu)
+            print(f"  {kind} run {rep + 1}: {wall:.2f} s wall, {cpu:.2f} CPU-s "
+                  f"(load {run['seconds']['load_model']:.2f} s, load avg {bench.load()})", flush=True)
         shutil.rmtree(cache, ignore_errors=True)
     n = a.pairs
-    print(f"\n| run | wall s (median of {a.repeat}) | pairs/s e2e | all walls |")
+    print(f"\n| run ({n} pairs) | wall s (median of {a.repeat}) | CPU s (median) | all walls |")
     print("| --- | --- | --- | --- |")
-    for name, xs in (("first (weights hashed)", cold), ("later (hash remembered)", warm)):
-        print(f"| {name} | {median(xs):.2f} | {n / median(xs):.2f} | {', '.join(f'{x:.2f}' for x in xs)} |")
-    print(f"difference of medians: {median(cold) - median(warm):+.2f} s")
-    return dict(first=cold, later=warm)
+    for name, kind in (("first (weights hashed)", "first"), ("later (hash remembered)", "later")):
+        w, c = res[kind]
+        print(f"| {name} | {median(w):.2f} | {median(c):.2f} | {', '.join(f'{x:.2f}' for x in w)} |")
+    diffs = [f - l for f, l in zip(res["first"][0], res["later"][0])]
+    print(f"first minus later, wall, per pair of runs: median {median(diffs):+.2f} s "
+          f"({', '.join(f'{d:+.2f}' for d in diffs)}); CPU medians "
+          f"{median(res['first'][1]) - median(res['later'][1]):+.2f} s")
+    return res
 
 
 def part_fidelity(a, model, tmp):
@@ -128,22 +136,24 @@ def part_preprocess(a, model, tmp):
             "640x480": (os.path.join(a.work, "images"),
                         modelgen.ensure_images(os.path.join(a.work, "images"), 128))}
     res = {}
-    print(f"\n| JPEGs | decode | images/s (median of {a.repeat}) | ms/image |")
-    print("| --- | --- | --- | --- |")
+    print(f"\n| JPEGs | decode | images/s wall (median of {a.repeat}) | ms/image wall | "
+          "images per CPU-s | CPU ms/image |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for label, (folder, names) in sets.items():
         paths = [os.path.join(folder, n) for n in names]
         bench.warm_cache(paths)
         for mode in ("exact", "fast"):
-            rates = []
+            rates, cpu_rates = [], []
             for _ in range(a.repeat):
                 base = [a.bin, "preprocess", "--model", model, "--offline", "--decode", mode, "-o",
                         os.path.join(tmp, "px.npy")]
-                t1, _ = timed(base + paths[:1])
-                tn, _ = timed(base + paths)
+                t1, c1 = timed(base + paths[:1])
+                tn, cn = timed(base + paths)
                 rates.append((len(paths) - 1) / max(tn - t1, 1e-9))
-            r = median(rates)
-            res[f"{label} {mode}"] = rates
-            print(f"| {label} | {mode} | {r:.1f} | {1000 / r:.1f} |")
+                cpu_rates.append((len(paths) - 1) / max(cn - c1, 1e-9))
+            r, rc = median(rates), median(cpu_rates)
+            res[f"{label} {mode}"] = dict(wall=rates, cpu=cpu_rates)
+            print(f"| {label} | {mode} | {r:.1f} | {1000 / r:.1f} | {rc:.1f} | {1000 / rc:.1f} |", flush=True)
     return res
 
 
@@ -156,21 +166,22 @@ def part_e2e(a, model, tmp):
     bench.warm_cache([os.path.join(folder, m) for m in names])
     res = {}
     print(f"\n| decode | pairs | wall s (median of {a.repeat}) | pairs/s e2e | pairs/s steady | "
-          "decode+pre CPU s | encoder waited s |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "decode+pre CPU s | encoder waited s | process CPU s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for mode in ("exact", "fast"):
-        walls, runs = [], []
+        walls, cpus, runs = [], [], []
         for _ in range(a.repeat):
             out = os.path.join(tmp, f"e2e-{mode}")
-            wall, _ = timed(bench.clipscore_cmd(a, csv_path, model, out) + ["--decode", mode])
+            wall, cpu = timed(bench.clipscore_cmd(a, csv_path, model, out) + ["--decode", mode])
             walls.append(wall)
+            cpus.append(cpu)
             runs.append(json.load(open(os.path.join(out, "run.json"))))
         i = walls.index(sorted(walls)[len(walls) // 2])
         s = runs[i]["seconds"]
         n = len(names)
         print(f"| {mode} | {n} | {walls[i]:.2f} | {n / walls[i]:.2f} | {n / s['total']:.2f} | "
-              f"{s['decode_preprocess_cpu']:.2f} | {s['wait_for_decode']:.2f} |")
-        res[mode] = dict(walls=walls, seconds=s)
+              f"{s['decode_preprocess_cpu']:.2f} | {s['wait_for_decode']:.2f} | {cpus[i]:.2f} |", flush=True)
+        res[mode] = dict(walls=walls, cpu=cpus, seconds=s)
     return res
 
 
