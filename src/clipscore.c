@@ -205,10 +205,12 @@ static void *hash_weights(void *arg) {
 }
 
 /* run.json records the weight file's SHA-256. Hashed after the load, a
- * first run (before the memo knows the file) paid 0.5 s more for a 605 MB
- * file even with libcrypto; hashed beside the load, on a core the loader
- * leaves idle (copying tensors is one thread), it costs about nothing, and
- * the file's pages are in the cache for whichever of the two reads second. */
+ * first run (before the memo knows the file) paid 0.55 CPU-s more for a
+ * 605 MB file even with libcrypto; hashed beside the load, on a core the
+ * loader leaves idle (copying tensors is one thread), it adds no wall time
+ * where a core is free (on a saturated machine its CPU time still counts),
+ * and the file's pages are in the cache for whichever of the two reads
+ * second. */
 static void start_hashing(clipscore_context *ctx) {
     ctx->sha_running = pthread_create(&ctx->sha_thread, NULL, hash_weights, ctx) == 0;
 }
