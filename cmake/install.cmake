@@ -34,7 +34,7 @@ install(CODE "
 # reach anyway.
 file(RELATIVE_PATH CS_PC_TO_PREFIX ${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig ${CMAKE_INSTALL_PREFIX})
 string(REGEX REPLACE "/$" "" CS_PC_TO_PREFIX "${CS_PC_TO_PREFIX}")
-set(CS_PC_REQUIRES libcjson libutf8proc zlib)
+set(CS_PC_REQUIRES libcjson libutf8proc zlib libcrypto)
 if(JPEG_FOUND)
   list(APPEND CS_PC_REQUIRES libjpeg)
 endif()
@@ -114,7 +114,7 @@ set(CPACK_DEBIAN_RUNTIME_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_NAME libclipscore-dev)
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SECTION libdevel)
 set(CPACK_COMPONENT_DEVELOPMENT_DESCRIPTION "CLIP similarity of image/caption pairs: C header, pkg-config file, static library")
-set(CS_DEV_DEPENDS "clipscore (= ${PROJECT_VERSION})" "pkgconf | pkg-config" libcjson-dev libutf8proc-dev zlib1g-dev
+set(CS_DEV_DEPENDS "clipscore (= ${PROJECT_VERSION})" "pkgconf | pkg-config" libcjson-dev libutf8proc-dev zlib1g-dev libssl-dev
     libwebp-dev libtiff-dev libopenjp2-7-dev libheif-dev libarchive-dev)
 if(JPEG_FOUND)
   list(APPEND CS_DEV_DEPENDS libjpeg-dev)

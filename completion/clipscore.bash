@@ -6,8 +6,8 @@
 # The options of `clipscore --help` (tests/test_docs.sh keeps them in step).
 _clipscore_options="-m --model --device --precision -b --batch-size -t --threads -o --output
 --image-column --caption-column --image-root --template --metric --save-embeddings --no-figures
---figure-limit --max-pixels --image-key --caption-key --shard --keep-threshold --keep-fraction
---restart --no-resume --offline -q --quiet -h --help --version --jsonl --images --texts"
+--figure-limit --max-pixels --decode --image-key --caption-key --shard --keep-threshold
+--keep-fraction --restart --no-resume --offline -q --quiet -h --help --version --jsonl --images --texts"
 
 # Known model names: the rows of `clipscore models` under its NAME header
 # ("*" marks the default).
@@ -54,6 +54,7 @@ _clipscore() {
     --device) COMPREPLY=($(compgen -W $'auto\ncpu\ncuda\ncuda:0' -- "$cur")) ;;
     --precision) COMPREPLY=($(compgen -W $'auto\nfp32\nfp16\nbf16' -- "$cur")) ;;
     --metric) COMPREPLY=($(compgen -W $'cosine\nclipscore' -- "$cur")) ;;
+    --decode) COMPREPLY=($(compgen -W $'exact\nfast' -- "$cur")) ;;
     -o | --output | --image-root | --save-embeddings) COMPREPLY=($(compgen -d -- "$cur")) ;;
     --texts) COMPREPLY=($(compgen -f -- "$cur")) ;;
     --shard) COMPREPLY=($(compgen -W $'slurm\n0/' -- "$cur")) ;;

@@ -72,6 +72,16 @@ typedef struct clipscore_context clipscore_context;
  * visible, optional features (figures, downloads). Static storage. */
 CLIPSCORE_API const char *clipscore_build_info(void);
 
+/* How JPEGs are decoded (clipscore_params.decode). */
+typedef enum clipscore_decode {
+    CLIPSCORE_DECODE_EXACT = 0, /* whole, as the reference (Pillow) does: identical pixels */
+    CLIPSCORE_DECODE_FAST = 1   /* a JPEG whose shorter side is at least 4x the model's
+                                   input is decoded at 1/2, 1/4 or 1/8 by libjpeg's DCT
+                                   scaling (keeping that side >= 2x the input), then resized
+                                   as usual: several times faster on photos, embeddings
+                                   within a cosine of about 0.998 of the exact ones */
+} clipscore_decode;
+
 typedef struct clipscore_params {
     const char *model;  /* "ViT-B/32" (default), other known name, hf:ORG/NAME[@REV],
                            registry name, or a local model folder / file */
@@ -81,6 +91,8 @@ typedef struct clipscore_params {
     int64_t max_pixels;    /* images with more pixels are refused; default 100,000,000 */
     int offline; /* 1: never use the network (default 0; CLIPSCORE_OFFLINE=1 also sets it) */
     int quiet;   /* 1: no progress output on stderr (default 0) */
+    clipscore_decode decode; /* CLIPSCORE_DECODE_EXACT (default) or _FAST; applies to
+                                clipscore_preprocess_image and clipscore_score_csv */
 } clipscore_params;
 
 CLIPSCORE_API clipscore_params clipscore_default_params(void);

@@ -39,6 +39,12 @@ struct clipscore_context {
     atomic_int cancel;   /* set by clipscore_cancel (lock-free: signal-safe) */
     pthread_mutex_t sha_mu;
     char sha256[65]; /* of weights_path, "" until computed (guarded by sha_mu) */
+    /* The hash of weights_path is computed on its own thread while the
+     * model loads (see start_hashing); joined under sha_mu. */
+    pthread_t sha_thread;
+    int sha_running;     /* sha_thread started and not joined */
+    atomic_int sha_stop; /* clipscore_free: give up hashing */
+    char sha_result[65]; /* the thread's result, "" when it failed */
 };
 
 /* The last failed public call's message, per thread (context.h). */
@@ -69,6 +75,7 @@ clipscore_params clipscore_default_params(void) {
     p.max_pixels = 100000000;
     p.offline = 0;
     p.quiet = 0;
+    p.decode = CLIPSCORE_DECODE_EXACT;
     return p;
 }
 
@@ -171,6 +178,43 @@ static int resolve_model(clipscore_context *ctx, cs_error *e) {
 #endif
 }
 
+/* Where hashes of weight files are remembered between runs (the model
+ * cache folder), NULL when there is none. Caller frees. */
+static char *sha256_memo_path(void) {
+#ifdef CLIPSCORE_HAVE_FETCH
+    cs_error e;
+    char *dir = NULL;
+    cs_fetch_opts fo = cs_fetch_default_opts();
+    if (cs_fetch_cache_dir(&fo, &dir, &e) != 0) return NULL;
+    char *p = cs_mkdir_p(dir, &e) == 0 ? cs_path_join(dir, "weights-sha256.txt", &e) : NULL;
+    free(dir);
+    return p;
+#else
+    return NULL;
+#endif
+}
+
+static void *hash_weights(void *arg) {
+    clipscore_context *ctx = arg;
+    cs_error e;
+    char *memo = sha256_memo_path();
+    if (cs_sha256_file_memo(ctx->weights_path, memo, &ctx->sha_stop, ctx->sha_result, &e) != 0)
+        ctx->sha_result[0] = '\0'; /* cs_ctx_weights_sha256 retries, for the message */
+    free(memo);
+    return NULL;
+}
+
+/* run.json records the weight file's SHA-256. Hashed after the load, a
+ * first run (before the memo knows the file) paid 0.55 CPU-s more for a
+ * 605 MB file even with libcrypto; hashed beside the load, on a core the
+ * loader leaves idle (copying tensors is one thread), it adds no wall time
+ * where a core is free (on a saturated machine its CPU time still counts),
+ * and the file's pages are in the cache for whichever of the two reads
+ * second. */
+static void start_hashing(clipscore_context *ctx) {
+    ctx->sha_running = pthread_create(&ctx->sha_thread, NULL, hash_weights, ctx) == 0;
+}
+
 static int load_model(clipscore_context *ctx, cs_error *e) {
     cs_model_files mf;
     int rc = cs_model_files_open(ctx->model_path, &mf, e);
@@ -182,6 +226,7 @@ static int load_model(clipscore_context *ctx, cs_error *e) {
         cs_model_files_close(&mf);
         return CLIPSCORE_ENOMEM;
     }
+    start_hashing(ctx);
     if (mf.vocab_path)
         rc = cs_tokenizer_load_hf(mf.vocab_path, mf.merges_path, &ctx->tok, e);
     else
@@ -211,15 +256,20 @@ clipscore_context *clipscore_init(const clipscore_params *params, char *err, siz
     if (ctx) {
         pthread_mutex_init(&ctx->sha_mu, NULL);
         atomic_init(&ctx->cancel, 0);
+        atomic_init(&ctx->sha_stop, 0);
         ctx->params = params ? *params : clipscore_default_params();
         if (!ctx->params.model || !*ctx->params.model) ctx->params.model = "ViT-B/32";
         const char *off = getenv("CLIPSCORE_OFFLINE");
         if (off && *off && strcmp(off, "0") != 0) ctx->params.offline = 1;
         if (ctx->params.max_pixels <= 0) ctx->params.max_pixels = 100000000;
+        if (ctx->params.decode != CLIPSCORE_DECODE_EXACT &&
+            ctx->params.decode != CLIPSCORE_DECODE_FAST)
+            rc = cs_fail(&e, CLIPSCORE_EARG, "decode mode %d: not CLIPSCORE_DECODE_EXACT or _FAST",
+                         (int)ctx->params.decode);
         ctx->threads = ctx->params.threads > 0 ? ctx->params.threads : default_threads();
         /* Copy the strings the context keeps so callers may free theirs. */
-        ctx->model_name = cs_strdup(ctx->params.model, &e);
-        if (!ctx->model_name) rc = CLIPSCORE_ENOMEM;
+        ctx->model_name = rc ? NULL : cs_strdup(ctx->params.model, &e);
+        if (!rc && !ctx->model_name) rc = CLIPSCORE_ENOMEM;
         ctx->params.model = ctx->model_name;
     }
     double t0 = cs_now();
@@ -240,6 +290,10 @@ clipscore_context *clipscore_init(const clipscore_params *params, char *err, siz
 
 void clipscore_free(clipscore_context *ctx) {
     if (!ctx) return;
+    if (ctx->sha_running) {
+        atomic_store(&ctx->sha_stop, 1);
+        pthread_join(ctx->sha_thread, NULL);
+    }
     cs_torch_model_free(ctx->model);
     cs_tokenizer_free(ctx->tok);
     free(ctx->model_name);
@@ -275,6 +329,9 @@ int cs_ctx_torch_threads(const clipscore_context *ctx) {
 }
 int64_t cs_ctx_max_pixels(const clipscore_context *ctx) {
     return ctx->params.max_pixels;
+}
+int cs_ctx_decode_min_side(const clipscore_context *ctx) {
+    return ctx->params.decode == CLIPSCORE_DECODE_FAST ? 2 * ctx->preprocess.size : 0;
 }
 double cs_ctx_load_seconds(const clipscore_context *ctx) {
     return ctx->load_seconds;
@@ -329,28 +386,17 @@ int clipscore_get_model_info(const clipscore_context *ctx, clipscore_model_info 
     return 0;
 }
 
-/* Where hashes of weight files are remembered between runs (the model
- * cache folder), NULL when there is none. Caller frees. */
-static char *sha256_memo_path(void) {
-#ifdef CLIPSCORE_HAVE_FETCH
-    cs_error e;
-    char *dir = NULL;
-    cs_fetch_opts fo = cs_fetch_default_opts();
-    if (cs_fetch_cache_dir(&fo, &dir, &e) != 0) return NULL;
-    char *p = cs_mkdir_p(dir, &e) == 0 ? cs_path_join(dir, "weights-sha256.txt", &e) : NULL;
-    free(dir);
-    return p;
-#else
-    return NULL;
-#endif
-}
-
 int cs_ctx_weights_sha256(clipscore_context *ctx, char out[65], cs_error *e) {
     int rc = 0;
     pthread_mutex_lock(&ctx->sha_mu);
+    if (ctx->sha_running) {
+        pthread_join(ctx->sha_thread, NULL);
+        ctx->sha_running = 0;
+        memcpy(ctx->sha256, ctx->sha_result, sizeof ctx->sha256);
+    }
     if (!ctx->sha256[0]) {
         char *memo = sha256_memo_path();
-        rc = cs_sha256_file_memo(ctx->weights_path, memo, ctx->sha256, e);
+        rc = cs_sha256_file_memo(ctx->weights_path, memo, NULL, ctx->sha256, e);
         free(memo);
         if (rc) ctx->sha256[0] = '\0';
     }
@@ -394,7 +440,8 @@ int clipscore_preprocess_image(clipscore_context *ctx, const char *path, float *
     cs_error e;
     cs_error_clear(&e);
     cs_image img;
-    int rc = cs_image_load(path, ctx->params.max_pixels, &img, &e);
+    int rc = cs_image_load_scaled(path, ctx->params.max_pixels, NULL, cs_ctx_decode_min_side(ctx),
+                                  &img, &e);
     if (rc) return done(ctx, rc, &e);
     rc = cs_image_preprocess(&img, &ctx->preprocess, pixels, &e);
     cs_image_free(&img);

@@ -31,6 +31,9 @@ const cs_preprocess_cfg *cs_ctx_preprocess(const clipscore_context *ctx);
 int cs_ctx_threads(const clipscore_context *ctx);       /* cores to use */
 int cs_ctx_torch_threads(const clipscore_context *ctx); /* libtorch intra-op threads */
 int64_t cs_ctx_max_pixels(const clipscore_context *ctx);
+/* The min_side of cs_image_load_scaled: 0 with exact decoding, twice the
+ * model's input resolution with --decode fast. */
+int cs_ctx_decode_min_side(const clipscore_context *ctx);
 double cs_ctx_load_seconds(const clipscore_context *ctx);
 const char *cs_ctx_torch_version(void);
 

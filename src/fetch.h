@@ -53,4 +53,9 @@ int cs_fetch_cache_dir(const cs_fetch_opts *o, char **dir, cs_error *e);
  * frees; NULL on error. Exposed for tests; downloads apply CLIPSCORE_MIRROR. */
 char *cs_fetch_mirror_url(const char *url, const char *mirror, cs_error *e);
 
+/* Downloads are hashed as they are written; only a .part an earlier run
+ * left is read back (its prefix, once, to resume the hash). The bytes read
+ * back so far in this process, for tests. */
+long long cs_fetch_bytes_read_back(void);
+
 #endif

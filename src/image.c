@@ -704,6 +704,18 @@ const char *cs_image_jpeg_decoder(void) {
 #endif
 }
 
+int cs_image_jpeg_scale(int w, int h, int min_side) {
+#if defined(CLIPSCORE_HAVE_LIBJPEG)
+    /* libjpeg's scaled size is ceil(side / d) (jdiv_round_up). */
+    int64_t side = w < h ? w : h;
+    for (int d = 8; min_side > 0 && d > 1; d /= 2)
+        if ((side + d - 1) / d >= min_side) return d;
+#else
+    (void)w, (void)h, (void)min_side;
+#endif
+    return 1;
+}
+
 #if defined(CLIPSCORE_HAVE_LIBJPEG)
 /* All state lives behind one pointer, so nothing a longjmp skips over is
  * held in a local variable. */
@@ -714,6 +726,7 @@ typedef struct jpeg_job {
     char msg[JMSG_LENGTH_MAX];
     unsigned char *px;
     int w, h, channels;
+    int min_side; /* > 0: decode at 1/2, 1/4 or 1/8 while the shorter side stays this long */
 } jpeg_job;
 
 static void jpeg_job_error(j_common_ptr c) {
@@ -744,6 +757,11 @@ static int jpeg_job_run(jpeg_job *job, const unsigned char *d, size_t n) {
         return 2;
     job->cinfo.dct_method = JDCT_ISLOW;
     job->cinfo.do_fancy_upsampling = TRUE;
+    /* --decode fast: libjpeg's DCT scaling (what Pillow's draft() asks
+     * for) skips most of the IDCT and colour work of a large photo. */
+    job->cinfo.scale_num = 1;
+    job->cinfo.scale_denom = (unsigned)cs_image_jpeg_scale(
+        (int)job->cinfo.image_width, (int)job->cinfo.image_height, job->min_side);
     jpeg_start_decompress(&job->cinfo);
     job->w = (int)job->cinfo.output_width;
     job->h = (int)job->cinfo.output_height;
@@ -761,10 +779,11 @@ static int jpeg_job_run(jpeg_job *job, const unsigned char *d, size_t n) {
 
 /* Returns 0 (decoded into img), a negative status, or 1 when stb_image
  * should decode the file instead. */
-static int decode_libjpeg(const unsigned char *d, size_t n, const char *label, cs_image *img,
-                          cs_error *e) {
+static int decode_libjpeg(const unsigned char *d, size_t n, const char *label, int min_side,
+                          cs_image *img, cs_error *e) {
     jpeg_job *job = cs_calloc(1, sizeof *job, e);
     if (!job) return CLIPSCORE_ENOMEM;
+    job->min_side = min_side;
     job->cinfo.err = jpeg_std_error(&job->err);
     job->err.error_exit = jpeg_job_error;
     job->err.emit_message = jpeg_job_message;
@@ -1122,7 +1141,8 @@ static int decode_library(img_format fmt, const unsigned char *d, size_t len, co
 /* Decodes a whole file in memory; reserves from res (when it has a budget
  * and holds nothing yet) once the size is known, before decoding. */
 static int decode_memory(const unsigned char *d, size_t len, const char *label, int64_t max_pixels,
-                         reservation *res, cs_image *img, cs_error *e) {
+                         int min_side, reservation *res, cs_image *img, cs_error *e) {
+    (void)min_side; /* used by the libjpeg path only */
     memset(img, 0, sizeof *img);
     if (!label) label = "(memory)";
     if (!d || len == 0) return cs_fail(e, CLIPSCORE_EFORMAT, "%s: empty file", label);
@@ -1188,7 +1208,7 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
 
 #if defined(CLIPSCORE_HAVE_LIBJPEG)
     if (fmt == FMT_JPEG) {
-        rc = decode_libjpeg(d, len, label, img, e);
+        rc = decode_libjpeg(d, len, label, min_side, img, e);
         if (rc <= 0) return rc;
     }
 #endif
@@ -1251,14 +1271,14 @@ static void keep_pixels_reserved(reservation *res, cs_image *img) {
 
 int cs_image_load_memory(const void *data, size_t len, const char *label, int64_t max_pixels,
                          cs_image *img, cs_error *e) {
-    return decode_memory(data, len, label, max_pixels, NULL, img, e);
+    return decode_memory(data, len, label, max_pixels, 0, NULL, img, e);
 }
 
-int cs_image_load_memory_budgeted(const void *data, size_t len, const char *label,
-                                  int64_t max_pixels, cs_decode_budget *budget, cs_image *img,
-                                  cs_error *e) {
+int cs_image_load_memory_scaled(const void *data, size_t len, const char *label, int64_t max_pixels,
+                                cs_decode_budget *budget, int min_side, cs_image *img,
+                                cs_error *e) {
     reservation res = {budget, 0, 0};
-    int rc = decode_memory(data, len, label, max_pixels, &res, img, e);
+    int rc = decode_memory(data, len, label, max_pixels, min_side, &res, img, e);
     if (!rc) keep_pixels_reserved(&res, img);
     if (res.held) cs_decode_budget_release(budget, res.bytes);
     return rc;
@@ -1334,6 +1354,11 @@ static int open_regular(const char *path, int *fd, struct stat *st, cs_error *e)
 
 int cs_image_load_budgeted(const char *path, int64_t max_pixels, cs_decode_budget *budget,
                            cs_image *img, cs_error *e) {
+    return cs_image_load_scaled(path, max_pixels, budget, 0, img, e);
+}
+
+int cs_image_load_scaled(const char *path, int64_t max_pixels, cs_decode_budget *budget,
+                         int min_side, cs_image *img, cs_error *e) {
     memset(img, 0, sizeof *img);
     if (!path || !*path) return cs_fail(e, CLIPSCORE_EARG, "image path is empty");
     int fd;
@@ -1396,6 +1421,13 @@ int cs_image_load_budgeted(const char *path, int64_t max_pixels, cs_decode_budge
         if (fmt != FMT_HEIF && (rc = check_limit(path, w, h, max_pixels, e))) goto done;
         int64_t peak;
         decode_cost(fmt, buf, n, w, h, &peak, &max_file);
+        int jw, jh, nc, prog, d = fmt == FMT_JPEG ? cs_image_jpeg_scale(w, h, min_side) : 1;
+        if (d > 1 && jpeg_frame(buf, n, &jw, &jh, &nc, &prog) == 1 && (nc == 1 || nc == 3)) {
+            /* libjpeg's scaled output replaces the full-size pixels; the
+             * coefficients of a progressive file stay full size. */
+            int64_t sw = (w + d - 1) / d, sh = (h + d - 1) / d;
+            peak -= ((int64_t)w * h - sw * sh) * (nc == 1 ? 1 : 3);
+        }
         if (!eof && n < want) {
             if (sized && (uint64_t)st.st_size > (uint64_t)max_file && fmt != FMT_GIF &&
                 fmt != FMT_TIFF && fmt != FMT_HEIF) {
@@ -1442,7 +1474,7 @@ int cs_image_load_budgeted(const char *path, int64_t max_pixels, cs_decode_budge
     close(fd);
     fd = -1;
 
-    rc = decode_memory(buf, n, path, max_pixels, &res, img, e);
+    rc = decode_memory(buf, n, path, max_pixels, min_side, &res, img, e);
     free(buf);
     buf = NULL;
     if (!rc) keep_pixels_reserved(&res, img);

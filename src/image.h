@@ -86,14 +86,28 @@ int cs_image_load(const char *path, int64_t max_pixels, cs_image *img, cs_error 
  * a call already past its wait finishes its decode. */
 int cs_image_load_budgeted(const char *path, int64_t max_pixels, cs_decode_budget *budget,
                            cs_image *img, cs_error *e);
+/* cs_image_load_budgeted that may decode a large JPEG smaller (the
+ * opt-in `--decode fast`): with min_side > 0, libjpeg decodes at 1/2, 1/4
+ * or 1/8 of the size (its DCT scaling, cs_image_jpeg_scale), the largest
+ * reduction that leaves the shorter side at least min_side pixels, and the
+ * budget reserves for that smaller output. img then has the reduced size.
+ * Other formats, and JPEGs stb_image decodes (CMYK), are decoded whole.
+ * min_side 0 is cs_image_load_budgeted. */
+int cs_image_load_scaled(const char *path, int64_t max_pixels, cs_decode_budget *budget,
+                         int min_side, cs_image *img, cs_error *e);
+/* The denominator (1, 2, 4 or 8) cs_image_load_scaled decodes a w x h JPEG
+ * at for min_side: the largest whose ceil(shorter side / d) >= min_side;
+ * 1 when min_side <= 0 or the build has no libjpeg. */
+int cs_image_jpeg_scale(int w, int h, int min_side);
 /* Same, from memory (no budget); label names the source in messages. */
 int cs_image_load_memory(const void *data, size_t len, const char *label, int64_t max_pixels,
                          cs_image *img, cs_error *e);
-/* From memory with a decode memory budget (as cs_image_load_budgeted, the
- * data itself being the caller's): a tar member, say. */
-int cs_image_load_memory_budgeted(const void *data, size_t len, const char *label,
-                                  int64_t max_pixels, cs_decode_budget *budget, cs_image *img,
-                                  cs_error *e);
+/* From memory with a decode memory budget and cs_image_load_scaled's
+ * min_side (the data itself being the caller's: a tar member, say). The
+ * reservation is the full-size decode's even when a JPEG is decoded
+ * smaller. */
+int cs_image_load_memory_scaled(const void *data, size_t len, const char *label, int64_t max_pixels,
+                                cs_decode_budget *budget, int min_side, cs_image *img, cs_error *e);
 /* Frees the pixels and gives back their budget reservation, if any. */
 void cs_image_free(cs_image *img);
 /* Which decoder reads JPEGs in this build: "libjpeg" (identical to the

@@ -504,9 +504,9 @@ int cs_inputs_next(cs_inputs *in, cs_input_row *row, cs_error *e) {
 /* ------------------------------------------------------------ digest */
 
 int cs_inputs_digest(const char *const *paths, int n, char out[65], cs_error *e) {
-    (void)e;
     cs_sha256 s;
-    cs_sha256_init(&s);
+    int rc = cs_sha256_init(&s, e);
+    if (rc) return rc;
     for (int i = 0; i < n; i++) {
         struct stat st;
         long long size =
@@ -519,7 +519,7 @@ int cs_inputs_digest(const char *const *paths, int n, char out[65], cs_error *e)
         cs_sha256_update(&s, num, (size_t)m + 1);
     }
     unsigned char d[32];
-    cs_sha256_final(&s, d);
+    if ((rc = cs_sha256_final(&s, d, e))) return rc;
     cs_sha256_hex(d, out);
     return 0;
 }

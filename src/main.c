@@ -68,6 +68,8 @@ static void print_usage(FILE *out) {
             "      --no-figures       do not draw the two JPEG figures\n"
             "      --figure-limit N   pairs shown in the figures [%d]\n"
             "      --max-pixels N     refuse larger images [%lld]\n"
+            "      --decode D         exact (as the reference), or fast: large JPEGs decoded at\n"
+            "                         1/2, 1/4 or 1/8 size, then resized as usual [%s]\n"
             "      --image-key EXT    tars/folders: the image member [jpg, jpeg, png, webp, ...]\n"
             "      --caption-key EXT  tars/folders: the caption member [txt]\n"
             "      --shard K/N        score share K of N (0 <= K < N) into -o DIR, for clipscore\n"
@@ -86,7 +88,7 @@ static void print_usage(FILE *out) {
             "replaced).\n",
             p.model, p.device, p.precision, s.batch_size, s.caption_template,
             s.metric == CLIPSCORE_METRIC_CLIPSCORE ? "clipscore" : "cosine", s.figure_limit,
-            (long long)p.max_pixels);
+            (long long)p.max_pixels, p.decode == CLIPSCORE_DECODE_FAST ? "fast" : "exact");
 }
 
 typedef struct cli {
@@ -261,6 +263,17 @@ static int parse_args(int argc, char **argv, cli *c) {
             if (!(c->score.caption_template = VALUE())) return -1;
             if (!strstr(c->score.caption_template, "{}")) {
                 usage_error("--template '%s' has no {} for the caption", c->score.caption_template);
+                return -1;
+            }
+        } else if (FLAG("--decode")) {
+            const char *m = VALUE();
+            if (!m) return -1;
+            if (strcmp(m, "exact") == 0)
+                c->params.decode = CLIPSCORE_DECODE_EXACT;
+            else if (strcmp(m, "fast") == 0)
+                c->params.decode = CLIPSCORE_DECODE_FAST;
+            else {
+                usage_error("--decode %s: expected exact or fast", m);
                 return -1;
             }
         } else if (FLAG("--metric")) {

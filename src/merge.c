@@ -61,9 +61,9 @@ typedef struct merge {
 /* What must agree between parts: everything that decides which rows a part
  * scored and what it wrote for them. */
 static const char *const same_keys[] = {
-    "inputs_digest",  "columns",      "template",    "metric",     "image_column",
-    "caption_column", "image_key",    "caption_key", "image_root", "precision",
-    "max_pixels",     "figure_limit", "version"};
+    "inputs_digest",  "columns",   "template",     "metric",     "image_column",
+    "caption_column", "image_key", "caption_key",  "image_root", "precision",
+    "max_pixels",     "decode",    "figure_limit", "version"};
 
 static double num(const cJSON *j, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
@@ -401,10 +401,10 @@ static int write_run_json(merge *m, const clipscore_score_summary *s, int figure
     cJSON_AddStringToObject(j, "merged_at", when);
     /* What the parts agree on is copied from the first. */
     static const char *const copied[] = {
-        "libtorch",     "model",          "device",    "precision",   "input",
-        "inputs",       "inputs_digest",  "columns",   "template",    "metric",
-        "image_column", "caption_column", "image_key", "caption_key", "image_root",
-        "max_pixels",   "figure_limit",   "batch_size"};
+        "libtorch",     "model",          "device",       "precision",   "input",
+        "inputs",       "inputs_digest",  "columns",      "template",    "metric",
+        "image_column", "caption_column", "image_key",    "caption_key", "image_root",
+        "max_pixels",   "decode",         "figure_limit", "batch_size"};
     for (size_t k = 0; k < sizeof copied / sizeof *copied; k++) {
         const cJSON *v = item(p0->run, copied[k]);
         if (v) cJSON_AddItemToObject(j, copied[k], cJSON_Duplicate(v, 1));

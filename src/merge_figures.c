@@ -97,8 +97,8 @@ static int read_rows(const char *csv, const cJSON *run, int limit, fig_rows *f, 
 }
 
 /* Decodes row i's image. */
-static int load_image(const cJSON *run, const fig_rows *f, int i, int64_t max_pixels, cs_image *img,
-                      cs_error *e) {
+static int load_image(const cJSON *run, const fig_rows *f, int i, int64_t max_pixels, int min_side,
+                      cs_image *img, cs_error *e) {
     const char *src = f->source[i];
     if (!src) { /* the CSV layout: paths against the first input's folder */
         const cJSON *ins = cJSON_GetObjectItemCaseSensitive(run, "inputs");
@@ -115,9 +115,10 @@ static int load_image(const cJSON *run, const fig_rows *f, int i, int64_t max_pi
         int rc = cs_wds_find(src, &o, f->key[i], &holder, &s, e);
         if (rc == 1) rc = cs_fail(e, CLIPSCORE_EIO, "%s: no sample %s", src, f->key[i]);
         if (!rc && s.image)
-            rc = cs_image_load_memory(s.image, s.image_len, f->key[i], max_pixels, img, e);
+            rc = cs_image_load_memory_scaled(s.image, s.image_len, f->key[i], max_pixels, NULL,
+                                             min_side, img, e);
         else if (!rc && s.image_path)
-            rc = cs_image_load(s.image_path, max_pixels, img, e);
+            rc = cs_image_load_scaled(s.image_path, max_pixels, NULL, min_side, img, e);
         else if (!rc)
             rc = cs_fail(e, CLIPSCORE_EFORMAT, "%s: sample %s has no image", src, f->key[i]);
         cs_wds_close(holder);
@@ -126,7 +127,8 @@ static int load_image(const cJSON *run, const fig_rows *f, int i, int64_t max_pi
     const char *root = str(run, "image_root");
     char *base = root ? strdup(root) : cs_path_dirname(src, e);
     char *path = base ? cs_path_join(base, f->key[i], e) : NULL;
-    int rc = path ? cs_image_load(path, max_pixels, img, e) : CLIPSCORE_ENOMEM;
+    int rc =
+        path ? cs_image_load_scaled(path, max_pixels, NULL, min_side, img, e) : CLIPSCORE_ENOMEM;
     free(base);
     free(path);
     return rc;
@@ -165,7 +167,7 @@ static int draw(clipscore_context *ctx, const cJSON *run, const fig_rows *f, con
             rc = cs_fail(e, CLIPSCORE_ENOMEM, "out of memory");
         if (rc || f->error[i]) continue; /* failed rows are drawn with their error */
         cs_image img;
-        rc = load_image(run, f, i, cs_ctx_max_pixels(ctx), &img, e);
+        rc = load_image(run, f, i, cs_ctx_max_pixels(ctx), cs_ctx_decode_min_side(ctx), &img, e);
         if (!rc) {
             rc = cs_image_preprocess(&img, pp, px + (size_t)i * per, e);
             if (!rc) rc = cs_image_thumbnail(&img, THUMB_SIDE, &thumbs[i], e);
@@ -230,6 +232,9 @@ int cs_merge_redraw_figures(const cJSON *run, const char *merged_csv, const char
     p.model = path;
     p.quiet = 1;
     p.offline = 1;
+    const char *decode = str(run, "decode");
+    p.decode =
+        decode && strcmp(decode, "fast") == 0 ? CLIPSCORE_DECODE_FAST : CLIPSCORE_DECODE_EXACT;
     p.max_pixels =
         (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(run, "max_pixels"));
     if (p.max_pixels <= 0) p.max_pixels = clipscore_default_params().max_pixels;

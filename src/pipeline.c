@@ -138,6 +138,7 @@ typedef struct batch {
     const cs_preprocess_cfg *pp;
     int64_t max_pixels;
     cs_decode_budget *budget; /* shared by the workers: decode memory in flight */
+    int decode_min_side;      /* --decode fast: see cs_image_load_scaled */
 } batch;
 
 /* ------------------------------------------------------------ the run */
@@ -181,6 +182,7 @@ static int batch_alloc(run *r, batch *b) {
     b->pp = cs_ctx_preprocess(r->ctx);
     b->max_pixels = cs_ctx_max_pixels(r->ctx);
     b->budget = &r->budget;
+    b->decode_min_side = cs_ctx_decode_min_side(r->ctx);
     b->rows = cs_calloc(B, sizeof *b->rows, r->e);
     b->img = cs_calloc(B, sizeof *b->img, r->e);
     b->txt = cs_calloc(B, sizeof *b->txt, r->e);
@@ -335,9 +337,10 @@ static void prepare_image(void *arg, int i) {
     const size_t per = 3 * (size_t)b->pp->size * (size_t)b->pp->size;
     /* Waits while other workers hold the decode memory (image.h), so a few
      * huge images cannot multiply the peak by the worker count. */
-    int rc = u->data ? cs_image_load_memory_budgeted(u->data, u->len, u->label, b->max_pixels,
-                                                     b->budget, &img, &e)
-                     : cs_image_load_budgeted(u->path, b->max_pixels, b->budget, &img, &e);
+    int rc = u->data ? cs_image_load_memory_scaled(u->data, u->len, u->label, b->max_pixels,
+                                                   b->budget, b->decode_min_side, &img, &e)
+                     : cs_image_load_scaled(u->path, b->max_pixels, b->budget, b->decode_min_side,
+                                            &img, &e);
     if (!rc) {
         rc = cs_image_preprocess(&img, b->pp, b->px + (size_t)u->px_slot * per, &e);
         if (!rc && u->want_thumb) rc = cs_image_thumbnail(&img, THUMB_SIDE, &u->thumb, &e);
@@ -666,6 +669,7 @@ static cJSON *run_identity(run *r) {
     cJSON_AddStringToObject(o, "precision", mi.precision);
     cJSON_AddStringToObject(o, "device", strncmp(mi.device, "cuda", 4) == 0 ? "cuda" : mi.device);
     cJSON_AddNumberToObject(o, "max_pixels", (double)cs_ctx_max_pixels(r->ctx));
+    cJSON_AddStringToObject(o, "decode", cs_ctx_decode_min_side(r->ctx) ? "fast" : "exact");
     cJSON_AddBoolToObject(o, "embeddings", sp->save_embeddings != NULL);
     cJSON_AddNumberToObject(o, "figure_limit", r->fig_limit);
     cJSON *sh = cJSON_AddArrayToObject(id, "shard");

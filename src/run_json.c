@@ -65,6 +65,7 @@ static int json_finish(cs_writer *w, const cs_run_record *r, cs_commit *c, cs_er
     cJSON_AddStringToObject(m, "activation", mi.quick_gelu ? "quick_gelu" : "gelu");
     cJSON_AddStringToObject(j, "device", mi.device);
     cJSON_AddStringToObject(j, "precision", mi.precision);
+    cJSON_AddStringToObject(j, "decode", cs_ctx_decode_min_side(ctx) ? "fast" : "exact");
     cJSON_AddNumberToObject(j, "threads", cs_ctx_threads(ctx));
     cJSON_AddNumberToObject(j, "torch_intra_op_threads", cs_ctx_torch_threads(ctx));
     cJSON_AddNumberToObject(j, "batch_size", r->batch_size);

@@ -3,7 +3,9 @@
  * gives each the same ids as one thread alone; clipscore_last_error is per
  * thread (a failure in one thread is not seen by another); a cancel request
  * made before clipscore_score_csv is cleared on its entry, one made during
- * the run stops it with CLIPSCORE_ECANCELED and no output. */
+ * the run stops it with CLIPSCORE_ECANCELED and no output; the weight
+ * file's SHA-256, hashed on a thread beside the load, is the file's, and a
+ * context freed at once (its hash unfinished or not) leaves nothing behind. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "clipscore.h"
+#include "sha256.h"
 #include "test.h"
 #include "tiny_model.h"
 
@@ -67,9 +70,28 @@ int main(void) {
     p.device = "cpu";
     p.quiet = 1;
     char err[1024];
+    /* A memo of hashes of our own, so the load thread really hashes. */
+    char cache[600];
+    snprintf(cache, sizeof cache, "%s/cache", tmp);
+    setenv("CLIPSCORE_CACHE", cache, 1);
+    /* Freed at once: the hash thread is stopped or joined (ASan and
+     * LeakSanitizer watch the rest). */
+    for (int i = 0; i < 3; i++) {
+        clipscore_context *quick = clipscore_init(&p, err, sizeof err);
+        CHECK_MSG(quick != NULL, "%s", err);
+        clipscore_free(quick);
+    }
     ctx = clipscore_init(&p, err, sizeof err);
     CHECK_MSG(ctx != NULL, "%s", err);
     if (!ctx) return test_finish("test_api");
+    clipscore_model_info mi;
+    CHECK_EQ_INT(clipscore_get_model_info(ctx, &mi), 0);
+    char sha[65], want_sha[65];
+    CHECK_EQ_INT(clipscore_weights_sha256(ctx, sha), 0);
+    CHECK_EQ_INT(cs_sha256_file(mi.weights_file, want_sha, &e), 0);
+    CHECK_EQ_STR(sha, want_sha);
+    CHECK_EQ_INT(clipscore_weights_sha256(ctx, sha), 0); /* again: the remembered one */
+    CHECK_EQ_STR(sha, want_sha);
 
     /* Single-threaded answers first. */
     for (int i = 0; i < N_TEXTS; i++) {

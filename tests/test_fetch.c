@@ -342,6 +342,7 @@ static void test_resume_after_cut(void) {
     char *path = NULL;
     o.progress = 1;
     capture_begin();
+    long long read_back = cs_fetch_bytes_read_back();
     int rc = cs_model_resolve("res", &o, &path, &e);
     char *err = capture_end();
     o.progress = 0;
@@ -355,6 +356,9 @@ static void test_resume_after_cut(void) {
     CHECK_EQ_INT(http_server_count(s, "GET", "/model.bin"), 2);
     CHECK_EQ_INT(nth_range(s, "/model.bin", 0), -1);
     CHECK_EQ_INT(nth_range(s, "/model.bin", 1), 100000);
+    /* Verified while written: the cut and the resume within one run read
+     * nothing back. */
+    CHECK_EQ_INT(cs_fetch_bytes_read_back() - read_back, 0);
     if (path) {
         fpath(f, sizeof f, path, "res.pt");
         CHECK_EQ_STR(sha_of(f), sha_model);
@@ -378,10 +382,13 @@ static void test_resume_after_cut(void) {
     write_bytes(f, data, 123456);
     free(data);
     path = NULL;
+    read_back = cs_fetch_bytes_read_back();
     rc = cs_model_resolve("res2", &o, &path, &e);
     CHECK_MSG(rc == 0, "rc %d: %s", rc, e.msg);
     CHECK_EQ_INT(http_server_count(s, "GET", "/model.bin"), 1);
     CHECK_EQ_INT(nth_range(s, "/model.bin", 0), 123456);
+    /* Only the earlier run's prefix is read back, to resume the hash. */
+    CHECK_EQ_INT(cs_fetch_bytes_read_back() - read_back, 123456);
     fpath(f, sizeof f, dir, "res2.pt");
     CHECK_EQ_STR(sha_of(f), sha_model);
     CHECK(!exists(dir, "res2.pt.part"));
@@ -395,8 +402,10 @@ static void test_resume_after_cut(void) {
     write_random(f, 50000, 99);
     registry("res3", "res3.pt", u, sha_model, NULL, NULL, NULL);
     path = NULL;
+    read_back = cs_fetch_bytes_read_back();
     rc = cs_model_resolve("res3", &o, &path, &e);
     CHECK_MSG(rc == 0, "rc %d: %s", rc, e.msg);
+    CHECK_EQ_INT(cs_fetch_bytes_read_back() - read_back, 50000);
     CHECK_EQ_INT(http_server_count(s, "GET", "/model.bin"), 3);
     CHECK_EQ_INT(nth_range(s, "/model.bin", 1), 50000);
     CHECK_EQ_INT(nth_range(s, "/model.bin", 2), -1);
@@ -411,8 +420,11 @@ static void test_resume_after_cut(void) {
     write_random(f, MODEL_SIZE + 1000, 7);
     registry("res4", "res4.pt", u, sha_model, NULL, NULL, NULL);
     path = NULL;
+    read_back = cs_fetch_bytes_read_back();
     rc = cs_model_resolve("res4", &o, &path, &e);
     CHECK_MSG(rc == 0, "rc %d: %s", rc, e.msg);
+    /* Its prefix was hashed, then dropped with the truncation (416). */
+    CHECK_EQ_INT(cs_fetch_bytes_read_back() - read_back, MODEL_SIZE + 1000);
     CHECK_EQ_INT(nth_range(s, "/model.bin", 3), MODEL_SIZE + 1000);
     CHECK_EQ_INT(nth_range(s, "/model.bin", 4), -1);
     fpath(f, sizeof f, dir, "res4.pt");
@@ -431,8 +443,11 @@ static void test_server_ignores_range(void) {
     registry("ign", "ign.pt", u, sha_model, NULL, NULL, NULL);
     cs_error e = {0};
     char *path = NULL;
+    long long read_back = cs_fetch_bytes_read_back();
     int rc = cs_model_resolve("ign", &o, &path, &e);
     CHECK_MSG(rc == 0, "rc %d: %s", rc, e.msg);
+    /* The restart from byte 0 starts the hash over, without reading. */
+    CHECK_EQ_INT(cs_fetch_bytes_read_back() - read_back, 0);
     CHECK_EQ_INT(http_server_count(s, "GET", "/model.bin"), 2);
     CHECK_EQ_INT(nth_range(s, "/model.bin", 1), 100000); /* asked, but got the whole file */
     if (path) {
