@@ -9,6 +9,7 @@ set(CS_SOURCES_IMAGE image.c decode_budget.c stb_image_impl.c image_webp.c image
 set(CS_SOURCES_CSV csv_io.c)
 set(CS_SOURCES_SAFETENSORS safetensors.c)
 set(CS_SOURCES_MODEL_CONFIG model_config.c)
+set(CS_SOURCES_WDS webdataset.c)
 
 # The Debian libraries the image decoders use (pkg-config names).
 macro(cs_find_image_libraries)
@@ -17,6 +18,11 @@ macro(cs_find_image_libraries)
   pkg_check_modules(OPENJP2 REQUIRED IMPORTED_TARGET libopenjp2)
   pkg_check_modules(HEIF REQUIRED IMPORTED_TARGET libheif)
   set(CS_IMAGE_LIBRARIES PkgConfig::WEBP PkgConfig::TIFF PkgConfig::OPENJP2 PkgConfig::HEIF)
+endmacro()
+
+# libarchive, which reads webdataset tars (webdataset.c).
+macro(cs_find_archive_library)
+  pkg_check_modules(LIBARCHIVE REQUIRED IMPORTED_TARGET libarchive)
 endmacro()
 
 # "src/x.c" for each name of a list.

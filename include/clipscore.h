@@ -161,6 +161,21 @@ typedef struct clipscore_score_params {
     int figures;                  /* 1 (default): write the two JPEG figures */
     int figure_limit;             /* pairs shown in the figures; default 64 */
     int progress;                 /* 1 (default): progress on stderr (bar on a terminal) */
+    /* Several inputs, one run (input_csv is then ignored): CSVs, webdataset
+     * tars (.tar, .tar.gz, ...) and img2dataset "files" folders, in order.
+     * With any tar or folder, or CSVs of different headers, output.csv's
+     * columns are key, source, url, caption (see README). */
+    const char *const *inputs;
+    int n_inputs;
+    const char *image_key;   /* tars/folders: image member extension; NULL: jpg, png, webp, ... */
+    const char *caption_key; /* tars/folders: caption member extension; NULL: "txt" */
+    int shard_index;         /* score only share K (shard_index) of N (shard_count); */
+    int shard_count;         /* 0 (default): everything. See README "Shards" */
+    int resume;              /* 1 (default): journal scored rows in the output folder and
+                                continue a stopped run of the same inputs and options */
+    int restart;             /* 1: discard a stopped run's journal and start over */
+    double keep_threshold;   /* write kept.csv: rows with similarity >= this (NaN: none) */
+    double keep_fraction;    /* ... and/or the top fraction of scored rows (NaN: none) */
 } clipscore_score_params;
 
 CLIPSCORE_API clipscore_score_params clipscore_default_score_params(void);
@@ -173,6 +188,9 @@ typedef struct clipscore_score_summary {
     int64_t invalid_utf8;   /* captions with invalid UTF-8 replaced */
     double mean_similarity; /* over scored rows; NaN when none */
     double seconds;         /* wall time of the whole run */
+    int64_t resumed_rows;   /* rows taken from a stopped run's journal */
+    int64_t kept;           /* rows in kept.csv (0 when no keep option) */
+    double keep_threshold;  /* the similarity threshold kept.csv used (NaN: none) */
 } clipscore_score_summary;
 
 /* Scores every row of params->input_csv and writes output.csv, run.json and
@@ -188,6 +206,27 @@ CLIPSCORE_API int clipscore_score_csv(clipscore_context *ctx, const clipscore_sc
  * a signal handler or another thread. The request stays until the next
  * clipscore_score_csv begins (which clears it on entry). */
 CLIPSCORE_API void clipscore_cancel(clipscore_context *ctx);
+
+/* Merging the parts of a sharded run (clipscore_score_params.shard_*). */
+typedef struct clipscore_merge_params {
+    const char *output_dir;   /* required: where the merged outputs go */
+    const char *const *parts; /* the parts' output folders, any order */
+    int n_parts;
+    double keep_threshold, keep_fraction; /* as in clipscore_score_params (NaN: none) */
+    int progress;                         /* 1: a summary on stderr */
+} clipscore_merge_params;
+
+CLIPSCORE_API clipscore_merge_params clipscore_default_merge_params(void);
+
+/* Checks that the parts are every share 0..N-1 of one sharded run, each
+ * finished once, all with the same inputs, model weights and scoring
+ * options, and writes output.csv (rows in input order), run.json (summed
+ * counts), the embeddings when every part saved them, kept.csv when asked
+ * (the fraction over all parts), and the figures when the first part drew
+ * them and holds all of their rows. Nothing is replaced unless all is
+ * written. On failure err receives the message, naming the part. */
+CLIPSCORE_API int clipscore_merge(const clipscore_merge_params *params,
+                                  clipscore_score_summary *summary, char *err, size_t err_len);
 
 /* Model names and the download cache, without loading a model. params
  * gives offline and quiet (NULL: defaults). On failure err (if not NULL)

@@ -39,6 +39,12 @@ int cs_commit_has(const cs_commit *c, const char *path) {
     return 0;
 }
 
+const char *cs_commit_tmp_path(const cs_commit *c, const char *path) {
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->files[i].path, path) == 0) return c->files[i].tmp_path;
+    return NULL;
+}
+
 /* Appends ", name" to a growing list (best effort: a message, not data). */
 static void list_add(char *buf, size_t n, const char *name) {
     size_t l = strlen(buf);

@@ -22,6 +22,9 @@ void cs_commit_init(cs_commit *c);
 int cs_commit_add(cs_commit *c, cs_atomic_file *f, cs_error *e);
 /* 1 when a file for this destination has been added. */
 int cs_commit_has(const cs_commit *c, const char *path);
+/* The finished temporary that will become path (NULL: none), to be read
+ * back before the commit (kept.csv is made from output.csv's). */
+const char *cs_commit_tmp_path(const cs_commit *c, const char *path);
 /* Checks, then renames every file into place. On a failure before the first
  * rename nothing is replaced; on one after it (a failing disk, another
  * process removing files), the message names what was and was not replaced.

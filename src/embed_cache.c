@@ -105,6 +105,15 @@ int cs_embed_cache_put(cs_embed_cache *c, const char *key, const float *emb, cs_
     return 0;
 }
 
+void cs_embed_cache_clear(cs_embed_cache *c) {
+    for (int i = 0; i < c->cap; i++) {
+        free(c->keys[i]);
+        c->keys[i] = NULL;
+    }
+    for (size_t i = 0; i < c->tsize; i++) c->table[i] = -1;
+    c->next = 0;
+}
+
 long cs_embed_cache_hits(const cs_embed_cache *c) {
     return c->hits;
 }

@@ -17,6 +17,8 @@ void cs_embed_cache_free(cs_embed_cache *c);
 const float *cs_embed_cache_get(const cs_embed_cache *c, const char *key);
 /* Stores a copy of emb under key (replacing the oldest entry when full). */
 int cs_embed_cache_put(cs_embed_cache *c, const char *key, const float *emb, cs_error *e);
+/* Forgets every entry (the hit count stays). */
+void cs_embed_cache_clear(cs_embed_cache *c);
 long cs_embed_cache_hits(const cs_embed_cache *c);
 
 #endif

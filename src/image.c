@@ -1234,9 +1234,34 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
     return 0;
 }
 
+/* After a decode: the decoder's working memory is gone; the pixels and
+ * what preprocessing and thumbnails allocate beside them stay reserved,
+ * held by img until cs_image_free. */
+static void keep_pixels_reserved(reservation *res, cs_image *img) {
+    if (!res->held) return;
+    int64_t bytes = (int64_t)img->w * img->h * img->channels;
+    int64_t keep = bytes * (img->channels == 2 || img->channels == 4 ? 2 : 1) +
+                   (int64_t)img->h * 1024 + ((int64_t)1 << 20);
+    if (keep > res->bytes) keep = res->bytes;
+    cs_decode_budget_shrink(res->budget, res->bytes, keep);
+    img->budget = res->budget;
+    img->budget_bytes = keep;
+    res->held = 0;
+}
+
 int cs_image_load_memory(const void *data, size_t len, const char *label, int64_t max_pixels,
                          cs_image *img, cs_error *e) {
     return decode_memory(data, len, label, max_pixels, NULL, img, e);
+}
+
+int cs_image_load_memory_budgeted(const void *data, size_t len, const char *label,
+                                  int64_t max_pixels, cs_decode_budget *budget, cs_image *img,
+                                  cs_error *e) {
+    reservation res = {budget, 0, 0};
+    int rc = decode_memory(data, len, label, max_pixels, &res, img, e);
+    if (!rc) keep_pixels_reserved(&res, img);
+    if (res.held) cs_decode_budget_release(budget, res.bytes);
+    return rc;
 }
 
 /* The first read: enough for every header but a JPEG's with large metadata
@@ -1420,18 +1445,7 @@ int cs_image_load_budgeted(const char *path, int64_t max_pixels, cs_decode_budge
     rc = decode_memory(buf, n, path, max_pixels, &res, img, e);
     free(buf);
     buf = NULL;
-    if (!rc && res.held) {
-        /* The decoder's working memory is gone; the pixels and what
-         * preprocessing and thumbnails allocate beside them stay. */
-        int64_t bytes = (int64_t)img->w * img->h * img->channels;
-        int64_t keep = bytes * (img->channels == 2 || img->channels == 4 ? 2 : 1) +
-                       (int64_t)img->h * 1024 + ((int64_t)1 << 20);
-        if (keep > res.bytes) keep = res.bytes;
-        cs_decode_budget_shrink(budget, res.bytes, keep);
-        img->budget = budget;
-        img->budget_bytes = keep;
-        res.held = 0;
-    }
+    if (!rc) keep_pixels_reserved(&res, img);
 done:
     if (fd >= 0) close(fd);
     free(buf);

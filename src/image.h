@@ -89,6 +89,11 @@ int cs_image_load_budgeted(const char *path, int64_t max_pixels, cs_decode_budge
 /* Same, from memory (no budget); label names the source in messages. */
 int cs_image_load_memory(const void *data, size_t len, const char *label, int64_t max_pixels,
                          cs_image *img, cs_error *e);
+/* From memory with a decode memory budget (as cs_image_load_budgeted, the
+ * data itself being the caller's): a tar member, say. */
+int cs_image_load_memory_budgeted(const void *data, size_t len, const char *label,
+                                  int64_t max_pixels, cs_decode_budget *budget, cs_image *img,
+                                  cs_error *e);
 /* Frees the pixels and gives back their budget reservation, if any. */
 void cs_image_free(cs_image *img);
 /* Which decoder reads JPEGs in this build: "libjpeg" (identical to the

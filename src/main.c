@@ -1,6 +1,7 @@
 /* main.c - the clipscore command line: a thin client of include/clipscore.h.
  *
- *   clipscore [score] INPUT.csv [options]   score pairs (the main job)
+ *   clipscore [score] INPUT... [options]    score pairs (the main job)
+ *   clipscore merge -o OUT PART...           join the parts of a sharded run
  *   clipscore tokenize | preprocess | embed  inspection commands
  *   clipscore models [list | fetch NAME]     known models and the cache
  *
@@ -24,7 +25,9 @@ static void print_usage(FILE *out) {
     clipscore_params p = clipscore_default_params();
     clipscore_score_params s = clipscore_default_score_params();
     fprintf(out,
-            "usage: clipscore [score] INPUT.csv [options]        (INPUT.csv may be - for stdin)\n"
+            "usage: clipscore [score] INPUT... [options]   (CSV, - for stdin, .tar shard, folder)\n"
+            "       clipscore merge      -o OUT PART_DIR... [--keep-threshold T] "
+            "[--keep-fraction F]\n"
             "       clipscore tokenize   --model M [--jsonl] [TEXT...]      (stdin when no TEXT)\n"
             "       clipscore preprocess --model M -o OUT.npy IMAGE...\n"
             "       clipscore embed      --model M -o OUT.npy (--images IMAGE... | --texts FILE "
@@ -33,8 +36,10 @@ static void print_usage(FILE *out) {
             "       clipscore info       --model M\n"
             "\n"
             "Scores how well each caption matches its image with CLIP (cosine similarity of\n"
-            "the image and text embeddings) and writes, beside INPUT.csv unless -o is given\n"
-            "(in the current folder when the input is - or a pipe):\n"
+            "the image and text embeddings). Inputs are CSVs, webdataset tar shards (KEY.jpg +\n"
+            "KEY.txt [+ KEY.json]) or img2dataset folders; several are one run, in order.\n"
+            "Writes, beside the first input unless -o is given (in the current folder when\n"
+            "the input is - or a pipe):\n"
             "  output.csv             the input, unchanged, plus `similarity` and `error` columns\n"
             "  run.json               model, weight SHA-256, device, counts, timings, outputs\n"
             "  image_captions.jpg     each image with its caption and score\n"
@@ -63,6 +68,14 @@ static void print_usage(FILE *out) {
             "      --no-figures       do not draw the two JPEG figures\n"
             "      --figure-limit N   pairs shown in the figures [%d]\n"
             "      --max-pixels N     refuse larger images [%lld]\n"
+            "      --image-key EXT    tars/folders: the image member [jpg, jpeg, png, webp, ...]\n"
+            "      --caption-key EXT  tars/folders: the caption member [txt]\n"
+            "      --shard K/N        score share K of N (0 <= K < N) into -o DIR, for clipscore\n"
+            "                         merge; 'slurm': K and N from the Slurm job array\n"
+            "      --keep-threshold T write kept.csv: rows with similarity >= T\n"
+            "      --keep-fraction F  write kept.csv: the top fraction F of scored rows\n"
+            "      --restart          discard a stopped run's journal and start over\n"
+            "      --no-resume        keep no journal (a stopped run starts over)\n"
             "      --offline          never use the network (also CLIPSCORE_OFFLINE=1)\n"
             "  -q, --quiet            no progress or summary on stderr\n"
             "  -h, --help             this text\n"
@@ -86,6 +99,7 @@ typedef struct cli {
     const char *texts_file;
     const char **positional;
     int n_positional;
+    clipscore_merge_params merge;
 } cli;
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -108,17 +122,75 @@ static int parse_int(const char *opt, const char *s, long lo, long hi, long *out
     return 0;
 }
 
+static int parse_fraction(const char *opt, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "clipscore: %s expects a number from %g to %g, not '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* --shard K/N, or "slurm": this task of a Slurm job array (its index less
+ * the array's first, out of the array's task count). */
+static int parse_shard(const char *s, int *k, int *n) {
+    long kk, nn;
+    if (strcmp(s, "slurm") == 0) {
+        const char *id = getenv("SLURM_ARRAY_TASK_ID"), *min = getenv("SLURM_ARRAY_TASK_MIN");
+        const char *count = getenv("SLURM_ARRAY_TASK_COUNT");
+        if (!id || !*id || !min || !*min || !count || !*count) {
+            fprintf(stderr, "clipscore: --shard slurm: not in a Slurm job array "
+                            "(SLURM_ARRAY_TASK_ID, _MIN and _COUNT are not all set); "
+                            "submit with sbatch --array, or give --shard K/N\n");
+            return -1;
+        }
+        long id_v, min_v;
+        if (parse_int("SLURM_ARRAY_TASK_ID", id, 0, 100000000, &id_v) ||
+            parse_int("SLURM_ARRAY_TASK_MIN", min, 0, 100000000, &min_v) ||
+            parse_int("SLURM_ARRAY_TASK_COUNT", count, 1, 100000000, &nn))
+            return -1;
+        kk = id_v - min_v;
+        if (kk < 0 || kk >= nn) {
+            fprintf(stderr,
+                    "clipscore: --shard slurm: task %ld of an array starting at %ld with %ld "
+                    "tasks is out of range: use a contiguous --array (e.g. 0-%ld), or "
+                    "--shard K/N\n",
+                    id_v, min_v, nn, nn - 1);
+            return -1;
+        }
+        fprintf(stderr, "clipscore: --shard slurm: shard %ld/%ld (array task %ld, first %ld)\n", kk,
+                nn, id_v, min_v);
+    } else {
+        char extra;
+        if (sscanf(s, "%ld/%ld%c", &kk, &nn, &extra) != 2 || nn < 1 || nn > 100000000 || kk < 0 ||
+            kk >= nn) {
+            fprintf(stderr,
+                    "clipscore: --shard expects K/N with 0 <= K < N (e.g. 0/4), or slurm, "
+                    "not '%s'\n",
+                    s);
+            return -1;
+        }
+    }
+    *k = (int)kk;
+    *n = (int)nn;
+    return 0;
+}
+
 /* Parses argv into c; returns -1 to exit with usage error, 1 for --help/--version. */
 static int parse_args(int argc, char **argv, cli *c) {
     memset(c, 0, sizeof *c);
     c->params = clipscore_default_params();
     c->score = clipscore_default_score_params();
+    c->merge = clipscore_default_merge_params();
     c->command = "score";
     c->positional = calloc((size_t)argc, sizeof *c->positional);
     if (!c->positional) return -1;
     int i = 1;
-    static const char *const commands[] = {"score", "tokenize", "preprocess",
-                                           "embed", "models",   "info"};
+    static const char *const commands[] = {"score",  "tokenize", "preprocess", "embed",
+                                           "models", "info",     "merge"};
     if (argc > 1)
         for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
             if (strcmp(argv[1], commands[k]) == 0) {
@@ -216,6 +288,25 @@ static int parse_args(int argc, char **argv, cli *c) {
             const char *v = VALUE();
             if (!v || parse_int(name, v, 1, 1024, &n)) return -1;
             c->score.figure_limit = (int)n;
+        } else if (FLAG("--image-key")) {
+            if (!(c->score.image_key = VALUE())) return -1;
+        } else if (FLAG("--caption-key")) {
+            if (!(c->score.caption_key = VALUE())) return -1;
+        } else if (FLAG("--shard")) {
+            const char *v = VALUE();
+            if (!v || parse_shard(v, &c->score.shard_index, &c->score.shard_count)) return -1;
+        } else if (FLAG("--keep-threshold")) {
+            const char *v = VALUE();
+            if (!v || parse_fraction(name, v, -1, 1, &c->score.keep_threshold)) return -1;
+            c->merge.keep_threshold = c->score.keep_threshold;
+        } else if (FLAG("--keep-fraction")) {
+            const char *v = VALUE();
+            if (!v || parse_fraction(name, v, 1e-9, 1, &c->score.keep_fraction)) return -1;
+            c->merge.keep_fraction = c->score.keep_fraction;
+        } else if (FLAG("--restart")) {
+            c->score.restart = 1;
+        } else if (FLAG("--no-resume")) {
+            c->score.resume = 0;
         } else if (FLAG("--max-pixels")) {
             const char *v = VALUE();
             if (!v || parse_int(name, v, 1, 2000000000L, &n)) return -1;
@@ -473,11 +564,12 @@ static void on_signal(int sig) {
 }
 
 static int cmd_score(cli *c) {
-    if (c->n_positional != 1) {
-        if (c->n_positional == 0) return usage_error("%s", "no input CSV given");
-        return usage_error("expected one input CSV, got also '%s'", c->positional[1]);
-    }
+    if (c->n_positional == 0) return usage_error("%s", "no input given");
+    if (c->score.shard_count > 0 && !c->score.output_dir)
+        return usage_error("%s", "--shard needs -o DIR: each share's part goes to its own folder");
     c->score.input_csv = c->positional[0];
+    c->score.inputs = c->positional;
+    c->score.n_inputs = c->n_positional;
     clipscore_context *ctx = open_context(c);
     if (!ctx) return EXIT_FATAL;
     clipscore_score_summary sum;
@@ -495,6 +587,23 @@ static int cmd_score(cli *c) {
         return rc == CLIPSCORE_EARG ? EXIT_USAGE : EXIT_FATAL;
     }
     clipscore_free(ctx);
+    return sum.failed > 0 ? EXIT_PARTIAL : EXIT_OK;
+}
+
+static int cmd_merge(cli *c) {
+    if (!c->output || !c->n_positional)
+        return usage_error("%s", "merge needs -o OUT and the parts' folders");
+    c->merge.output_dir = c->output;
+    c->merge.parts = c->positional;
+    c->merge.n_parts = c->n_positional;
+    c->merge.progress = c->score.progress;
+    char err[1024];
+    clipscore_score_summary sum;
+    int rc = clipscore_merge(&c->merge, &sum, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "clipscore: %s\n", err);
+        return rc == CLIPSCORE_EARG ? EXIT_USAGE : EXIT_FATAL;
+    }
     return sum.failed > 0 ? EXIT_PARTIAL : EXIT_OK;
 }
 
@@ -522,6 +631,8 @@ int main(int argc, char **argv) {
         rc = cmd_models(&c);
     else if (strcmp(c.command, "info") == 0)
         rc = cmd_info(&c);
+    else if (strcmp(c.command, "merge") == 0)
+        rc = cmd_merge(&c);
     else
         rc = cmd_score(&c);
     free(c.positional);

@@ -36,6 +36,9 @@
 #include "csv_io.h"
 #include "embed_cache.h"
 #include "image.h"
+#include "inputs.h"
+#include "journal.h"
+#include "keep.h"
 #include "output_dir.h"
 #include "progress.h"
 #include "worker_pool.h"
@@ -44,6 +47,14 @@
 #define THUMB_SIDE 256     /* thumbnail size kept for image_captions.jpg */
 #define CACHE_ENTRIES 4096 /* embeddings remembered per kind across batches */
 #define TEXT_CHUNK 64      /* captions per text-encoder call, grouped by length */
+/* Batches per cache epoch. The embedding caches are emptied when an epoch
+ * begins, and only a batch of the current epoch adds to them, so what a row
+ * scores depends on its epoch alone: a run continued from the journal's
+ * last epoch mark (journal.h) writes the scores an uninterrupted run
+ * writes, to the last digit (encoding the same image in another batch can
+ * move its embedding by a rounding step). A restart redoes at most this
+ * many batches plus the ones in flight. */
+#define EPOCH_BATCHES 8
 
 clipscore_score_params clipscore_default_score_params(void) {
     clipscore_score_params p;
@@ -54,20 +65,31 @@ clipscore_score_params clipscore_default_score_params(void) {
     p.figures = 1;
     p.figure_limit = 64;
     p.progress = 1;
+    p.resume = 1;
+    p.keep_threshold = NAN;
+    p.keep_fraction = NAN;
     return p;
 }
 
 /* Names of everything a run may write; stale temporaries of these are
  * removed from the folders it locks. */
-static const char *const output_names[] = {"output.csv",           "run.json",
-                                           "image_captions.jpg",   "similarity_matrix.jpg",
-                                           "image_embeddings.npy", "text_embeddings.npy"};
+static const char *const output_names[] = {"output.csv",
+                                           "run.json",
+                                           "image_captions.jpg",
+                                           "similarity_matrix.jpg",
+                                           "image_embeddings.npy",
+                                           "text_embeddings.npy",
+                                           "kept.csv"};
+enum { OUT_KEPT = 6 };
 enum { N_OUTPUT_NAMES = sizeof output_names / sizeof output_names[0] };
 
 /* ------------------------------------------------------------ batches */
 
-typedef struct uimage { /* a distinct image of a batch */
-    char *path;
+typedef struct uimage {  /* a distinct image of a batch */
+    char *path;          /* its id: the file, or tar and key (inputs.h) */
+    char *label;         /* names it in messages */
+    unsigned char *data; /* an image in memory (a tar member), or NULL: read path */
+    size_t len;
     int want_thumb; /* a row of it is drawn in the figures */
     int cached;     /* embedding came from the cache: no decode */
     int needed;     /* some row's caption tokenised: worth encoding */
@@ -92,7 +114,8 @@ typedef struct utext { /* a distinct caption of a batch */
 
 typedef struct row {
     long index, line;
-    int n; /* fields */
+    const char *source; /* the input it came from, as given */
+    int n;              /* fields */
     char **f;
     size_t *len;
     int img, txt; /* uimage / utext index, -1 when the row failed before */
@@ -102,6 +125,7 @@ typedef struct row {
 
 typedef struct batch {
     int n_rows, n_img, n_txt;
+    long epoch;     /* cache epoch (EPOCH_BATCHES) */
     row *rows;      /* [B] */
     uimage *img;    /* [B] */
     utext *txt;     /* [B] */
@@ -123,11 +147,12 @@ typedef struct run {
     const clipscore_score_params *sp;
     cs_error *e;
     int B, D, T, R;
-    const char *input; /* as given */
-    int stream;        /* standard input, a pipe or a device: no folder of its own */
-    cs_csv_reader *csv;
-    int n_header, col_img, col_cap;
-    char *img_base; /* folder relative image paths resolve against */
+    const char *input; /* the first input, as given */
+    const char *const *paths;
+    int n_paths;
+    int stream; /* standard input, a pipe or a device: no folder of its own */
+    cs_inputs *inputs;
+    int cap_field; /* the caption among the output fields */
     char *out_dir;
     char *sim_name, *err_name, *cs_name; /* output column names */
     cs_output_lock lock_out, lock_emb;
@@ -135,8 +160,10 @@ typedef struct run {
     /* writers, finished in this order; run.json last */
     cs_writer *csv_out, *npy_out, *fig_out, *json_out;
     cs_commit commit;
+    cs_journal *journal; /* NULL: no resume (a stream input, or resume off) */
     int fig_limit;
     cs_embed_cache *img_cache, *txt_cache;
+    long batches_read, batches_written, epoch; /* epoch: of the batch read last */
     cs_worker_pool pool;
     cs_decode_budget budget;
     int budget_ready;
@@ -178,6 +205,8 @@ static void batch_clear(batch *b) {
     }
     for (int i = 0; i < b->n_img; i++) {
         free(b->img[i].path);
+        free(b->img[i].label);
+        free(b->img[i].data);
         free(b->img[i].error);
         cs_image_free(&b->img[i].thumb);
     }
@@ -218,12 +247,6 @@ static int row_fail(row *w, const char *fmt, ...) {
     return w->error ? 0 : CLIPSCORE_ENOMEM;
 }
 
-static int is_blank(const char *s) {
-    for (; *s; s++)
-        if (!strchr(" \t\r\n\v\f", *s)) return 0;
-    return 1;
-}
-
 /* The caption with the template applied ("{}" replaced by it, once). */
 static char *apply_template(const char *tpl, const char *caption, cs_error *e) {
     const char *hole = strstr(tpl, "{}");
@@ -233,15 +256,26 @@ static char *apply_template(const char *tpl, const char *caption, cs_error *e) {
 
 /* ------------------------------------------------------------ stage: read */
 
-static int add_image(run *r, batch *b, const char *path, int want_thumb, int *idx) {
+static int add_image(run *r, batch *b, const cs_input_row *in, int want_thumb, int *idx) {
     for (int i = 0; i < b->n_img; i++)
-        if (strcmp(b->img[i].path, path) == 0) {
+        if (strcmp(b->img[i].path, in->image_id) == 0) {
             b->img[i].want_thumb |= want_thumb;
             *idx = i;
             return 0;
         }
     uimage *u = &b->img[b->n_img];
-    if (!(u->path = cs_strdup(path, r->e))) return CLIPSCORE_ENOMEM;
+    if (!(u->path = cs_strdup(in->image_id, r->e))) return CLIPSCORE_ENOMEM;
+    /* A member of a tar is named by its key in messages (the row note
+     * names the tar). */
+    u->label = in->image_data ? cs_asprintf(r->e, "%s: %s", in->source, in->fields[0])
+                              : cs_strdup(in->image_path, r->e);
+    if (!u->label) return CLIPSCORE_ENOMEM;
+    if (in->image_data) {
+        if (!(u->data = cs_malloc(in->image_len ? in->image_len : 1, 1, r->e)))
+            return CLIPSCORE_ENOMEM;
+        memcpy(u->data, in->image_data, in->image_len);
+        u->len = in->image_len;
+    }
     u->want_thumb = want_thumb;
     u->px_slot = -1;
     u->emb = b->img_emb + (size_t)b->n_img * (size_t)r->D;
@@ -264,38 +298,26 @@ static int add_text(run *r, batch *b, char *text /* taken */, int *idx) {
     return 0;
 }
 
-/* Copies the next record into row w and decides what it needs. */
-static int read_row(run *r, batch *b, row *w, const cs_csv_record *rec, int malformed,
-                    const cs_error *re) {
-    w->index = rec->index;
-    w->line = rec->line;
+/* Copies the next input row into row w and decides what it needs. */
+static int read_row(run *r, batch *b, row *w, const cs_input_row *in) {
+    w->index = in->index;
+    w->line = in->line;
+    w->source = in->source;
     w->img = w->txt = -1;
     w->sim = NAN;
-    w->n = rec->n;
-    w->f = cs_calloc((size_t)(rec->n ? rec->n : 1), sizeof *w->f, r->e);
-    w->len = cs_calloc((size_t)(rec->n ? rec->n : 1), sizeof *w->len, r->e);
+    w->n = in->n_fields;
+    w->f = cs_calloc((size_t)(in->n_fields ? in->n_fields : 1), sizeof *w->f, r->e);
+    w->len = cs_calloc((size_t)(in->n_fields ? in->n_fields : 1), sizeof *w->len, r->e);
     if (!w->f || !w->len) return CLIPSCORE_ENOMEM;
-    for (int k = 0; k < rec->n; k++) {
-        if (!(w->f[k] = cs_malloc(rec->lens[k] + 1, 1, r->e))) return CLIPSCORE_ENOMEM;
-        memcpy(w->f[k], rec->fields[k], rec->lens[k] + 1);
-        w->len[k] = rec->lens[k];
+    for (int k = 0; k < in->n_fields; k++) {
+        if (!(w->f[k] = cs_malloc(in->lens[k] + 1, 1, r->e))) return CLIPSCORE_ENOMEM;
+        memcpy(w->f[k], in->fields[k], in->lens[k] + 1);
+        w->len[k] = in->lens[k];
     }
-    if (malformed) return row_fail(w, "%s", re->msg);
-    if (rec->n != r->n_header)
-        return row_fail(w, "row has %d fields, the header has %d", rec->n, r->n_header);
-    const char *image = w->f[r->col_img], *caption = w->f[r->col_cap];
-    if (strlen(image) != w->len[r->col_img] || strlen(caption) != w->len[r->col_cap])
-        return row_fail(w, "%s", "field contains a NUL byte");
-    if (is_blank(image)) return row_fail(w, "%s", "empty image path");
-    if (is_blank(caption)) return row_fail(w, "%s", "empty caption");
-    if (strncmp(image, "http://", 7) == 0 || strncmp(image, "https://", 8) == 0)
-        return row_fail(w, "%s: images are read from local files; download them first", image);
-    char *path = cs_path_join(r->img_base, image, r->e);
-    if (!path) return CLIPSCORE_ENOMEM;
-    int rc = add_image(r, b, path, w->index < r->fig_limit, &w->img);
-    free(path);
+    if (in->error) return row_fail(w, "%s", in->error);
+    int rc = add_image(r, b, in, w->index < r->fig_limit, &w->img);
     if (rc) return rc;
-    char *text = apply_template(r->sp->caption_template, caption, r->e);
+    char *text = apply_template(r->sp->caption_template, in->caption, r->e);
     if (!text) return CLIPSCORE_ENOMEM;
     return add_text(r, b, text, &w->txt);
 }
@@ -313,7 +335,9 @@ static void prepare_image(void *arg, int i) {
     const size_t per = 3 * (size_t)b->pp->size * (size_t)b->pp->size;
     /* Waits while other workers hold the decode memory (image.h), so a few
      * huge images cannot multiply the peak by the worker count. */
-    int rc = cs_image_load_budgeted(u->path, b->max_pixels, b->budget, &img, &e);
+    int rc = u->data ? cs_image_load_memory_budgeted(u->data, u->len, u->label, b->max_pixels,
+                                                     b->budget, &img, &e)
+                     : cs_image_load_budgeted(u->path, b->max_pixels, b->budget, &img, &e);
     if (!rc) {
         rc = cs_image_preprocess(&img, b->pp, b->px + (size_t)u->px_slot * per, &e);
         if (!rc && u->want_thumb) rc = cs_image_thumbnail(&img, THUMB_SIDE, &u->thumb, &e);
@@ -332,22 +356,22 @@ static void prepare_image(void *arg, int i) {
 static int read_batch(run *r, batch *b, int *eof) {
     double t0 = cs_now();
     batch_clear(b);
+    b->epoch = r->batches_read++ / EPOCH_BATCHES;
+    if (b->epoch != r->epoch) {
+        cs_embed_cache_clear(r->img_cache);
+        cs_embed_cache_clear(r->txt_cache);
+        r->epoch = b->epoch;
+    }
     while (b->n_rows < r->B && !*eof) {
-        cs_csv_record rec;
-        int malformed = 0;
-        cs_error re;
-        cs_error_clear(&re);
-        int rc = cs_csv_next(r->csv, &rec, &malformed, &re);
-        if (rc < 0) {
-            *r->e = re;
-            return rc;
-        }
+        cs_input_row in;
+        int rc = cs_inputs_next(r->inputs, &in, r->e);
+        if (rc < 0) return rc;
         if (rc == 0) {
             *eof = 1;
             break;
         }
         row *w = &b->rows[b->n_rows++];
-        if ((rc = read_row(r, b, w, &rec, malformed, &re))) return rc;
+        if ((rc = read_row(r, b, w, &in))) return rc;
     }
     int px = 0, n_jobs = 0;
     for (int i = 0; i < b->n_img; i++) {
@@ -428,7 +452,7 @@ static int encode_batch(run *r, batch *b) {
         for (int j = 0; !rc && j < k; j++) {
             uimage *u = &b->img[order[j]];
             memcpy(u->emb, tmp + (size_t)j * D, D * sizeof *tmp);
-            rc = cs_embed_cache_put(r->img_cache, u->path, u->emb, r->e);
+            if (b->epoch == r->epoch) rc = cs_embed_cache_put(r->img_cache, u->path, u->emb, r->e);
         }
         r->rec.images_encoded += k;
     }
@@ -452,7 +476,8 @@ static int encode_batch(run *r, batch *b) {
             for (int j = 0; !rc && j < m; j++) {
                 utext *u = &b->txt[order[s + j]];
                 memcpy(u->emb, tmp + (size_t)j * D, D * sizeof *tmp);
-                rc = cs_embed_cache_put(r->txt_cache, u->text, u->emb, r->e);
+                if (b->epoch == r->epoch)
+                    rc = cs_embed_cache_put(r->txt_cache, u->text, u->emb, r->e);
             }
         }
         r->rec.t.text += cs_now() - t0;
@@ -521,25 +546,27 @@ static int write_batch(run *r, batch *b) {
             sum->truncated++;
             if (!r->noted_truncated++)
                 cs_progress_note(&r->progress,
-                                 "clipscore: %s: row at line %ld: caption longer than the "
+                                 "clipscore: %s: row %ld: caption longer than the "
                                  "model's context; truncated (noted once; counted in the "
                                  "summary)\n",
-                                 r->input, w->line);
+                                 w->source, w->index + 1);
         }
         if (ut && (ut->flags & CLIPSCORE_TOKEN_INVALID_UTF8)) {
             sum->invalid_utf8++;
             if (!r->noted_utf8++)
                 cs_progress_note(&r->progress,
-                                 "clipscore: %s: row at line %ld: caption is not valid UTF-8; "
+                                 "clipscore: %s: row %ld: caption is not valid UTF-8; "
                                  "bad bytes replaced by U+FFFD (noted once; counted in the "
                                  "summary)\n",
-                                 r->input, w->line);
+                                 w->source, w->index + 1);
         }
         if (w->error) {
             sum->failed++;
-            const char *path = w->img >= 0 ? b->img[w->img].path : NULL;
-            cs_progress_note(&r->progress, "clipscore: %s: row %ld (line %ld)%s%s: %s\n", r->input,
-                             w->index + 1, w->line, path ? ", " : "", path ? path : "", w->error);
+            const char *path = w->img >= 0 && !b->img[w->img].data ? b->img[w->img].path : NULL;
+            char where[64] = "";
+            if (w->line > 0) snprintf(where, sizeof where, " (line %ld)", w->line);
+            cs_progress_note(&r->progress, "clipscore: %s: row %ld%s%s%s: %s\n", w->source,
+                             w->index + 1, where, path ? ", " : "", path ? path : "", w->error);
         } else {
             sum->scored++;
             r->sim_total += w->sim;
@@ -557,7 +584,7 @@ static int write_batch(run *r, batch *b) {
             .n_fields = w->n,
             .fields = w->f,
             .lens = w->len,
-            .caption = r->col_cap < w->n ? w->f[r->col_cap] : "",
+            .caption = r->cap_field < w->n ? w->f[r->cap_field] : "",
             .error = w->error,
             .similarity = w->sim,
             .img_emb = r->nimg,
@@ -567,15 +594,134 @@ static int write_batch(run *r, batch *b) {
         rc = write_row(r, r->csv_out, &sr);
         if (!rc) rc = write_row(r, r->npy_out, &sr);
         if (!rc) rc = write_row(r, r->fig_out, &sr);
+        if (!rc && r->journal)
+            rc = cs_journal_add(r->journal, &sr, ut ? ut->flags : 0u,
+                                r->npy_out || w->index < r->fig_limit, r->e);
     }
+    if (!rc && r->journal)
+        rc = cs_journal_batch_done(r->journal, (r->batches_written + 1) % EPOCH_BATCHES == 0, r->e);
+    r->batches_written++;
     r->rec.t.write += cs_now() - t0;
     return rc;
+}
+
+/* ------------------------------------------------------------ resume */
+
+/* A row of the stopped run, from its journal: counted and written as it
+ * was then. */
+static int replay_row(void *arg, const cs_journal_row *jr, cs_error *e) {
+    run *r = arg;
+    const cs_scored_row *sr = &jr->row;
+    clipscore_score_summary *sum = &r->rec.sum;
+    sum->rows++;
+    sum->truncated += (jr->flags & CLIPSCORE_TOKEN_TRUNCATED) != 0;
+    sum->invalid_utf8 += (jr->flags & CLIPSCORE_TOKEN_INVALID_UTF8) != 0;
+    if (sr->error) {
+        sum->failed++;
+    } else {
+        sum->scored++;
+        r->sim_total += sr->similarity;
+    }
+    cs_scored_row row = *sr;
+    row.caption = r->cap_field < sr->n_fields ? sr->fields[r->cap_field] : "";
+    int rc = write_row(r, r->csv_out, &row);
+    if (!rc) rc = write_row(r, r->npy_out, &row);
+    if (!rc) rc = write_row(r, r->fig_out, &row);
+    (void)e;
+    return rc;
+}
+
+/* What must not change between a stopped run and its continuation: the
+ * inputs (size and modification time), the weights, every option that
+ * changes what is written, the shard. */
+static cJSON *run_identity(run *r) {
+    const clipscore_score_params *sp = r->sp;
+    char sha[65] = "";
+    if (cs_ctx_weights_sha256(r->ctx, sha, r->e)) return NULL;
+    clipscore_model_info mi;
+    clipscore_get_model_info(r->ctx, &mi);
+    cJSON *id = cJSON_CreateObject();
+    cJSON *ins = cJSON_AddArrayToObject(id, "inputs");
+    for (int i = 0; i < r->n_paths; i++) {
+        struct stat st;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(ins, o);
+        cJSON_AddStringToObject(o, "path", r->paths[i]);
+        if (stat(r->paths[i], &st) == 0) {
+            cJSON_AddNumberToObject(o, "size", (double)st.st_size);
+            cJSON_AddNumberToObject(o, "mtime_ns",
+                                    (double)st.st_mtim.tv_sec * 1e9 + (double)st.st_mtim.tv_nsec);
+        }
+    }
+    cJSON_AddStringToObject(id, "weights_sha256", sha);
+    cJSON *o = cJSON_AddObjectToObject(id, "options");
+    cJSON_AddStringToObject(o, "template", sp->caption_template ? sp->caption_template : "{}");
+    cJSON_AddStringToObject(o, "image_column", sp->image_column ? sp->image_column : "");
+    cJSON_AddStringToObject(o, "caption_column", sp->caption_column ? sp->caption_column : "");
+    cJSON_AddStringToObject(o, "image_root", sp->image_root ? sp->image_root : "");
+    cJSON_AddStringToObject(o, "image_key", sp->image_key ? sp->image_key : "");
+    cJSON_AddStringToObject(o, "caption_key", sp->caption_key ? sp->caption_key : "");
+    cJSON_AddStringToObject(o, "metric",
+                            sp->metric == CLIPSCORE_METRIC_CLIPSCORE ? "clipscore" : "cosine");
+    cJSON_AddStringToObject(o, "precision", mi.precision);
+    cJSON_AddStringToObject(o, "device", strncmp(mi.device, "cuda", 4) == 0 ? "cuda" : mi.device);
+    cJSON_AddNumberToObject(o, "max_pixels", (double)cs_ctx_max_pixels(r->ctx));
+    cJSON_AddBoolToObject(o, "embeddings", sp->save_embeddings != NULL);
+    cJSON_AddNumberToObject(o, "figure_limit", r->fig_limit);
+    cJSON *sh = cJSON_AddArrayToObject(id, "shard");
+    cJSON_AddItemToArray(sh, cJSON_CreateNumber(sp->shard_count > 0 ? sp->shard_index : 0));
+    cJSON_AddItemToArray(sh, cJSON_CreateNumber(sp->shard_count > 0 ? sp->shard_count : 1));
+    if (cJSON_GetArraySize(sh) != 2) {
+        cJSON_Delete(id);
+        cs_fail(r->e, CLIPSCORE_ENOMEM, "out of memory");
+        return NULL;
+    }
+    return id;
+}
+
+/* Continues a stopped run when its journal is there (and resume is on),
+ * else starts a journal; then skips the rows it had scored. Streams cannot
+ * be read again: no journal for them. */
+static int start_journal(run *r) {
+    const clipscore_score_params *sp = r->sp;
+    char *jp = cs_path_join(r->out_dir, CS_JOURNAL_NAME, r->e);
+    if (!jp) return CLIPSCORE_ENOMEM;
+    if ((!sp->resume || sp->restart) && cs_file_exists(jp)) unlink(jp);
+    free(jp);
+    if (!sp->resume || r->stream) return 0;
+    cJSON *id = run_identity(r);
+    if (!id) return r->e->code ? r->e->code : CLIPSCORE_ENOMEM;
+    int64_t resumed = 0;
+    int rc = cs_journal_open(r->out_dir, id, sp->restart, r->D, replay_row, r, &r->journal,
+                             &resumed, r->e);
+    if (rc) return rc;
+    r->rec.journal = 1;
+    r->rec.sum.resumed_rows = resumed;
+    if (!resumed) return 0;
+    /* The journal ends at an epoch mark: the epochs go on from there. */
+    r->batches_read = r->batches_written = (long)(resumed / r->B);
+    r->epoch = r->batches_read / EPOCH_BATCHES;
+    cs_progress_note(&r->progress, "clipscore: resuming: %lld rows already scored\n",
+                     (long long)resumed);
+    if (!sp->progress)
+        fprintf(stderr, "clipscore: resuming: %lld rows already scored\n", (long long)resumed);
+    for (int64_t i = 0; i < resumed; i++) {
+        cs_input_row in;
+        rc = cs_inputs_next(r->inputs, &in, r->e);
+        if (rc < 0) return rc;
+        if (rc == 0)
+            return cs_fail(r->e, CLIPSCORE_EFORMAT,
+                           "the journal holds %lld rows but the inputs now have %lld; "
+                           "use --restart",
+                           (long long)resumed, (long long)i);
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------ setup */
 
 /* Our column name, or name_2, name_3... when the input already has it. */
-static char *free_column_name(const cs_csv_record *h, const char *name, cs_error *e) {
+static char *free_column_name(int n, const char *const *header, const char *name, cs_error *e) {
     for (int k = 1; k < 100; k++) {
         char cand[64];
         if (k == 1)
@@ -583,7 +729,7 @@ static char *free_column_name(const cs_csv_record *h, const char *name, cs_error
         else
             snprintf(cand, sizeof cand, "%s_%d", name, k);
         int taken = 0;
-        for (int i = 0; i < h->n && !taken; i++) taken = strcmp(h->fields[i], cand) == 0;
+        for (int i = 0; i < n && !taken; i++) taken = strcmp(header[i], cand) == 0;
         if (!taken) return cs_strdup(cand, e);
     }
     cs_fail(e, CLIPSCORE_EFORMAT, "too many columns named %s", name);
@@ -619,10 +765,11 @@ static int check_output(run *r, const char *dir, const char *name, const char *o
     if (!p) return CLIPSCORE_ENOMEM;
     int rc = 0;
     struct stat st;
-    if (same_file(p, r->input))
-        rc = cs_fail(r->e, CLIPSCORE_EARG,
-                     "%s would be overwritten by the output %s; choose another folder with %s",
-                     r->input, p, option);
+    for (int i = 0; !rc && i < r->n_paths; i++)
+        if (same_file(p, r->paths[i]))
+            rc = cs_fail(r->e, CLIPSCORE_EARG,
+                         "%s would be overwritten by the output %s; choose another folder with %s",
+                         r->paths[i], p, option);
     if (!rc && !optional && lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
         rc = cs_fail(r->e, CLIPSCORE_EIO,
                      "the output %s is a folder; remove it or choose another "
@@ -674,12 +821,26 @@ static int same_dir(const char *a, const char *b) {
 static int setup(run *r) {
     const clipscore_score_params *sp = r->sp;
     int rc;
-    if (!sp->input_csv || !*sp->input_csv)
-        return cs_fail(r->e, CLIPSCORE_EARG, "no input CSV given");
+    if (sp->n_inputs > 0) {
+        r->paths = sp->inputs;
+        r->n_paths = sp->n_inputs;
+    } else {
+        r->paths = &sp->input_csv;
+        r->n_paths = 1;
+    }
+    if (!r->paths || !r->paths[0] || !*r->paths[0])
+        return cs_fail(r->e, CLIPSCORE_EARG, "no input given");
     if (sp->caption_template && !strstr(sp->caption_template, "{}"))
         return cs_fail(r->e, CLIPSCORE_EARG, "--template '%s' has no {} for the caption",
                        sp->caption_template);
-    r->input = sp->input_csv;
+    if (sp->shard_count < 0 ||
+        (sp->shard_count > 0 && (sp->shard_index < 0 || sp->shard_index >= sp->shard_count)))
+        return cs_fail(r->e, CLIPSCORE_EARG, "shard %d/%d: K must be in 0..N-1", sp->shard_index,
+                       sp->shard_count);
+    if (!isnan(sp->keep_fraction) && !(sp->keep_fraction > 0 && sp->keep_fraction <= 1))
+        return cs_fail(r->e, CLIPSCORE_EARG, "--keep-fraction %g: must be in (0, 1]",
+                       sp->keep_fraction);
+    r->input = r->paths[0];
     const cs_clip_config *clip = cs_ctx_clip(r->ctx);
     r->B = sp->batch_size > 0 ? sp->batch_size : 32;
     r->D = clip->embed_dim;
@@ -689,39 +850,37 @@ static int setup(run *r) {
 #ifndef CLIPSCORE_HAVE_FIGURES
     r->fig_limit = 0;
 #endif
-    if (cs_is_dir(r->input))
-        return cs_fail(r->e, CLIPSCORE_EARG, "%s is a folder, not a CSV file", r->input);
     r->stream = is_stream_input(r->input);
-    if ((rc = cs_csv_open(r->input, &r->csv, r->e))) return rc;
-    const cs_csv_record *h = cs_csv_header(r->csv);
-    r->n_header = h->n;
-    r->col_img =
-        cs_csv_find_column(h, r->input, sp->image_column, cs_csv_image_columns, "image", r->e);
-    if (r->col_img < 0) return r->col_img;
-    r->col_cap = cs_csv_find_column(h, r->input, sp->caption_column, cs_csv_caption_columns,
-                                    "caption", r->e);
-    if (r->col_cap < 0) return r->col_cap;
-    if (r->col_img == r->col_cap)
-        return cs_fail(r->e, CLIPSCORE_EARG, "%s: the image and caption columns are both '%s'",
-                       r->input, h->fields[r->col_img]);
-    r->rec.image_column = h->fields[r->col_img];
-    r->rec.caption_column = h->fields[r->col_cap];
-    if (!(r->sim_name = free_column_name(h, "similarity", r->e)) ||
-        !(r->err_name = free_column_name(h, "error", r->e)) ||
-        !(r->cs_name = free_column_name(h, "clipscore", r->e)))
-        return CLIPSCORE_ENOMEM;
-
-    /* Where images are found and outputs go: the input's folder, or for a
-     * stream (which has none) the current folder. */
+    cs_inputs_params ip = {
+        .paths = r->paths,
+        .n_paths = r->n_paths,
+        .image_column = sp->image_column,
+        .caption_column = sp->caption_column,
+        .image_root = sp->image_root,
+        .image_key = sp->image_key,
+        .caption_key = sp->caption_key,
+        .shard_index = sp->shard_index,
+        .shard_count = sp->shard_count,
+    };
     if (sp->image_root && !cs_is_dir(sp->image_root))
         return cs_fail(r->e, CLIPSCORE_EARG, "--image-root %s: no such folder", sp->image_root);
-    r->img_base = sp->image_root ? cs_strdup(sp->image_root, r->e)
-                  : r->stream    ? cs_strdup(".", r->e)
-                                 : cs_path_dirname(r->input, r->e);
+    if ((rc = cs_inputs_open(&ip, &r->inputs, r->e))) return rc;
+    const int n_h = cs_inputs_n_header(r->inputs);
+    const char *const *h = cs_inputs_header(r->inputs);
+    r->cap_field = cs_inputs_caption_field(r->inputs);
+    r->rec.image_column = cs_inputs_image_column(r->inputs);
+    r->rec.caption_column = cs_inputs_caption_column(r->inputs);
+    if (!(r->sim_name = free_column_name(n_h, h, "similarity", r->e)) ||
+        !(r->err_name = free_column_name(n_h, h, "error", r->e)) ||
+        !(r->cs_name = free_column_name(n_h, h, "clipscore", r->e)))
+        return CLIPSCORE_ENOMEM;
+
+    /* Outputs go beside the first input, or for a stream (which has no
+     * folder) in the current folder. */
     r->out_dir = sp->output_dir ? cs_strdup(sp->output_dir, r->e)
                  : r->stream    ? cs_strdup(".", r->e)
                                 : cs_path_dirname(r->input, r->e);
-    if (!r->img_base || !r->out_dir) return CLIPSCORE_ENOMEM;
+    if (!r->out_dir) return CLIPSCORE_ENOMEM;
     if ((rc = cs_mkdir_p(r->out_dir, r->e))) return rc;
     if (sp->save_embeddings && (rc = cs_mkdir_p(sp->save_embeddings, r->e))) return rc;
 
@@ -729,6 +888,10 @@ static int setup(run *r) {
      * before anything is written. */
     for (int i = 0; i < 4; i++)
         if ((rc = check_output(r, r->out_dir, output_names[i], "-o", i >= 2))) return rc;
+    if (cs_keep_wanted(sp->keep_threshold, sp->keep_fraction) &&
+        (rc = check_output(r, r->out_dir, output_names[OUT_KEPT], "-o", 0)))
+        return rc;
+    r->rec.keep = cs_keep_wanted(sp->keep_threshold, sp->keep_fraction);
     for (int i = 4; sp->save_embeddings && i < 6; i++)
         if ((rc = check_output(r, sp->save_embeddings, output_names[i], "--save-embeddings", 0)))
             return rc;
@@ -743,7 +906,7 @@ static int setup(run *r) {
     /* The writers, in the order they finish and are committed. */
     char *p = cs_path_join(r->out_dir, "output.csv", r->e);
     if (!p) return CLIPSCORE_ENOMEM;
-    rc = cs_csv_writer_new(p, h->n, (const char *const *)h->fields, r->sim_name,
+    rc = cs_csv_writer_new(p, n_h, h, r->sim_name,
                            sp->metric == CLIPSCORE_METRIC_CLIPSCORE ? r->cs_name : NULL,
                            r->err_name, &r->csv_out, r->e);
     free(p);
@@ -772,18 +935,55 @@ static int setup(run *r) {
     int threads = cs_ctx_threads(r->ctx);
     if ((rc = cs_pool_start(&r->pool, threads > 1 ? threads - 1 : 1, 2 * r->B + 1, r->e)))
         return rc;
-    if (r->progress.enabled && !r->stream)
-        r->progress.total = cs_progress_count_rows(r->input, cs_ctx_cancel_flag(r->ctx));
+    if ((rc = start_journal(r))) return rc;
+    /* The progress total: known for a shard of rows; counted for CSVs; for
+     * tars and folders, counting would read them twice. */
+    int64_t hint = cs_inputs_rows_hint(r->inputs);
+    if (hint >= 0)
+        r->progress.total = (long)hint;
+    else if (r->progress.enabled && !r->stream && !cs_inputs_sample_schema(r->inputs) &&
+             sp->shard_count <= 0) {
+        long total = 0;
+        for (int i = 0; i < r->n_paths && total >= 0; i++) {
+            long n = cs_progress_count_rows(r->paths[i], cs_ctx_cancel_flag(r->ctx));
+            total = n < 0 ? -1 : total + n;
+        }
+        r->progress.total = total;
+    }
     return 0;
 }
 
 /* ------------------------------------------------------------ finish */
+
+/* kept.csv, from output.csv's finished temporary. */
+static int write_kept(run *r) {
+    char *csv = cs_path_join(r->out_dir, output_names[0], r->e);
+    char *kept = cs_path_join(r->out_dir, output_names[OUT_KEPT], r->e);
+    int rc = csv && kept ? 0 : CLIPSCORE_ENOMEM;
+    const char *tmp = rc ? NULL : cs_commit_tmp_path(&r->commit, csv);
+    cs_atomic_file af;
+    memset(&af, 0, sizeof af);
+    cs_keep_result kr;
+    if (!rc && !tmp) rc = cs_fail(r->e, CLIPSCORE_EINTERNAL, "output.csv is not finished");
+    if (!rc)
+        rc = cs_keep_write(tmp, r->sim_name, r->sp->keep_threshold, r->sp->keep_fraction, kept, &af,
+                           &kr, r->e);
+    if (!rc) rc = cs_commit_add(&r->commit, &af, r->e);
+    if (!rc) {
+        r->rec.sum.kept = kr.kept;
+        r->rec.sum.keep_threshold = kr.threshold;
+    }
+    free(csv);
+    free(kept);
+    return rc;
+}
 
 /* Finishes the writers, output.csv first and run.json last, and commits
  * their files together. The figures are optional: one that cannot be drawn
  * is a warning and the scores are committed all the same. */
 static int finish(run *r) {
     int rc = r->csv_out->ops->finish(r->csv_out, &r->rec, &r->commit, r->e);
+    if (!rc && r->rec.keep) rc = write_kept(r);
     if (!rc && r->npy_out) rc = r->npy_out->ops->finish(r->npy_out, &r->rec, &r->commit, r->e);
     if (!rc && r->fig_out) {
         double t0 = cs_now();
@@ -797,6 +997,11 @@ static int finish(run *r) {
     r->rec.t.total = cs_now() - r->progress.t_start;
     if (!rc) rc = r->json_out->ops->finish(r->json_out, &r->rec, &r->commit, r->e);
     if (!rc) rc = cs_commit_apply(&r->commit, r->e);
+    /* Committed: the stopped run's rows are in the outputs now. */
+    if (!rc && r->journal) {
+        cs_journal_close(r->journal, 1);
+        r->journal = NULL;
+    }
     /* Figures of an earlier run would pass for this run's: remove them. */
     if (!rc && !r->rec.figures_written && (r->stale_figures || r->fig_limit)) {
         for (int i = 2; i < 4; i++) {
@@ -814,18 +1019,18 @@ static void cleanup(run *r) {
     if (r->budget_ready) cs_decode_budget_destroy(&r->budget);
     batch_free(&r->b[0]);
     batch_free(&r->b[1]);
-    cs_commit_abort(&r->commit); /* empty after a successful commit */
+    cs_commit_abort(&r->commit);     /* empty after a successful commit */
+    cs_journal_close(r->journal, 0); /* kept: the same command continues */
     cs_writer_destroy(r->csv_out);
     cs_writer_destroy(r->npy_out);
     cs_writer_destroy(r->fig_out);
     cs_writer_destroy(r->json_out);
     cs_output_lock_release(&r->lock_emb);
     cs_output_lock_release(&r->lock_out);
-    cs_csv_close(r->csv);
+    cs_inputs_close(r->inputs);
     cs_embed_cache_free(r->img_cache);
     cs_embed_cache_free(r->txt_cache);
     free(r->nimg);
-    free(r->img_base);
     free(r->out_dir);
     free(r->sim_name);
     free(r->err_name);
@@ -844,6 +1049,11 @@ static void print_summary(run *r) {
 }
 
 static int cancelled(run *r) {
+    if (r->journal)
+        return cs_fail(r->e, CLIPSCORE_ECANCELED,
+                       "interrupted after %ld rows; no output was replaced; the scored rows are "
+                       "kept in %s/%s: run the same command to continue",
+                       (long)r->rec.sum.rows, r->out_dir, CS_JOURNAL_NAME);
     return cs_fail(r->e, CLIPSCORE_ECANCELED, "interrupted after %ld rows; nothing was written",
                    (long)r->rec.sum.rows);
 }
@@ -866,10 +1076,21 @@ int clipscore_score_csv(clipscore_context *ctx, const clipscore_score_params *pa
     cs_progress_init(&r.progress, params->progress);
     r.rec.ctx = ctx;
     r.rec.sp = params;
-    r.rec.input = params->input_csv;
+    r.rec.input = params->n_inputs > 0 && params->inputs ? params->inputs[0] : params->input_csv;
     r.rec.sum.mean_similarity = NAN;
+    r.rec.sum.keep_threshold = NAN;
     int rc = setup(&r);
     r.rec.batch_size = r.B;
+    r.rec.inputs = r.paths;
+    r.rec.n_inputs = r.n_paths;
+    r.rec.shard_index = params->shard_index;
+    r.rec.shard_count = params->shard_count;
+    if (r.inputs) {
+        r.rec.sample_schema = cs_inputs_sample_schema(r.inputs);
+        cs_inputs_share(r.inputs, &r.rec.first_input, &r.rec.last_input, &r.rec.row_lo,
+                        &r.rec.row_hi);
+    }
+    if (!rc) rc = cs_inputs_digest(r.paths, r.n_paths, r.rec.inputs_digest, &err);
     if (!rc && cs_ctx_cancelled(ctx)) rc = cancelled(&r);
 
     /* The loop: batch k+1 is read and queued for the decode workers before

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "context.h"
 #include "writer.h"
@@ -68,6 +69,43 @@ static int json_finish(cs_writer *w, const cs_run_record *r, cs_commit *c, cs_er
     cJSON_AddNumberToObject(j, "torch_intra_op_threads", cs_ctx_torch_threads(ctx));
     cJSON_AddNumberToObject(j, "batch_size", r->batch_size);
     cJSON_AddStringToObject(j, "input", r->input);
+    cJSON *ins = cJSON_AddArrayToObject(j, "inputs");
+    for (int i = 0; i < r->n_inputs; i++)
+        cJSON_AddItemToArray(ins, cJSON_CreateString(r->inputs[i]));
+    cJSON_AddStringToObject(j, "inputs_digest", r->inputs_digest);
+    cJSON_AddStringToObject(j, "columns", r->sample_schema ? "key,source,url,caption" : "input");
+    if (sp->image_key) cJSON_AddStringToObject(j, "image_key", sp->image_key);
+    if (sp->caption_key) cJSON_AddStringToObject(j, "caption_key", sp->caption_key);
+    if (r->shard_count > 0) {
+        cJSON *sh = cJSON_AddArrayToObject(j, "shard");
+        cJSON_AddItemToArray(sh, cJSON_CreateNumber(r->shard_index));
+        cJSON_AddItemToArray(sh, cJSON_CreateNumber(r->shard_count));
+        cJSON *share = cJSON_AddObjectToObject(j, "share");
+        if (r->row_lo >= 0) {
+            cJSON_AddNumberToObject(share, "first_row", (double)r->row_lo);
+            cJSON_AddNumberToObject(share, "end_row", (double)r->row_hi);
+        } else {
+            cJSON_AddNumberToObject(share, "first_input", r->first_input);
+            cJSON_AddNumberToObject(share, "end_input", r->last_input);
+        }
+    }
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    cJSON_AddStringToObject(j, "host", host);
+    cJSON_AddNumberToObject(j, "max_pixels", (double)cs_ctx_max_pixels(ctx));
+    cJSON_AddNumberToObject(j, "resumed_rows", (double)r->sum.resumed_rows);
+    if (r->keep) {
+        cJSON *k = cJSON_AddObjectToObject(j, "keep");
+        if (sp->keep_threshold == sp->keep_threshold)
+            cJSON_AddNumberToObject(k, "threshold_option", sp->keep_threshold);
+        if (sp->keep_fraction == sp->keep_fraction)
+            cJSON_AddNumberToObject(k, "fraction_option", sp->keep_fraction);
+        if (r->sum.keep_threshold == r->sum.keep_threshold)
+            cJSON_AddNumberToObject(k, "threshold", r->sum.keep_threshold);
+        else
+            cJSON_AddNullToObject(k, "threshold");
+        cJSON_AddNumberToObject(k, "kept", (double)r->sum.kept);
+    }
     cJSON_AddStringToObject(j, "image_column", r->image_column);
     cJSON_AddStringToObject(j, "caption_column", r->caption_column);
     cJSON_AddStringToObject(j, "template", sp->caption_template ? sp->caption_template : "{}");
@@ -85,6 +123,7 @@ static int json_finish(cs_writer *w, const cs_run_record *r, cs_commit *c, cs_er
     cJSON_AddNumberToObject(j, "images_encoded", (double)r->images_encoded);
     cJSON_AddNumberToObject(j, "texts_encoded", (double)r->texts_encoded);
     cJSON_AddBoolToObject(j, "figures", r->figures_written);
+    cJSON_AddNumberToObject(j, "figure_limit", sp->figures ? sp->figure_limit : 0);
     cJSON *dm = cJSON_AddObjectToObject(j, "decode_memory");
     cJSON_AddNumberToObject(dm, "budget_bytes", (double)r->decode_budget);
     cJSON_AddNumberToObject(dm, "peak_reserved_bytes", (double)r->decode_peak);

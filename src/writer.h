@@ -53,6 +53,15 @@ typedef struct cs_run_record {
     int figures_written;
     int64_t decode_budget, decode_peak, decode_waits; /* decode memory: bytes, bytes, count */
     cs_stage_times t;
+    const char *const *inputs; /* every input, as given */
+    int n_inputs;
+    int sample_schema;            /* output columns key, source, url, caption */
+    int shard_index, shard_count; /* 0, 0: not a shard */
+    int first_input, last_input;  /* a shard's inputs [first, last) */
+    int64_t row_lo, row_hi;       /* a shard's rows of the total, -1 when it takes inputs */
+    char inputs_digest[65];
+    int journal; /* a resume journal was kept */
+    int keep;    /* kept.csv was asked for */
 } cs_run_record;
 
 typedef struct cs_writer cs_writer;

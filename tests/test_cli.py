@@ -237,7 +237,8 @@ if HAVE_FIGURES:
           "a failed figure is a warning; output.csv is written", (rc, err[-300:]))
     check(json.load(open(os.path.join(od, "run.json")))["figures"] is False, "run.json says figures: false")
 
-# 7. Ctrl-C during a run: exit 130, no output.csv, no temporary files left.
+# 7. Ctrl-C during a run: exit 130, no output.csv, no temporary files left (the journal of
+# the rows scored stays: the same command continues the run).
 import signal, time
 big = os.path.join(tmp, "big")
 os.makedirs(big)
@@ -260,6 +261,7 @@ except subprocess.TimeoutExpired:
     err = "did not stop"
 left = os.listdir(os.path.join(big, "out")) if os.path.isdir(os.path.join(big, "out")) else []
 check(p.returncode == 130 and "interrupted" in err, "SIGINT stops the run with exit 130", (p.returncode, err[-300:]))
-check(left == [], "an interrupted run leaves nothing in the output folder", left)
+check(left == [".clipscore.journal"] and "run the same command to continue" in err,
+      "an interrupted run replaces nothing; only its journal is left, to continue from", (left, err[-300:]))
 
 finish()

@@ -21,7 +21,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 TIMEFORMAT='=== cpu %U %S' # bash's `time`: user and system seconds of a run
 ROOT=$(cd "$HERE/../.." && pwd)
 # CAMPAIGN_HARNESSES="image csv" fuzzes only those.
-read -r -a HARNESSES <<<"${CAMPAIGN_HARNESSES:-image tokenizer csv safetensors vocab npy model_config}"
+read -r -a HARNESSES <<<"${CAMPAIGN_HARNESSES:-image tokenizer csv safetensors vocab npy model_config tar}"
 PARALLEL=2
 . "$HERE/fuzz_opts.sh"
 SECONDS_EACH=$(awk -v m="$MINUTES" 'BEGIN { print int(m * 60) }')

@@ -9,6 +9,7 @@ fuzz_opts() {
     vocab) max_len=32768 ;;
     safetensors) max_len=16384 ;;
     csv | model_config) max_len=8192 ;;
+    tar) max_len=16384 ;;
     *) max_len=2048 ;;
     esac
     echo "-max_len=$max_len -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=30"

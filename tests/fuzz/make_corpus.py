@@ -23,9 +23,11 @@ import sys
 import tempfile
 import zlib
 import gzip
+import io
+import tarfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HARNESSES = ["csv", "tokenizer", "vocab", "safetensors", "image", "npy", "model_config"]
+HARNESSES = ["csv", "tokenizer", "vocab", "safetensors", "image", "npy", "model_config", "tar"]
 
 
 class Corpus:
@@ -434,6 +436,72 @@ def npy_seeds(c):
     c.add("npy", "stream_huge_row", bytes([1, 2 + 1, 0xF2, 0xF3, 0, 3 | 4]) + floats)
 
 
+# ---- webdataset tars -------------------------------------------------------
+
+def tar_bytes(members, fmt=tarfile.PAX_FORMAT, mode="w"):
+    """A tar of (name, data) members (data None: a folder; "->x": a symlink;
+    "=>x": a hard link), its record padding cut to the two end blocks so that
+    seeds stay under the fuzzer's max_len."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode, format=fmt) as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.mtime = 1700000000
+            if data is None:
+                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+                tf.addfile(ti)
+            elif isinstance(data, str) and data.startswith("->"):
+                ti.type, ti.linkname = tarfile.SYMTYPE, data[2:]
+                tf.addfile(ti)
+            elif isinstance(data, str) and data.startswith("=>"):
+                ti.type, ti.linkname = tarfile.LNKTYPE, data[2:]
+                tf.addfile(ti)
+            else:
+                if isinstance(data, str):
+                    data = data.encode("utf-8")
+                ti.size = len(data)
+                tf.addfile(ti, io.BytesIO(data))
+    out = buf.getvalue()
+    if mode == "w":
+        core = len(out.rstrip(b"\0"))
+        out = out[:(core + 511) // 512 * 512 + 1024]
+    return out
+
+
+def tar_seeds(c):
+    jpeg_like = b"\xff\xd8\xff\xe0" + bytes(range(40)) + b"\xff\xd9"
+    basic = [
+        ("00000", None),
+        ("00000/000000001.jpg", jpeg_like),
+        ("00000/000000001.txt", "a dog catching a frisbee\n"),
+        ("00000/000000001.json", '{"url": "http://example.com/1.jpg", "width": 64}'),
+        ("00000/000000002.png", b"\x89PNG\r\n\x1a\n"),
+        ("00000/000000002.txt", "two lines\r\n"),
+    ]
+    c.add("tar", "basic.tar", tar_bytes(basic))
+    c.add("tar", "basic.tar.gz", tar_bytes(basic, mode="w:gz"))
+    c.add("tar", "basic.tar.bz2", tar_bytes(basic, mode="w:bz2"))
+    c.add("tar", "basic.tar.xz", tar_bytes(basic, mode="w:xz"))
+    c.add("tar", "ustar.tar", tar_bytes(basic, fmt=tarfile.USTAR_FORMAT))
+    long_dir = "shard-" + "d" * 120
+    c.add("tar", "gnu_long_names.tar", tar_bytes([
+        (long_dir + "/k.jpg", b"J"), (long_dir + "/k.txt", "long"),
+        ("x" * 150 + ".jpg", b"J2"), ("x" * 150 + ".txt", "t2")], fmt=tarfile.GNU_FORMAT))
+    c.add("tar", "pax_utf8.tar", tar_bytes([
+        ("café/ünïcode.jpg", b"J"), ("café/ünïcode.TXT", "ça va"), ("café/ünïcode.json", '{"url": 5}')]))
+    c.add("tar", "edge_members.tar", tar_bytes([
+        ("__key__", "k"), (".hidden.jpg", b"H"), ("noext", "x"), ("a/b.c/x.y.jpg", b"D"),
+        ("a/b.c/x.txt", "dotted"), ("dup.jpg", b"1"), ("dup.txt", "one"), ("dup.txt", "two"),
+        ("l.jpg", "->dup.jpg"), ("h.jpg", "=>dup.jpg"), ("h.txt", "hard link"), ("e.", ""),
+        ("only.json", "[1, 2]"), ("UP.JPEG", b"U"), ("UP.Txt", "upper\n\n")]))
+    c.add("tar", "empty_members.tar", tar_bytes([("z.jpg", b""), ("z.txt", "")]))
+    c.add("tar", "end_only.tar", b"\0" * 1024)
+    whole = tar_bytes(basic)
+    c.add("tar", "truncated_member.tar", whole[:512 * 3 + 20])
+    c.add("tar", "truncated_header.tar", whole[:512 * 2 + 100])
+    c.add("tar", "truncated.tar.gz", tar_bytes(basic, mode="w:gz")[:-30])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
@@ -459,6 +527,7 @@ def main():
         image_seeds(c, conformance, a.max_bytes)
         npy_seeds(c)
         config_seeds(c, tiny_dir, conformance)
+        tar_seeds(c)
     print("make_corpus: " + ", ".join("%s %d" % kv for kv in c.count.items())
           + (" (with conformance fixtures)" if conformance else ""))
     empty = [h for h, n in c.count.items() if n == 0]
