@@ -17,7 +17,7 @@ Skips (exit 77) without Slurm's and munge's programs or without root, saying
 why. Standard library only.
 Usage: test_slurm.py CLIPSCORE MAKE_TINY_MODEL EXAMPLES_SLURM_DIR
 """
-import io, json, os, re, subprocess, sys, tarfile, time
+import io, json, os, re, struct, subprocess, sys, tarfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import slurm_cluster
@@ -33,8 +33,11 @@ import clitest
 
 T0 = time.monotonic()
 TASKS = 3
-PER_INPUT = 80  # samples per tar and rows of the CSV: a task runs for a few seconds
-OPTS = M + ["--no-figures", "--batch-size", "4", "--threads", "1"]
+# Samples per tar and rows of the CSV. With one thread, batches of 2 (an
+# epoch mark every 16 rows) and 320-pixel images, a task of 120 rows scores
+# for about 2 s after its first mark in the sanitizer build: time to freeze it.
+PER_INPUT = 120
+OPTS = M + ["--no-figures", "--batch-size", "2", "--threads", "1"]
 
 
 def elapsed():
@@ -46,7 +49,7 @@ def elapsed():
 # are a few distinct PNGs, reused: decoding, not writing them, is the work.
 data = os.path.join(tmp, "data")
 os.makedirs(data)
-pngs = [png(os.path.join(data, f"p{i}.png"), 96 + 8 * i, 80 + 6 * i, seed=i) for i in range(5)]
+pngs = [png(os.path.join(data, f"p{i}.png"), 320 + 8 * i, 300 - 6 * i, seed=i) for i in range(5)]
 words = ["a cat", "a dog", "the red photo", "cat and dog", "a photo of a bus", "the sea"]
 
 
@@ -100,12 +103,29 @@ def show_logs(out):
         print(f"--- {name} ---\n" + open(os.path.join(logs, name), errors="replace").read()[-2000:])
 
 
-def journal_rows(part):
-    """Bytes of scored rows in a part's journal so far (0 while absent or empty)."""
+def journal_marked_rows(part):
+    """Rows in a part's journal that a restart would keep: those before its
+    last epoch mark (src/journal.h: a magic line, an identity line, then
+    records of a 4-byte kind, 4-byte length, 4-byte CRC and the payload).
+    0 while there is no journal or no mark."""
     try:
-        return os.path.getsize(os.path.join(part, ".clipscore.journal"))
+        data = open(os.path.join(part, ".clipscore.journal"), "rb").read()
     except OSError:
         return 0
+    lines = data.split(b"\n", 2)
+    if len(lines) < 3 or not lines[0].startswith(b"clipscore journal"):
+        return 0
+    rest, pos, rows, marked = lines[2], 0, 0, 0
+    while pos + 12 <= len(rest):
+        kind, size = struct.unpack_from("<4sI", rest, pos)
+        if pos + 12 + size > len(rest):
+            break  # a record still being written
+        pos += 12 + size
+        if kind == b"JROW":
+            rows += 1
+        elif kind == b"MARK":
+            marked = rows
+    return marked
 
 
 with slurm_cluster.Cluster() as cl:
@@ -124,21 +144,15 @@ with slurm_cluster.Cluster() as cl:
         abort(cl)
     array_job, merge_job = m.groups()
 
-    # Wait for a task whose journal holds rows, freeze it, check that it is
-    # mid-run (no output.csv yet), and requeue it.
+    # Wait for a task whose journal holds rows a restart would keep (an epoch
+    # mark), freeze it there, check that it is mid-run (no output.csv yet),
+    # and requeue it.
     victim = None
-    seen = {}
     deadline = time.monotonic() + 60
     next_check = 0
     while victim is None and time.monotonic() < deadline:
         for part in part_dirs(out):
-            size = journal_rows(part)
-            if not size:
-                continue
-            # Grown since first seen: rows were committed after whatever came first.
-            if part not in seen:
-                seen[part] = size
-            elif size > seen[part] and not os.path.exists(os.path.join(part, "output.csv")):
+            if journal_marked_rows(part) > 0 and not os.path.exists(os.path.join(part, "output.csv")):
                 victim = part
                 break
         if victim is None and time.monotonic() > next_check:  # every task ended: none to catch
@@ -146,8 +160,8 @@ with slurm_cluster.Cluster() as cl:
             if len(states) == TASKS and all(s not in ("PENDING", "RUNNING", "CONFIGURING") for s in states.values()):
                 break
             next_check = time.monotonic() + 1
-        time.sleep(0.05)
-    check(victim is not None, "a task's journal received rows while it ran", seen)
+        time.sleep(0.02)
+    check(victim is not None, "a task's journal received an epoch of rows while it ran")
     if victim is None:
         show_logs(out)
         abort(cl)
@@ -155,10 +169,11 @@ with slurm_cluster.Cluster() as cl:
     task = f"{array_job}_{k}"
     cl.cmd(["scancel", "--signal=STOP", "--full", task])
     time.sleep(0.5)
+    kept = journal_marked_rows(victim)
     mid_run = not os.path.exists(os.path.join(victim, "output.csv"))
     check(mid_run, f"task {k} stopped mid-run (no output.csv yet)", "it finished first: make PER_INPUT larger")
     cl.cmd(["scontrol", "requeue", task])
-    print(f"task {task} frozen and requeued, journal {journal_rows(victim)} bytes ({elapsed()})", flush=True)
+    print(f"task {task} frozen with {kept} rows journalled and requeued ({elapsed()})", flush=True)
 
     try:
         states = cl.wait([array_job, merge_job], timeout=120)
@@ -191,13 +206,16 @@ with slurm_cluster.Cluster() as cl:
         check(rj.get("shard") == [i, TASKS], f"part {i}'s run.json says shard [{i}, {TASKS}]", rj.get("shard"))
         part_rows += rj.get("rows", 0)
         if part == victim:
+            # At least what the journal held when the task was frozen (SIGTERM
+            # lets it finish the batches in flight), not all of its rows.
             r = rj.get("resumed_rows", 0)
-            check(0 < r < rj.get("rows", 0), f"part {i} resumed with some of its rows already scored",
-                  f"resumed_rows {r} of {rj.get('rows')}")
+            check(kept <= r < rj.get("rows", 0), f"part {i} resumed from its journal, mid-run",
+                  f"resumed_rows {r}, {kept} journalled when frozen, {rj.get('rows')} rows")
         else:
             check(not rj.get("resumed_rows"), f"part {i} was not resumed", rj.get("resumed_rows"))
         tlog = open(os.path.join(logs, f"{array_job}_{i}.log"), errors="replace").read()
-        check("slurm" in tlog.lower(), f"task {i}'s log says the shard came from Slurm", tlog[-600:])
+        check(f"--shard slurm: shard {i}/{TASKS}" in tlog, f"task {i}'s log says its shard came from Slurm",
+              tlog[-600:])
     check(part_rows == ALL_ROWS, "the parts' rows add up to the inputs'", part_rows)
 
 # The merge against the single-process run.
