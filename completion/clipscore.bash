@@ -6,13 +6,23 @@
 # The options of `clipscore --help` (tests/test_docs.sh keeps them in step).
 _clipscore_options="-m --model --device --precision -b --batch-size -t --threads -o --output
 --image-column --caption-column --image-root --template --metric --save-embeddings --no-figures
---figure-limit --max-pixels --offline -q --quiet -h --help --version --jsonl --images --texts"
+--figure-limit --max-pixels --image-key --caption-key --shard --keep-threshold --keep-fraction
+--restart --no-resume --offline -q --quiet -h --help --version --jsonl --images --texts"
 
 # Known model names: the rows of `clipscore models` under its NAME header
 # ("*" marks the default).
 _clipscore_models() {
     "${1:-clipscore}" models list 2>/dev/null |
         awk '$1 == "NAME" { on = 1; next } on { print ($1 == "*" ? $2 : $1) }'
+}
+
+# Inputs: CSVs, tar shards and folders.
+_clipscore_inputs() {
+    compgen -f -X '!*.csv' -- "$1"
+    compgen -f -X '!*.tar' -- "$1"
+    compgen -f -X '!*.tar.gz' -- "$1"
+    compgen -f -X '!*.tgz' -- "$1"
+    compgen -d -- "$1"
 }
 
 # shellcheck disable=SC2207 # IFS is a newline below: one completion a line
@@ -28,7 +38,7 @@ _clipscore() {
     local cmd=score i
     for ((i = 1; i < n - 1; i++)); do
         case ${words[i]} in
-        score | tokenize | preprocess | embed | models | info)
+        score | tokenize | preprocess | embed | models | info | merge)
             cmd=${words[i]}
             break
             ;;
@@ -46,8 +56,10 @@ _clipscore() {
     --metric) COMPREPLY=($(compgen -W $'cosine\nclipscore' -- "$cur")) ;;
     -o | --output | --image-root | --save-embeddings) COMPREPLY=($(compgen -d -- "$cur")) ;;
     --texts) COMPREPLY=($(compgen -f -- "$cur")) ;;
+    --shard) COMPREPLY=($(compgen -W $'slurm\n0/' -- "$cur")) ;;
     -b | --batch-size | -t | --threads | --figure-limit | --max-pixels | --template | \
-        --image-column | --caption-column) ;;
+        --image-column | --caption-column | --image-key | --caption-key | --keep-threshold | \
+        --keep-fraction) ;;
     *)
         if [[ $cur == -* ]]; then
             IFS=$' \n' COMPREPLY=($(compgen -W "$_clipscore_options" -- "$cur"))
@@ -58,10 +70,12 @@ _clipscore() {
                 COMPREPLY=($(compgen -W $'list\nfetch' -- "$cur"))
             fi
         elif ((n == 2)); then
-            COMPREPLY=($(compgen -W $'score\ntokenize\npreprocess\nembed\nmodels\ninfo' -- "$cur")
-                $(compgen -f -X '!*.csv' -- "$cur") $(compgen -d -- "$cur"))
+            COMPREPLY=($(compgen -W $'score\ntokenize\npreprocess\nembed\nmodels\ninfo\nmerge' -- "$cur")
+                $(_clipscore_inputs "$cur"))
         elif [[ $cmd == score ]]; then
-            COMPREPLY=($(compgen -f -X '!*.csv' -- "$cur") $(compgen -d -- "$cur"))
+            COMPREPLY=($(_clipscore_inputs "$cur"))
+        elif [[ $cmd == merge ]]; then
+            COMPREPLY=($(compgen -d -- "$cur"))
         elif [[ $cmd != tokenize ]]; then
             COMPREPLY=($(compgen -f -- "$cur"))
         fi

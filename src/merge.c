@@ -7,11 +7,9 @@
  * is not), output.csv in shard order (which is input order, inputs.h),
  * run.json with summed counts and each part's host and timings, the
  * embeddings concatenated when every part saved them, kept.csv over all
- * rows, the first part's figures when they show all the figure rows, and
- * committing everything together under the output folder's lock.
- * Leaves out: drawing figures anew (that needs the model and the images;
- * when the first part holds fewer rows than the figures show, the merge
- * says so and writes none). */
+ * rows, the figures (the first part's when they show all the figure rows,
+ * else drawn again: merge_figures.c), and committing everything together
+ * under the output folder's lock. */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -28,6 +26,7 @@
 #include "csv_io.h"
 #include "journal.h"
 #include "keep.h"
+#include "merge_figures.h"
 #include "npy.h"
 #include "output_dir.h"
 #include "util.h"
@@ -62,8 +61,9 @@ typedef struct merge {
 /* What must agree between parts: everything that decides which rows a part
  * scored and what it wrote for them. */
 static const char *const same_keys[] = {
-    "inputs_digest", "columns",     "template",  "metric",     "image_column", "caption_column",
-    "image_key",     "caption_key", "precision", "max_pixels", "version"};
+    "inputs_digest",  "columns",      "template",    "metric",     "image_column",
+    "caption_column", "image_key",    "caption_key", "image_root", "precision",
+    "max_pixels",     "figure_limit", "version"};
 
 static double num(const cJSON *j, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
@@ -356,35 +356,33 @@ static int copy_file(const char *from, const char *dest, cs_commit *c, cs_error 
 
 /* The first part's figures show its first rows, which are the merged run's
  * first rows: they are the merged figures when that part holds all the rows
- * they show (as many as a single run would draw). Returns 1 when copied. */
-static int merge_figures(merge *m, int64_t *figure_rows, cs_error *e) {
+ * they show. Otherwise they are drawn again from the merged rows. Returns 1
+ * when the figures are in the commit, 0 when none were asked for, -1 when
+ * they could not be made (a warning). */
+static int merge_figures(merge *m, const char *merged_csv, cs_error *e) {
     const part *p0 = &m->parts[0];
-    *figure_rows = 0;
-    if (!cJSON_IsTrue(item(p0->run, "figures"))) return 0;
     double limit = num(p0->run, "figure_limit");
     if (isnan(limit)) limit = 64;
-    if (p0->rows < limit && (double)m->rows > p0->rows) {
-        fprintf(stderr,
-                "clipscore: warning: figures not merged: the first part holds %.0f rows, fewer "
-                "than the %.0f the figures show\n",
-                p0->rows, limit);
-        return 0;
-    }
-    static const char *const names[] = {"image_captions.jpg", "similarity_matrix.jpg"};
-    for (int i = 0; i < 2; i++) {
-        char *from = part_output(p0, names[i], e);
-        char *to = cs_path_join(m->p->output_dir, names[i], e);
-        int rc = from && to ? copy_file(from, to, &m->commit, e) : CLIPSCORE_EIO;
-        free(from);
-        free(to);
-        if (rc) {
-            fprintf(stderr, "clipscore: warning: figures not merged: %s\n", e->msg);
-            cs_commit_abort(&m->commit);
-            return -1;
+    if (limit < 1) return 0;
+    if (p0->rows >= limit || (double)m->rows <= p0->rows) {
+        if (!cJSON_IsTrue(item(p0->run, "figures"))) return 0;
+        static const char *const names[] = {"image_captions.jpg", "similarity_matrix.jpg"};
+        for (int i = 0; i < 2; i++) {
+            char *from = part_output(p0, names[i], e);
+            char *to = cs_path_join(m->p->output_dir, names[i], e);
+            int rc = from && to
+                         ? copy_file(from, to, &m->commit, e)
+                         : cs_fail(e, CLIPSCORE_EIO, "part %s: %s is missing", p0->dir, names[i]);
+            free(from);
+            free(to);
+            if (rc) return -1;
         }
+        return 1;
     }
-    *figure_rows = (int64_t)(p0->rows < limit ? p0->rows : limit);
-    return 1;
+    return cs_merge_redraw_figures(p0->run, merged_csv, m->p->output_dir, (int)limit, m->rows,
+                                   &m->commit, e)
+               ? -1
+               : 1;
 }
 
 /* ------------------------------------------------------------ run.json */
@@ -403,9 +401,10 @@ static int write_run_json(merge *m, const clipscore_score_summary *s, int figure
     cJSON_AddStringToObject(j, "merged_at", when);
     /* What the parts agree on is copied from the first. */
     static const char *const copied[] = {
-        "libtorch",      "model",       "device",     "precision", "input",        "inputs",
-        "inputs_digest", "columns",     "template",   "metric",    "image_column", "caption_column",
-        "image_key",     "caption_key", "max_pixels", "batch_size"};
+        "libtorch",     "model",          "device",    "precision",   "input",
+        "inputs",       "inputs_digest",  "columns",   "template",    "metric",
+        "image_column", "caption_column", "image_key", "caption_key", "image_root",
+        "max_pixels",   "figure_limit",   "batch_size"};
     for (size_t k = 0; k < sizeof copied / sizeof *copied; k++) {
         const cJSON *v = item(p0->run, copied[k]);
         if (v) cJSON_AddItemToObject(j, copied[k], cJSON_Duplicate(v, 1));
@@ -556,7 +555,6 @@ static int run_merge(merge *m, clipscore_score_summary *s) {
         free(dest);
     }
     /* Figures are optional: a failure is a warning and drops both. */
-    int64_t fig_rows = 0;
     int figures = 0;
     if (!rc) {
         cs_commit saved = m->commit; /* merge_figures may abort only its own files */
@@ -565,7 +563,12 @@ static int run_merge(merge *m, clipscore_score_summary *s) {
         m->commit = figs;
         cs_error fe;
         cs_error_clear(&fe);
-        figures = merge_figures(m, &fig_rows, &fe) == 1;
+        int got = merge_figures(m, cs_commit_tmp_path(&saved, csv), &fe);
+        figures = got == 1;
+        if (got < 0) {
+            fprintf(stderr, "clipscore: warning: figures not drawn: %s\n", fe.msg);
+            cs_commit_abort(&m->commit);
+        }
         figs = m->commit;
         m->commit = saved;
         for (int i = 0; !rc && figures && i < figs.n; i++)

@@ -74,6 +74,7 @@ static int json_finish(cs_writer *w, const cs_run_record *r, cs_commit *c, cs_er
         cJSON_AddItemToArray(ins, cJSON_CreateString(r->inputs[i]));
     cJSON_AddStringToObject(j, "inputs_digest", r->inputs_digest);
     cJSON_AddStringToObject(j, "columns", r->sample_schema ? "key,source,url,caption" : "input");
+    if (sp->image_root) cJSON_AddStringToObject(j, "image_root", sp->image_root);
     if (sp->image_key) cJSON_AddStringToObject(j, "image_key", sp->image_key);
     if (sp->caption_key) cJSON_AddStringToObject(j, "caption_key", sp->caption_key);
     if (r->shard_count > 0) {

@@ -83,7 +83,8 @@ int cs_wds_open(const char *path, const cs_wds_options *o, cs_wds_reader **out, 
 /* 1: *s holds the next sample; 0: end; negative: a fatal error (message in e).
  * A truncated or corrupt tar is not fatal: it yields one last sample whose key is the last key
  * read (or "" if none) and whose error names the tar, the last key and libarchive's message;
- * then 0.
+ * then 0. That sample is the one being read when the tar broke: even if all its members came
+ * through, more of them may have followed, so it carries the error (and whatever data was read).
  * Folders: files are visited in strcmp order of their names, folder by folder depth first
  * (a subfolder at its place in its parent's sorted listing); a group of files with neither an
  * image nor a caption (img2dataset's .parquet and _stats.json beside the shard folders) is not

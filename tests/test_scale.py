@@ -144,6 +144,23 @@ for n, how in ((2, "whole inputs"), (3, "whole inputs"), (6, "row ranges")):
           and abs(mj["mean_similarity"] - j["mean_similarity"]) < 1e-6,
           f"merged run.json: summed counts, mean, each part", {k: mj.get(k) for k in ("rows", "failed", "mean_similarity")})
 
+# Figures: the first of 6 parts holds fewer rows than the figures show, so the merge
+# draws them again from the merged rows, reading the images again.
+import clitest
+if clitest.HAVE_FIGURES:
+    d = os.path.join(S, "sh6", "merged")
+    mj = json.load(open(os.path.join(d, "run.json")))
+    check(mj["figures"] is True and os.path.getsize(os.path.join(d, "image_captions.jpg")) > 1000
+          and os.path.getsize(os.path.join(d, "similarity_matrix.jpg")) > 1000,
+          "merge draws the figures again when the first part is short", mj.get("figures"))
+    moved = t0 + ".away"
+    os.rename(t0, moved)
+    rc, _, err = run(["merge", "-o", os.path.join(S, "sh6", "m2")] + [os.path.join(S, "sh6", f"p{k}") for k in range(6)])
+    os.rename(moved, t0)
+    check(rc == 3 and "warning: figures not drawn" in err and os.path.exists(os.path.join(S, "sh6", "m2", "output.csv"))
+          and not os.path.exists(os.path.join(S, "sh6", "m2", "image_captions.jpg")),
+          "images not reachable: the figures are a warning, the merge goes on", (rc, err[-300:]))
+
 # Refusals, each naming the part.
 d = os.path.join(S, "sh3")
 parts = [os.path.join(d, f"p{k}") for k in range(3)]

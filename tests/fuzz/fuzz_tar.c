@@ -71,7 +71,10 @@ static void read_pass(const char *path, const cs_wds_options *o, pass *p) {
     while ((rc = cs_wds_next(r, &s, &e)) == 1) {
         FUZZ_CHECK(!ended, "a sample after the tar broke");
         check_sample(&s, path, o->skip_data);
-        if (s.error && strstr(s.error, "truncated or corrupt")) ended = 1;
+        /* The message starts so (a key or member name cannot come first). */
+        if (s.error && !strncmp(s.error, path, strlen(path)) &&
+            !strncmp(s.error + strlen(path), ": truncated or corrupt tar ", 27))
+            ended = 1;
         if (p->n == 0 && s.caption) {
             p->caption0 = fuzz_strndup((const uint8_t *)s.caption, s.caption_len);
             p->caption0_len = s.caption_len;
