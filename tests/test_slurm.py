@@ -6,18 +6,19 @@ Starts a one-node cluster of its own (tests/slurm_cluster.py: munged,
 slurmctld, slurmd, stopped by PID at the end), writes three webdataset tars
 and a CSV scored by the tiny test model, and submits them with the example
 examples/slurm/submit.sh: a 3-task array, then the merge as a job depending
-on it. Once one task's journal holds rows, that task is frozen (SIGSTOP
-through scancel) and requeued with `scontrol requeue`, which kills it as a
-preemption would (SIGCONT, SIGTERM, SIGKILL after KillWait); the requeued
-task must resume ('resuming:' in its log, resumed_rows in its run.json), and
-the merged output.csv must equal a single-process run's: same rows, order and
-fields, similarities within 1e-6.
+on it. Once one task's journal holds an epoch of rows, that task is frozen
+(SIGSTOP through scancel) and requeued with `scontrol requeue`, which kills
+it as a preemption would (SIGCONT, SIGTERM, SIGKILL after KillWait); the
+requeued task must resume ('resuming:' in its log, resumed_rows in its
+run.json), and the merged output.csv and kept.csv (--keep-fraction, which
+submit.sh hands to the merge too: a fraction of all parts) must equal a
+single-process run's: same rows, order and fields, similarities within 1e-6.
 
 Skips (exit 77) without Slurm's and munge's programs or without root, saying
 why. Standard library only.
 Usage: test_slurm.py CLIPSCORE MAKE_TINY_MODEL EXAMPLES_SLURM_DIR
 """
-import io, json, os, re, struct, subprocess, sys, tarfile, time
+import io, json, math, os, re, struct, subprocess, sys, tarfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import slurm_cluster
@@ -37,7 +38,7 @@ TASKS = 3
 # epoch mark every 16 rows) and 320-pixel images, a task of 120 rows scores
 # for about 2 s after its first mark in the sanitizer build: time to freeze it.
 PER_INPUT = 120
-OPTS = M + ["--no-figures", "--batch-size", "2", "--threads", "1"]
+OPTS = M + ["--no-figures", "--batch-size", "2", "--threads", "1", "--keep-fraction", "0.3"]
 
 
 def elapsed():
@@ -83,6 +84,7 @@ rc, _, err = clitest.run(["score"] + inputs + OPTS + ["-q", "-o", single])
 check(rc == 3, "single-process run exits 3 (one row without a caption)", f"rc {rc}: {err[-800:]}")
 ref = read_csv(os.path.join(single, "output.csv")) if os.path.exists(os.path.join(single, "output.csv")) else []
 check(len(ref) == 1 + ALL_ROWS, "single-process run: one row per sample and CSV row", len(ref))
+check(ref[:1] == [["key", "source", "url", "caption", "similarity", "error"]], "single run's columns", ref[:1])
 print(f"single-process run done ({elapsed()})", flush=True)
 
 
@@ -214,18 +216,26 @@ with slurm_cluster.Cluster() as cl:
         else:
             check(not rj.get("resumed_rows"), f"part {i} was not resumed", rj.get("resumed_rows"))
         tlog = open(os.path.join(logs, f"{array_job}_{i}.log"), errors="replace").read()
+        if part == victim:
+            check(f"resuming: {rj.get('resumed_rows')} rows already scored" in tlog,
+                  f"task {i}'s log and run.json agree on the rows resumed", tlog[-600:])
         check(f"--shard slurm: shard {i}/{TASKS}" in tlog, f"task {i}'s log says its shard came from Slurm",
               tlog[-600:])
     check(part_rows == ALL_ROWS, "the parts' rows add up to the inputs'", part_rows)
 
-# The merge against the single-process run.
-merged_csv = os.path.join(out, "output.csv")
-got = read_csv(merged_csv) if os.path.exists(merged_csv) else []
-check(len(got) == len(ref), "merged output.csv has the single run's row count", (len(got), len(ref)))
-if got and ref:
-    check(got[0] == ref[0], "same header", (got[0], ref[0]))
-    h = ref[0]
-    si = h.index("similarity") if "similarity" in h else -1
+
+def compare(name):
+    """The merged OUT/name against the single run's: same rows and fields,
+    similarities within 1e-6 (fp32 on CPU; both print 6 decimals, so the
+    difference is a rounding step at most)."""
+    got_p, ref_p = os.path.join(out, name), os.path.join(single, name)
+    got = read_csv(got_p) if os.path.exists(got_p) else []
+    ref = read_csv(ref_p) if os.path.exists(ref_p) else []
+    check(len(got) == len(ref) > 1, f"merged {name} has the single run's row count", (len(got), len(ref)))
+    if not got or not ref:
+        return ref
+    check(got[0] == ref[0], f"{name}: same header", (got[0], ref[0]))
+    si = ref[0].index("similarity") if "similarity" in ref[0] else -1
     worst, diff_rows = 0.0, []
     for n, (a, b) in enumerate(zip(got[1:], ref[1:])):
         if len(a) != len(b) or any(x != y for j, (x, y) in enumerate(zip(a, b)) if j != si):
@@ -236,11 +246,27 @@ if got and ref:
                 worst = max(worst, abs(float(a[si]) - float(b[si])))
             except ValueError:
                 diff_rows.append((n, a, b))
-    check(not diff_rows, "merged rows equal the single run's (order, fields)", diff_rows[:3])
-    check(worst <= 1e-6, "similarities within 1e-6 of the single run's", worst)
-    print(f"merged vs single run: {len(got) - 1} rows, largest similarity difference {worst:.2e}")
+    check(not diff_rows, f"merged {name} rows equal the single run's (order, fields)", diff_rows[:3])
+    check(worst <= 1e-6, f"{name}: similarities within 1e-6 of the single run's", worst)
+    print(f"merged vs single run, {name}: {len(got) - 1} rows, largest similarity difference {worst:.2e}")
+    return got
+
+
+# The merge against the single-process run.
+merged = compare("output.csv")
+compare("kept.csv")
+# What both should hold, so that two equally wrong outputs do not pass.
+by_key = {r[0]: r for r in merged[1:]}
+check(sum(1 for r in merged[1:] if r[2].startswith("https://example.com/")) == 3 * PER_INPUT,
+      "the tars' rows carry their json url")
+nocap = by_key.get("000010007", [""] * 6)
+check(nocap[4] == "" and nocap[5] != "", "the sample without a caption is a row error", nocap)
 try:
     mj, sj = (json.load(open(os.path.join(d, "run.json"))) for d in (out, single))
+    # The top 30% of all scored rows (more only with ties at the threshold).
+    mk, sk = mj.get("keep", {}).get("kept", -1), sj.get("keep", {}).get("kept", -2)
+    check(mk == sk >= math.ceil(0.3 * sj.get("scored", 0)) > 0, "merged run.json keeps what the single run keeps",
+          (mj.get("keep"), sj.get("keep")))
     for key in ("rows", "scored", "failed"):
         check(mj.get(key) == sj.get(key), f"merged run.json {key} equals the single run's",
               (mj.get(key), sj.get(key)))
