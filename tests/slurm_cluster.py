@@ -151,6 +151,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
+# A requeued job may start again cred_expire + 1 s later (default 120).
 AuthInfo=socket={self.munge_socket},cred_expire=5
 StateSaveLocation={self.path("state")}
 SlurmdSpoolDir={self.path("spool")}
@@ -160,6 +161,7 @@ SlurmctldLogFile={self.path("slurmctld.log")}
 SlurmdLogFile={self.path("slurmd.log")}
 SlurmctldDebug=info
 SlurmdDebug=info
+# Processes tracked through /proc: no cgroups needed.
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -170,10 +172,13 @@ SwitchType=switch/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
+# A scheduling pass every second, not every minute: a requeued task (and
+# the job waiting on it) starts as soon as it may.
 SchedulerParameters=sched_interval=1,bf_interval=1
 ReturnToService=2
 JobRequeue=1
 KillWait=2
+# Ended jobs stay visible to squeue for the test's checks.
 MinJobAge=600
 PlugStackConfig={self.path("plugstack.conf")}
 {node} NodeAddr=127.0.0.1 State=UNKNOWN
