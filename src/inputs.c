@@ -181,6 +181,15 @@ static int choose_share(cs_inputs *in, cs_error *e) {
     return 0;
 }
 
+/* Whether input i is read by this shard when shards take whole inputs (or
+ * may be, when they take rows): only those are opened up front, so that
+ * each task of a large array does not open every shard of the dataset. */
+static int in_share(const cs_inputs_params *p, int n, int i) {
+    int K = p->shard_index, N = p->shard_count;
+    if (N <= 0 || n < N || K < 0 || K >= N) return 1;
+    return i >= (int)((int64_t)K * n / N) && i < (int)((int64_t)(K + 1) * n / N);
+}
+
 int cs_inputs_open(const cs_inputs_params *p, cs_inputs **out, cs_error *e) {
     *out = NULL;
     if (!p->n_paths) return cs_fail(e, CLIPSCORE_EARG, "no input given");
@@ -204,6 +213,8 @@ int cs_inputs_open(const cs_inputs_params *p, cs_inputs **out, cs_error *e) {
         if (x->kind == KIND_CSV) {
             csvs++;
             rc = open_csv_columns(in, x, e);
+        } else if (!in_share(p, in->n, i)) {
+            in->sample_schema = 1; /* another shard's: not opened here */
         } else {
             in->sample_schema = 1;
             /* Opened now so a missing or unreadable input fails up front. */
