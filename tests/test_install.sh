@@ -33,7 +33,8 @@ libdir=$(dirname "$lib")
 for f in bin/clipscore include/clipscore.h share/man/man1/clipscore.1 \
     share/bash-completion/completions/clipscore share/doc/clipscore/README.md \
     share/doc/clipscore/LICENSE share/doc/clipscore/models/README.md \
-    share/doc/clipscore/examples/c/score_csv.c; do
+    share/doc/clipscore/examples/c/score_csv.c share/doc/clipscore/examples/slurm/submit.sh \
+    share/doc/clipscore/examples/slurm/clipscore-array.sbatch share/doc/clipscore/examples/slurm/clipscore-merge.sbatch; do
     [ -f "$prefix/$f" ] || failed "$f not installed"
 done
 for f in libclipscore.so libclipscore.a pkgconfig/clipscore.pc; do
