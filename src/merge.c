@@ -393,9 +393,7 @@ static int write_run_json(merge *m, const clipscore_score_summary *s, int figure
     cJSON *j = cJSON_CreateObject();
     if (!j) return cs_fail(m->e, CLIPSCORE_ENOMEM, "out of memory");
     char when[32];
-    time_t now = time(NULL);
-    struct tm tmv;
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tmv));
+    cs_utc_timestamp(when);
     cJSON_AddStringToObject(j, "tool", "clipscore");
     cJSON_AddStringToObject(j, "version", CLIPSCORE_VERSION);
     cJSON_AddStringToObject(j, "merged_at", when);

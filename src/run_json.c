@@ -38,9 +38,7 @@ static int json_finish(cs_writer *w, const cs_run_record *r, cs_commit *c, cs_er
     cJSON *j = cJSON_CreateObject();
     if (!j) return cs_fail(e, CLIPSCORE_ENOMEM, "out of memory");
     char when[32];
-    time_t now = time(NULL);
-    struct tm tmv;
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tmv));
+    cs_utc_timestamp(when);
     cJSON_AddStringToObject(j, "tool", "clipscore");
     cJSON_AddStringToObject(j, "version", CLIPSCORE_VERSION);
     cJSON_AddStringToObject(j, "libtorch", cs_ctx_torch_version());

@@ -322,3 +322,9 @@ double cs_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+void cs_utc_timestamp(char out[32]) {
+    time_t now = time(NULL);
+    struct tm tmv;
+    if (!gmtime_r(&now, &tmv) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tmv)) out[0] = '\0';
+}

@@ -79,6 +79,9 @@ int cs_write_file_atomic(const char *path, const void *data, size_t len, cs_erro
  * byte count (1 to 4). */
 size_t cs_utf8_put(uint32_t c, char out[4]);
 
+/* The current UTC time as "YYYY-MM-DDTHH:MM:SSZ" (run.json's timestamps). */
+void cs_utc_timestamp(char out[32]);
+
 /* Monotonic clock in seconds. */
 double cs_now(void);
 
