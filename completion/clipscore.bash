@@ -5,8 +5,9 @@
 
 # The options of `clipscore --help` (tests/test_docs.sh keeps them in step).
 _clipscore_options="-m --model --device --precision -b --batch-size -t --threads -o --output
---image-column --caption-column --image-root --template --metric --save-embeddings --no-figures
---figure-limit --max-pixels --offline -q --quiet -h --help --version --jsonl --images --texts"
+--image-column --caption-column --reference-column --image-root --template --metric --save-embeddings --no-figures
+--figure-limit --no-report --report-pairs --max-pixels --offline -q --quiet -h --help --version --jsonl
+--images --texts"
 
 # Known model names: the rows of `clipscore models` under its NAME header
 # ("*" marks the default).
@@ -46,8 +47,8 @@ _clipscore() {
     --metric) COMPREPLY=($(compgen -W $'cosine\nclipscore' -- "$cur")) ;;
     -o | --output | --image-root | --save-embeddings) COMPREPLY=($(compgen -d -- "$cur")) ;;
     --texts) COMPREPLY=($(compgen -f -- "$cur")) ;;
-    -b | --batch-size | -t | --threads | --figure-limit | --max-pixels | --template | \
-        --image-column | --caption-column) ;;
+    -b | --batch-size | -t | --threads | --figure-limit | --report-pairs | --max-pixels | --template | \
+        --image-column | --caption-column | --reference-column) ;;
     *)
         if [[ $cur == -* ]]; then
             IFS=$' \n' COMPREPLY=($(compgen -W "$_clipscore_options" -- "$cur"))

@@ -39,6 +39,7 @@ static void print_usage(FILE *out) {
             "  run.json               model, weight SHA-256, device, counts, timings, outputs\n"
             "  image_captions.jpg     each image with its caption and score\n"
             "  similarity_matrix.jpg  every image against every caption\n"
+            "  report.html            summary, histogram, lowest and highest pairs, failed rows\n"
             "\n"
             "Options (defaults in brackets):\n"
             "  -m, --model M          ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px, "
@@ -58,10 +59,15 @@ static void print_usage(FILE *out) {
             "[%s]\n"
             "      --metric M         cosine, or clipscore to add clipscore = 2.5*max(cos,0) "
             "[%s]\n"
+            "      --reference-column C  a reference caption column (repeatable): adds clipscore\n"
+            "                         and refclipscore (RefCLIPScore, Hessel et al. 2021)\n"
             "      --save-embeddings DIR  write image_embeddings.npy, text_embeddings.npy "
             "(L2-normalised)\n"
             "      --no-figures       do not draw the two JPEG figures\n"
             "      --figure-limit N   pairs shown in the figures [%d]\n"
+            "      --no-report        do not write report.html\n"
+            "      --report-pairs N   lowest and highest pairs (and failed rows) in the report "
+            "[%d]\n"
             "      --max-pixels N     refuse larger images [%lld]\n"
             "      --offline          never use the network (also CLIPSCORE_OFFLINE=1)\n"
             "  -q, --quiet            no progress or summary on stderr\n"
@@ -73,7 +79,7 @@ static void print_usage(FILE *out) {
             "replaced).\n",
             p.model, p.device, p.precision, s.batch_size, s.caption_template,
             s.metric == CLIPSCORE_METRIC_CLIPSCORE ? "clipscore" : "cosine", s.figure_limit,
-            (long long)p.max_pixels);
+            s.report_pairs, (long long)p.max_pixels);
 }
 
 typedef struct cli {
@@ -86,6 +92,7 @@ typedef struct cli {
     const char *texts_file;
     const char **positional;
     int n_positional;
+    const char **references; /* --reference-column values [argc] */
 } cli;
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -115,7 +122,9 @@ static int parse_args(int argc, char **argv, cli *c) {
     c->score = clipscore_default_score_params();
     c->command = "score";
     c->positional = calloc((size_t)argc, sizeof *c->positional);
-    if (!c->positional) return -1;
+    c->references = calloc((size_t)argc, sizeof *c->references);
+    if (!c->positional || !c->references) return -1;
+    c->score.reference_columns = c->references;
     int i = 1;
     static const char *const commands[] = {"score", "tokenize", "preprocess",
                                            "embed", "models",   "info"};
@@ -161,6 +170,8 @@ static int parse_args(int argc, char **argv, cli *c) {
             c->score.progress = 0;
         } else if (FLAG("--no-figures")) {
             c->score.figures = 0;
+        } else if (FLAG("--no-report")) {
+            c->score.report = 0;
         } else if (FLAG("--offline")) {
             c->params.offline = 1;
         } else if (FLAG("--jsonl")) {
@@ -183,6 +194,8 @@ static int parse_args(int argc, char **argv, cli *c) {
             if (!(c->score.image_column = VALUE())) return -1;
         } else if (FLAG("--caption-column")) {
             if (!(c->score.caption_column = VALUE())) return -1;
+        } else if (FLAG("--reference-column")) {
+            if (!(c->references[c->score.n_reference_columns++] = VALUE())) return -1;
         } else if (FLAG("--image-root")) {
             if (!(c->score.image_root = VALUE())) return -1;
         } else if (FLAG("--template")) {
@@ -216,6 +229,10 @@ static int parse_args(int argc, char **argv, cli *c) {
             const char *v = VALUE();
             if (!v || parse_int(name, v, 1, 1024, &n)) return -1;
             c->score.figure_limit = (int)n;
+        } else if (FLAG("--report-pairs")) {
+            const char *v = VALUE();
+            if (!v || parse_int(name, v, 1, 1000, &n)) return -1;
+            c->score.report_pairs = (int)n;
         } else if (FLAG("--max-pixels")) {
             const char *v = VALUE();
             if (!v || parse_int(name, v, 1, 2000000000L, &n)) return -1;
@@ -525,5 +542,6 @@ int main(int argc, char **argv) {
     else
         rc = cmd_score(&c);
     free(c.positional);
+    free(c.references);
     return rc;
 }
