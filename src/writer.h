@@ -24,17 +24,19 @@
 
 /* One row as the writers see it; valid during the row call only. */
 typedef struct cs_scored_row {
-    long index;             /* 0-based data row */
-    long line;              /* 1-based line where its record starts */
-    int n_fields;           /* as read (may differ from the header's count) */
-    char *const *fields;    /* NUL-terminated */
-    const size_t *lens;     /* byte lengths (a field may hold NUL bytes) */
-    const char *caption;    /* the caption field as read, "" when missing */
-    const char *error;      /* NULL when scored */
-    double similarity;      /* cosine; NaN when not scored */
-    const float *img_emb;   /* [D] L2-normalised, all NaN when not scored */
-    const float *txt_emb;   /* [D] likewise */
-    const cs_image *thumb;  /* RGB thumbnail when one was made, else NULL */
+    long index;            /* 0-based data row */
+    long line;             /* 1-based line where its record starts */
+    int n_fields;          /* as read (may differ from the header's count) */
+    char *const *fields;   /* NUL-terminated */
+    const size_t *lens;    /* byte lengths (a field may hold NUL bytes) */
+    const char *caption;   /* the caption field as read, "" when missing */
+    const char *error;     /* NULL when scored */
+    double similarity;     /* cosine; NaN when not scored */
+    const float *img_emb;  /* [D] L2-normalised, all NaN when not scored */
+    const float *txt_emb;  /* [D] likewise */
+    const cs_image *thumb; /* RGB thumbnail when one was made, else NULL */
+
+    /* For report.html and RefCLIPScore: */
     const float *pixels;    /* [3][R][R] the image as the encoder saw it (normalised),
                                NULL when it came from the embedding cache */
     const char *image;      /* the image field as given, "" when missing */
