@@ -5,9 +5,10 @@
 
 # The options of `clipscore --help` (tests/test_docs.sh keeps them in step).
 _clipscore_options="-m --model --device --precision -b --batch-size -t --threads -o --output
---image-column --caption-column --image-root --template --metric --save-embeddings --no-figures
---figure-limit --max-pixels --decode --image-key --caption-key --shard --keep-threshold
---keep-fraction --restart --no-resume --offline -q --quiet -h --help --version --jsonl --images --texts"
+--image-column --caption-column --reference-column --image-root --template --metric
+--save-embeddings --no-figures --figure-limit --no-report --report-pairs --max-pixels --decode
+--image-key --caption-key --shard --keep-threshold --keep-fraction --restart --no-resume --offline
+-q --quiet -h --help --version --jsonl --images --texts"
 
 # Known model names: the rows of `clipscore models` under its NAME header
 # ("*" marks the default).
@@ -58,9 +59,9 @@ _clipscore() {
     -o | --output | --image-root | --save-embeddings) COMPREPLY=($(compgen -d -- "$cur")) ;;
     --texts) COMPREPLY=($(compgen -f -- "$cur")) ;;
     --shard) COMPREPLY=($(compgen -W $'slurm\n0/' -- "$cur")) ;;
-    -b | --batch-size | -t | --threads | --figure-limit | --max-pixels | --template | \
-        --image-column | --caption-column | --image-key | --caption-key | --keep-threshold | \
-        --keep-fraction) ;;
+    -b | --batch-size | -t | --threads | --figure-limit | --report-pairs | --max-pixels | \
+        --template | --image-column | --caption-column | --reference-column | --image-key | \
+        --caption-key | --keep-threshold | --keep-fraction) ;;
     *)
         if [[ $cur == -* ]]; then
             IFS=$' \n' COMPREPLY=($(compgen -W "$_clipscore_options" -- "$cur"))

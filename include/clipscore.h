@@ -173,6 +173,13 @@ typedef struct clipscore_score_params {
     int figures;                  /* 1 (default): write the two JPEG figures */
     int figure_limit;             /* pairs shown in the figures; default 64 */
     int progress;                 /* 1 (default): progress on stderr (bar on a terminal) */
+    int report;                   /* 1 (default): write report.html */
+    int report_pairs; /* lowest and highest pairs, and failed rows, in report.html; default 50 */
+    /* Reference captions for RefCLIPScore (Hessel et al., 2021): column names
+     * or #N, one reference a column, empty cells ignored. With any, output.csv
+     * gains `clipscore` and `refclipscore` columns. Default: none (NULL, 0). */
+    const char *const *reference_columns;
+    int n_reference_columns;
     /* Several inputs, one run (input_csv is then ignored): CSVs, webdataset
      * tars (.tar, .tar.gz, ...) and img2dataset "files" folders, in order.
      * With any tar or folder, or CSVs of different headers, output.csv's
@@ -206,7 +213,7 @@ typedef struct clipscore_score_summary {
 } clipscore_score_summary;
 
 /* Scores every row of params->input_csv and writes output.csv, run.json and
- * (unless disabled) image_captions.jpg and similarity_matrix.jpg. Returns 0
+ * (unless disabled) image_captions.jpg, similarity_matrix.jpg and report.html. Returns 0
  * when the outputs were written, even if some rows failed (see summary);
  * negative when the run could not be completed (nothing half-written is
  * left behind). */
@@ -226,6 +233,8 @@ typedef struct clipscore_merge_params {
     int n_parts;
     double keep_threshold, keep_fraction; /* as in clipscore_score_params (NaN: none) */
     int progress;                         /* 1: a summary on stderr */
+    int report;                           /* 1 (default): report.html of the merged rows */
+    int report_pairs;                     /* as in clipscore_score_params; default 50 */
 } clipscore_merge_params;
 
 CLIPSCORE_API clipscore_merge_params clipscore_default_merge_params(void);

@@ -26,6 +26,7 @@
 #include <cairo.h>
 #include <pango/pangocairo.h>
 
+#include "score_colors.h"
 #include "stb_image_write_impl.h"
 
 #define FIG_MAX_SIDE 6000.0 /* pixels a side; larger canvases are drawn scaled down */
@@ -96,37 +97,17 @@ typedef struct rgb {
     double r, g, b;
 } rgb;
 
-/* viridis sampled at 8 evenly spaced points; interpolated linearly in sRGB,
- * which keeps it perceptually ordered and readable in grey. */
-static const unsigned char k_cmap[][3] = {
-    {0x44, 0x01, 0x54}, {0x46, 0x33, 0x7E}, {0x36, 0x5C, 0x8D}, {0x27, 0x7F, 0x8E},
-    {0x1F, 0xA1, 0x87}, {0x4A, 0xC1, 0x6D}, {0x9F, 0xDA, 0x3A}, {0xFD, 0xE7, 0x25},
-};
-#define K_CMAP_N ((int)(sizeof k_cmap / sizeof k_cmap[0]))
-
 static rgb cmap(double t) {
-    if (!(t > 0)) t = 0; /* also NaN */
-    if (t > 1) t = 1;
-    double pos = t * (K_CMAP_N - 1);
-    int i = (int)pos;
-    if (i > K_CMAP_N - 2) i = K_CMAP_N - 2;
-    double f = pos - i;
-    rgb c;
-    c.r = (k_cmap[i][0] + f * (k_cmap[i + 1][0] - k_cmap[i][0])) / 255.0;
-    c.g = (k_cmap[i][1] + f * (k_cmap[i + 1][1] - k_cmap[i][1])) / 255.0;
-    c.b = (k_cmap[i][2] + f * (k_cmap[i + 1][2] - k_cmap[i][2])) / 255.0;
+    double v[3];
+    cs_score_cmap(t, v);
+    rgb c = {v[0], v[1], v[2]};
     return c;
 }
 
-static double lin(double v) {
-    return v <= 0.04045 ? v / 12.92 : pow((v + 0.055) / 1.055, 2.4);
-}
-
-/* Black or white, whichever contrasts more with bg (WCAG luminance). */
 static rgb text_on(rgb bg) {
-    double l = 0.2126 * lin(bg.r) + 0.7152 * lin(bg.g) + 0.0722 * lin(bg.b);
+    double v[3] = {bg.r, bg.g, bg.b};
     rgb black = {0, 0, 0}, white = {1, 1, 1};
-    return l > 0.179 ? black : white;
+    return cs_score_dark_text(v) ? black : white;
 }
 
 static const rgb k_ink = {0.10, 0.10, 0.10};
@@ -162,7 +143,7 @@ static scale scale_of(const float *v, size_t count) {
     }
     s.lo = lo, s.hi = hi;
     double range = hi - lo;
-    s.decimals = range >= 0.05 ? 3 : range >= 0.005 ? 4 : 5;
+    s.decimals = cs_score_decimals(range);
     return s;
 }
 
@@ -171,9 +152,7 @@ static double scale_t(const scale *s, double v) {
 }
 
 static void fmt_value(const scale *s, double v, char *buf, size_t cap) {
-    /* Avoid printing "-0.000". */
-    if (fabs(v) < 0.5 * pow(10, -s->decimals)) v = 0;
-    snprintf(buf, cap, "%.*f", s->decimals, v);
+    snprintf(buf, cap, "%.*f", s->decimals, cs_score_rounded(v, s->decimals));
 }
 
 /* ---- canvas -------------------------------------------------------------- */
@@ -374,9 +353,10 @@ static void rounded_rect(cairo_t *cr, double x, double y, double w, double h, do
 static void draw_gradient(canvas *c, double x, double y, double w, double h, int vertical) {
     cairo_pattern_t *p = vertical ? cairo_pattern_create_linear(0, y + h, 0, y)
                                   : cairo_pattern_create_linear(x, 0, x + w, 0);
-    for (int i = 0; i < K_CMAP_N; i++)
-        cairo_pattern_add_color_stop_rgb(p, (double)i / (K_CMAP_N - 1), k_cmap[i][0] / 255.0,
-                                         k_cmap[i][1] / 255.0, k_cmap[i][2] / 255.0);
+    for (int i = 0; i < CS_SCORE_CMAP_N; i++)
+        cairo_pattern_add_color_stop_rgb(
+            p, (double)i / (CS_SCORE_CMAP_N - 1), cs_score_cmap_stops[i][0] / 255.0,
+            cs_score_cmap_stops[i][1] / 255.0, cs_score_cmap_stops[i][2] / 255.0);
     cairo_rectangle(c->cr, x, y, w, h);
     cairo_set_source(c->cr, p);
     cairo_fill_preserve(c->cr);

@@ -269,6 +269,9 @@ const char *cs_inputs_caption_column(const cs_inputs *in) {
 int cs_inputs_caption_field(const cs_inputs *in) {
     return in->sample_schema ? SAMPLE_CAPTION : in->in[0].col_cap;
 }
+int cs_inputs_image_field(const cs_inputs *in) {
+    return in->sample_schema ? 0 : in->in[0].col_img;
+}
 void cs_inputs_share(const cs_inputs *in, int *first, int *last, int64_t *lo, int64_t *hi) {
     *first = in->first;
     *last = in->last;

@@ -64,8 +64,10 @@ int cs_inputs_sample_schema(const cs_inputs *in);
 /* The image and caption column names of the first CSV ("" when none). */
 const char *cs_inputs_image_column(const cs_inputs *in);
 const char *cs_inputs_caption_column(const cs_inputs *in);
-/* Index of the caption among the output fields. */
+/* Index of the caption, and of the image (a CSV's image column, a
+ * sample's key), among the output fields. */
 int cs_inputs_caption_field(const cs_inputs *in);
+int cs_inputs_image_field(const cs_inputs *in);
 /* 1: a row in *row; 0: this shard's rows are done; negative: fatal. */
 int cs_inputs_next(cs_inputs *in, cs_input_row *row, cs_error *e);
 /* This shard's inputs [first, last) and, in row mode, rows [lo, hi) of

@@ -4,9 +4,10 @@
  * File layout (integers little-endian):
  *   "clipscore journal 1\n", the identity as one JSON line
  *   records: u32 magic, u32 payload bytes, u32 CRC-32 of the payload, payload
- *     ROW:   i64 index, i64 line, u32 flags, f64 similarity,
+ *     ROW:   i64 index, i64 line, u32 flags, f64 similarity, f64 RefCLIPScore,
  *            u32 n_fields, n x (u32 length, bytes), u32 error length
- *            (0xffffffff: none), bytes, [2 x dim f32 embeddings],
+ *            (0xffffffff: none), bytes, the image's path likewise (for
+ *            report.html's thumbnails), [2 x dim f32 embeddings],
  *            [i32 w, i32 h, w*h*3 bytes thumbnail]
  *     MARK:  empty payload, after the last row of a cache epoch: a restart
  *            continues from the last mark. */
@@ -21,7 +22,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define JOURNAL_MAGIC_LINE "clipscore journal 1\n"
+#define JOURNAL_MAGIC_LINE "clipscore journal 2\n"
 #define REC_ROW 0x574f524au  /* "JROW" */
 #define REC_MARK 0x4b52414du /* "MARK" */
 #define NO_ERROR 0xffffffffu
@@ -117,9 +118,13 @@ int cs_journal_add(cs_journal *j, const cs_scored_row *r, unsigned flags, int wi
     if (!rc) rc = put_u64(j, (uint64_t)(int64_t)r->line, e);
     if (!rc) rc = put_u32(j, flags, e);
     if (!rc) rc = put_f64(j, r->similarity, e);
+    if (!rc) rc = put_f64(j, r->refclipscore, e);
     if (!rc) rc = put_u32(j, (uint32_t)r->n_fields, e);
     for (int k = 0; !rc && k < r->n_fields; k++) rc = put_bytes(j, r->fields[k], r->lens[k], e);
     if (!rc) rc = r->error ? put_bytes(j, r->error, strlen(r->error), e) : put_u32(j, NO_ERROR, e);
+    if (!rc)
+        rc = r->image_path ? put_bytes(j, r->image_path, strlen(r->image_path), e)
+                           : put_u32(j, NO_ERROR, e);
     if (!rc && with_emb) {
         rc = put(j, r->img_emb, (size_t)j->dim * sizeof(float), e);
         if (!rc) rc = put(j, r->txt_emb, (size_t)j->dim * sizeof(float), e);
@@ -201,12 +206,14 @@ static int replay_row(const unsigned char *d, size_t n, int dim, cs_journal_repl
     uint32_t flags = get_u32(&r);
     uint64_t bits = get_u64(&r);
     memcpy(&s->similarity, &bits, sizeof bits);
+    bits = get_u64(&r);
+    memcpy(&s->refclipscore, &bits, sizeof bits);
     uint32_t nf = get_u32(&r);
     if (r.bad || nf > (uint32_t)(n / 4))
         return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt row record", path);
     char **f = cs_calloc(nf ? nf : 1, sizeof *f, e);
     size_t *lens = cs_calloc(nf ? nf : 1, sizeof *lens, e);
-    char *err = NULL;
+    char *err = NULL, *img_path = NULL;
     float *emb = NULL;
     cs_image thumb;
     memset(&thumb, 0, sizeof thumb);
@@ -222,13 +229,15 @@ static int replay_row(const unsigned char *d, size_t n, int dim, cs_journal_repl
             lens[k] = l;
         }
     }
-    uint32_t el = rc ? 0 : get_u32(&r);
-    if (!rc && !r.bad && el != NO_ERROR) {
+    for (int k = 0; k < 2; k++) { /* the error, then the image's path */
+        char **dst = k ? &img_path : &err;
+        uint32_t el = rc ? 0 : get_u32(&r);
+        if (rc || r.bad || el == NO_ERROR) continue;
         const unsigned char *b = get_span(&r, el);
-        if (!r.bad && !(err = cs_malloc((size_t)el + 1, 1, e))) rc = CLIPSCORE_ENOMEM;
-        if (err) {
-            memcpy(err, b, el);
-            err[el] = '\0';
+        if (!r.bad && !(*dst = cs_malloc((size_t)el + 1, 1, e))) rc = CLIPSCORE_ENOMEM;
+        if (*dst) {
+            memcpy(*dst, b, el);
+            (*dst)[el] = '\0';
         }
     }
     if (!rc && !(emb = cs_malloc((size_t)dim * 2, sizeof *emb, e))) rc = CLIPSCORE_ENOMEM;
@@ -254,6 +263,7 @@ static int replay_row(const unsigned char *d, size_t n, int dim, cs_journal_repl
         s->fields = f;
         s->lens = lens;
         s->error = err;
+        s->image_path = img_path;
         s->img_emb = emb;
         s->txt_emb = emb + dim;
         s->thumb = thumb.px ? &thumb : NULL;
@@ -264,6 +274,7 @@ static int replay_row(const unsigned char *d, size_t n, int dim, cs_journal_repl
     free(f);
     free(lens);
     free(err);
+    free(img_path);
     free(emb);
     cs_image_free(&thumb);
     return rc;

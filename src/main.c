@@ -44,6 +44,7 @@ static void print_usage(FILE *out) {
             "  run.json               model, weight SHA-256, device, counts, timings, outputs\n"
             "  image_captions.jpg     each image with its caption and score\n"
             "  similarity_matrix.jpg  every image against every caption\n"
+            "  report.html            summary, histogram, lowest and highest pairs, failed rows\n"
             "\n"
             "Options (defaults in brackets):\n"
             "  -m, --model M          ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px, "
@@ -63,10 +64,15 @@ static void print_usage(FILE *out) {
             "[%s]\n"
             "      --metric M         cosine, or clipscore to add clipscore = 2.5*max(cos,0) "
             "[%s]\n"
+            "      --reference-column C  a reference caption column (repeatable): adds clipscore\n"
+            "                         and refclipscore (RefCLIPScore, Hessel et al. 2021)\n"
             "      --save-embeddings DIR  write image_embeddings.npy, text_embeddings.npy "
             "(L2-normalised)\n"
             "      --no-figures       do not draw the two JPEG figures\n"
             "      --figure-limit N   pairs shown in the figures [%d]\n"
+            "      --no-report        do not write report.html\n"
+            "      --report-pairs N   lowest and highest pairs (and failed rows) in the report "
+            "[%d]\n"
             "      --max-pixels N     refuse larger images [%lld]\n"
             "      --decode D         exact (as the reference), or fast: large JPEGs decoded at\n"
             "                         1/2, 1/4 or 1/8 size, then resized as usual [%s]\n"
@@ -88,7 +94,8 @@ static void print_usage(FILE *out) {
             "replaced).\n",
             p.model, p.device, p.precision, s.batch_size, s.caption_template,
             s.metric == CLIPSCORE_METRIC_CLIPSCORE ? "clipscore" : "cosine", s.figure_limit,
-            (long long)p.max_pixels, p.decode == CLIPSCORE_DECODE_FAST ? "fast" : "exact");
+            s.report_pairs, (long long)p.max_pixels,
+            p.decode == CLIPSCORE_DECODE_FAST ? "fast" : "exact");
 }
 
 typedef struct cli {
@@ -101,6 +108,7 @@ typedef struct cli {
     const char *texts_file;
     const char **positional;
     int n_positional;
+    const char **references; /* --reference-column values [argc] */
     clipscore_merge_params merge;
 } cli;
 
@@ -189,7 +197,9 @@ static int parse_args(int argc, char **argv, cli *c) {
     c->merge = clipscore_default_merge_params();
     c->command = "score";
     c->positional = calloc((size_t)argc, sizeof *c->positional);
-    if (!c->positional) return -1;
+    c->references = calloc((size_t)argc, sizeof *c->references);
+    if (!c->positional || !c->references) return -1;
+    c->score.reference_columns = c->references;
     int i = 1;
     static const char *const commands[] = {"score",  "tokenize", "preprocess", "embed",
                                            "models", "info",     "merge"};
@@ -235,6 +245,8 @@ static int parse_args(int argc, char **argv, cli *c) {
             c->score.progress = 0;
         } else if (FLAG("--no-figures")) {
             c->score.figures = 0;
+        } else if (FLAG("--no-report")) {
+            c->score.report = 0;
         } else if (FLAG("--offline")) {
             c->params.offline = 1;
         } else if (FLAG("--jsonl")) {
@@ -257,6 +269,8 @@ static int parse_args(int argc, char **argv, cli *c) {
             if (!(c->score.image_column = VALUE())) return -1;
         } else if (FLAG("--caption-column")) {
             if (!(c->score.caption_column = VALUE())) return -1;
+        } else if (FLAG("--reference-column")) {
+            if (!(c->references[c->score.n_reference_columns++] = VALUE())) return -1;
         } else if (FLAG("--image-root")) {
             if (!(c->score.image_root = VALUE())) return -1;
         } else if (FLAG("--template")) {
@@ -301,6 +315,10 @@ static int parse_args(int argc, char **argv, cli *c) {
             const char *v = VALUE();
             if (!v || parse_int(name, v, 1, 1024, &n)) return -1;
             c->score.figure_limit = (int)n;
+        } else if (FLAG("--report-pairs")) {
+            const char *v = VALUE();
+            if (!v || parse_int(name, v, 1, 1000, &n)) return -1;
+            c->score.report_pairs = (int)n;
         } else if (FLAG("--image-key")) {
             if (!(c->score.image_key = VALUE())) return -1;
         } else if (FLAG("--caption-key")) {
@@ -610,6 +628,8 @@ static int cmd_merge(cli *c) {
     c->merge.parts = c->positional;
     c->merge.n_parts = c->n_positional;
     c->merge.progress = c->score.progress;
+    c->merge.report = c->score.report;
+    c->merge.report_pairs = c->score.report_pairs;
     char err[1024];
     clipscore_score_summary sum;
     int rc = clipscore_merge(&c->merge, &sum, err, sizeof err);
@@ -649,5 +669,6 @@ int main(int argc, char **argv) {
     else
         rc = cmd_score(&c);
     free(c.positional);
+    free(c.references);
     return rc;
 }

@@ -8,7 +8,8 @@
  * run.json with summed counts and each part's host and timings, the
  * embeddings concatenated when every part saved them, kept.csv over all
  * rows, the figures (the first part's when they show all the figure rows,
- * else drawn again: merge_figures.c), and committing everything together
+ * else drawn again: merge_figures.c), report.html of the merged rows, and
+ * committing everything together
  * under the output folder's lock. */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
@@ -30,6 +31,8 @@
 #include "npy.h"
 #include "output_dir.h"
 #include "util.h"
+#include "webdataset.h"
+#include "writer.h"
 
 clipscore_merge_params clipscore_default_merge_params(void) {
     clipscore_merge_params p;
@@ -37,6 +40,8 @@ clipscore_merge_params clipscore_default_merge_params(void) {
     p.keep_threshold = NAN;
     p.keep_fraction = NAN;
     p.progress = 1;
+    p.report = 1;
+    p.report_pairs = 50;
     return p;
 }
 
@@ -385,6 +390,119 @@ static int merge_figures(merge *m, const char *merged_csv, cs_error *e) {
                : 1;
 }
 
+/* ------------------------------------------------------------ report.html */
+
+static int col_named(const cs_csv_record *h, const char *name, int prefix) {
+    for (int k = 0; name && k < h->n; k++)
+        if (prefix ? strncmp(h->fields[k], name, strlen(name)) == 0
+                   : strcmp(h->fields[k], name) == 0)
+            return k;
+    return -1;
+}
+
+static double cell_num(const cs_csv_record *r, int k) {
+    if (k < 0 || k >= r->n || !r->lens[k]) return NAN;
+    char *end;
+    double v = strtod(r->fields[k], &end);
+    return *end ? NAN : v;
+}
+
+/* report.html of the merged rows, read back from the merged output.csv: the
+ * parts' model and options from the first part's run.json; thumbnails of
+ * the rows shown decoded again from the images (report.html's late path). */
+static int merge_report(merge *m, const char *merged_csv, const clipscore_score_summary *s,
+                        double seconds) {
+    cs_error *e = m->e;
+    const cJSON *run = m->parts[0].run, *model = item(run, "model");
+    const char *columns = cJSON_GetStringValue(item(run, "columns"));
+    int sample = !columns || strcmp(columns, "input") != 0;
+    const char *image_key = cJSON_GetStringValue(item(run, "image_key"));
+    const char *root = cJSON_GetStringValue(item(run, "image_root"));
+    const char *first = cJSON_GetStringValue(cJSON_GetArrayItem(item(run, "inputs"), 0));
+    cs_preprocess_cfg pp = cs_preprocess_default();
+    double size = num(model, "image_size");
+    if (size >= 1) pp.size = (int)size;
+    double mp = num(run, "max_pixels");
+    char *path = cs_path_join(m->p->output_dir, "report.html", e);
+    char *base = root ? cs_strdup(root, e) : first ? cs_path_dirname(first, e) : cs_strdup(".", e);
+    cs_writer *w = NULL;
+    int rc = path && base ? 0 : CLIPSCORE_ENOMEM;
+    if (!rc)
+        rc = cs_report_writer_new(path, m->p->report_pairs > 0 ? m->p->report_pairs : 50, &pp,
+                                  isnan(mp) ? 0 : (int64_t)mp, m->p->keep_threshold, &w, e);
+    cs_csv_reader *r = NULL;
+    if (!rc) rc = cs_csv_open(merged_csv, &r, e);
+    const cs_csv_record *h = r ? cs_csv_header(r) : NULL;
+    int c_img =
+        h ? col_named(h, sample ? "key" : cJSON_GetStringValue(item(run, "image_column")), 0) : -1;
+    int c_cap =
+        h ? col_named(h, sample ? "caption" : cJSON_GetStringValue(item(run, "caption_column")), 0)
+          : -1;
+    int c_src = h && sample ? col_named(h, "source", 0) : -1;
+    int c_sim = h ? col_named(h, "similarity", 1) : -1;
+    int c_ref = h ? col_named(h, "refclipscore", 1) : -1;
+    int c_err = -1;
+    for (int k = 0; h && k < h->n; k++)
+        if (strncmp(h->fields[k], "error", 5) == 0) c_err = k;
+    cs_csv_record rec;
+    int malformed;
+    long index = 0;
+    while (!rc && (rc = cs_csv_next(r, &rec, &malformed, e)) == 1) {
+        const char *image = c_img >= 0 && c_img < rec.n ? rec.fields[c_img] : "";
+        const char *src = c_src >= 0 && c_src < rec.n ? rec.fields[c_src] : NULL;
+        char *img_path = NULL;
+        if (!sample && *image) img_path = cs_path_join(base, image, NULL);
+        cs_scored_row sr = {
+            .index = index++,
+            .n_fields = rec.n,
+            .fields = rec.fields,
+            .lens = rec.lens,
+            .caption = c_cap >= 0 && c_cap < rec.n ? rec.fields[c_cap] : "",
+            .error = c_err >= 0 && c_err < rec.n && rec.lens[c_err] ? rec.fields[c_err] : NULL,
+            .similarity = cell_num(&rec, c_sim),
+            .image = image,
+            .image_path = img_path,
+            .image_tar = src && cs_wds_kind(src) ? src : NULL,
+            .image_key = image_key,
+            .refclipscore = cell_num(&rec, c_ref),
+        };
+        /* A CSV row of a mixed run: its path against its own CSV's folder. */
+        if (sample && src && !sr.image_tar && *image) {
+            char *dir = root ? cs_strdup(root, NULL) : cs_path_dirname(src, NULL);
+            sr.image_path = img_path = dir ? cs_path_join(dir, image, NULL) : NULL;
+            free(dir);
+        }
+        if (!sr.error && isnan(sr.similarity)) sr.error = "no similarity";
+        rc = w->ops->row(w, &sr, e);
+        free(img_path);
+    }
+    cs_csv_close(r);
+    if (!rc) {
+        clipscore_score_params sp = clipscore_default_score_params();
+        const char *tpl = cJSON_GetStringValue(item(run, "template"));
+        if (tpl) sp.caption_template = tpl;
+        cs_run_record rr;
+        memset(&rr, 0, sizeof rr);
+        rr.sp = &sp;
+        rr.input = first ? first : "";
+        rr.image_column = cJSON_GetStringValue(item(run, "image_column"));
+        rr.caption_column = cJSON_GetStringValue(item(run, "caption_column"));
+        if (!rr.image_column) rr.image_column = "";
+        if (!rr.caption_column) rr.caption_column = "";
+        rr.model_name = cJSON_GetStringValue(item(model, "name"));
+        rr.model_sha256 = cJSON_GetStringValue(item(model, "weights_sha256"));
+        rr.model_device = cJSON_GetStringValue(item(run, "device"));
+        rr.model_precision = cJSON_GetStringValue(item(run, "precision"));
+        rr.sum = *s;
+        rr.t.total = seconds;
+        rc = w->ops->finish(w, &rr, &m->commit, e);
+    }
+    cs_writer_destroy(w);
+    free(path);
+    free(base);
+    return rc;
+}
+
 /* ------------------------------------------------------------ run.json */
 
 static int write_run_json(merge *m, const clipscore_score_summary *s, int figures,
@@ -419,6 +537,7 @@ static int write_run_json(merge *m, const clipscore_score_summary *s, int figure
         cJSON_AddNullToObject(j, "mean_similarity");
     cJSON_AddNumberToObject(j, "resumed_rows", (double)s->resumed_rows);
     cJSON_AddBoolToObject(j, "figures", figures);
+    cJSON_AddBoolToObject(j, "report", m->p->report != 0);
     if (cs_keep_wanted(m->p->keep_threshold, m->p->keep_fraction)) {
         cJSON *k = cJSON_AddObjectToObject(j, "keep");
         if (!isnan(m->p->keep_threshold))
@@ -573,6 +692,13 @@ static int run_merge(merge *m, clipscore_score_summary *s) {
             rc = cs_commit_add(&m->commit, &figs.files[i], e);
         free(figs.files);
     }
+    /* The slowest part's wall time is the merged run's (they run side by side). */
+    double slowest = 0;
+    for (int i = 0; i < m->n; i++) {
+        double t = num(item(m->parts[i].run, "seconds"), "total");
+        if (t > slowest) slowest = t;
+    }
+    if (!rc && p->report) rc = merge_report(m, cs_commit_tmp_path(&m->commit, csv), s, slowest);
     char *json = NULL;
     if (!rc) rc = out_path(m, "run.json", &json);
     if (!rc) rc = write_run_json(m, s, figures, json);

@@ -3,7 +3,8 @@
  *
  * Rows stream through five stages, a batch of --batch-size rows at a time:
  *   read     CSV records are copied into a batch; image paths resolved,
- *            the caption template applied; repeated images and captions
+ *            the caption template applied (to references too); repeated
+ *            images and captions (references among them)
  *            within the batch, or already in the embedding caches, are
  *            collapsed so each is encoded once; captions are tokenised
  *   prepare  the worker pool (worker_pool.c) decodes and preprocesses the
@@ -11,7 +12,8 @@
  *   encode   the encoders run on the unique inputs that some row still
  *            needs (not those whose partner already failed), captions
  *            grouped by length so padding is cut
- *   combine  cosine similarity of each row's pair, or its error
+ *   combine  cosine similarity of each row's pair, or its error; with
+ *            reference captions, RefCLIPScore
  *   write    each row goes, in input order, to every writer (writer.h)
  * The workers prepare batch k+1 while batch k is encoded, so at most two
  * batches are in memory: memory depends on the batch size, never on the
@@ -39,6 +41,7 @@
 #include "inputs.h"
 #include "journal.h"
 #include "keep.h"
+#include "webdataset.h"
 #include "output_dir.h"
 #include "progress.h"
 #include "worker_pool.h"
@@ -68,6 +71,8 @@ clipscore_score_params clipscore_default_score_params(void) {
     p.resume = 1;
     p.keep_threshold = NAN;
     p.keep_fraction = NAN;
+    p.report = 1;
+    p.report_pairs = 50;
     return p;
 }
 
@@ -79,8 +84,9 @@ static const char *const output_names[] = {"output.csv",
                                            "similarity_matrix.jpg",
                                            "image_embeddings.npy",
                                            "text_embeddings.npy",
-                                           "kept.csv"};
-enum { OUT_KEPT = 6 };
+                                           "kept.csv",
+                                           "report.html"};
+enum { OUT_KEPT = 6, OUT_REPORT = 7 }; /* indices of kept.csv and report.html above */
 enum { N_OUTPUT_NAMES = sizeof output_names / sizeof output_names[0] };
 
 /* ------------------------------------------------------------ batches */
@@ -100,8 +106,9 @@ typedef struct uimage {  /* a distinct image of a batch */
     float *emb; /* -> batch.img_emb row */
 } uimage;
 
-typedef struct utext { /* a distinct caption of a batch */
+typedef struct utext { /* a distinct caption or reference of a batch */
     char *text;        /* after the template */
+    int is_ref;        /* some row's reference */
     int cached;
     int needed;   /* some row's image decoded: worth encoding */
     int32_t *ids; /* -> batch.ids row */
@@ -119,20 +126,23 @@ typedef struct row {
     char **f;
     size_t *len;
     int img, txt; /* uimage / utext index, -1 when the row failed before */
+    int *ref;     /* [n_ref] utext index of each reference, -1 for an empty cell */
     char *error;  /* owned; NULL when scored */
     double sim;
+    double refclip; /* RefCLIPScore, NaN when none */
 } row;
 
 typedef struct batch {
-    int n_rows, n_img, n_txt;
+    int n_rows, n_img, n_txt, n_ref;
     long epoch;     /* cache epoch (EPOCH_BATCHES) */
     row *rows;      /* [B] */
     uimage *img;    /* [B] */
-    utext *txt;     /* [B] */
+    utext *txt;     /* [TB]: B captions and their references */
+    int *refs;      /* [B][n_ref] */
     float *px;      /* [B][3][R][R] */
     float *img_emb; /* [B][D] */
-    int32_t *ids;   /* [B][T] */
-    float *txt_emb; /* [B][D] */
+    int32_t *ids;   /* [TB][T] */
+    float *txt_emb; /* [TB][D] */
     int *jobs;      /* [B] image indices queued for the workers */
     cs_job_group decode;
     const cs_preprocess_cfg *pp;
@@ -148,18 +158,23 @@ typedef struct run {
     const clipscore_score_params *sp;
     cs_error *e;
     int B, D, T, R;
+    int TB;            /* texts a batch may hold: B * (1 + n_ref) */
+    int n_ref;         /* reference columns */
+    int *col_ref;      /* [n_ref] */
+    char *ref_name;    /* the refclipscore column's name */
     const char *input; /* the first input, as given */
     const char *const *paths;
     int n_paths;
     int stream; /* standard input, a pipe or a device: no folder of its own */
     cs_inputs *inputs;
-    int cap_field; /* the caption among the output fields */
+    int cap_field, img_field; /* the caption and the image among the output fields */
     char *out_dir;
     char *sim_name, *err_name, *cs_name; /* output column names */
     cs_output_lock lock_out, lock_emb;
     int stale_figures; /* the previous run in out_dir drew figures */
+    int stale_report;  /* ... or wrote report.html */
     /* writers, finished in this order; run.json last */
-    cs_writer *csv_out, *npy_out, *fig_out, *json_out;
+    cs_writer *csv_out, *npy_out, *fig_out, *report_out, *json_out;
     cs_commit commit;
     cs_journal *journal; /* NULL: no resume (a stream input, or resume off) */
     int fig_limit;
@@ -183,16 +198,19 @@ static int batch_alloc(run *r, batch *b) {
     b->max_pixels = cs_ctx_max_pixels(r->ctx);
     b->budget = &r->budget;
     b->decode_min_side = cs_ctx_decode_min_side(r->ctx);
+    b->n_ref = r->n_ref;
     b->rows = cs_calloc(B, sizeof *b->rows, r->e);
     b->img = cs_calloc(B, sizeof *b->img, r->e);
-    b->txt = cs_calloc(B, sizeof *b->txt, r->e);
+    b->txt = cs_calloc((size_t)r->TB, sizeof *b->txt, r->e);
+    b->refs = cs_calloc(B * (size_t)(r->n_ref ? r->n_ref : 1), sizeof *b->refs, r->e);
     b->jobs = cs_calloc(B, sizeof *b->jobs, r->e);
     b->px = cs_ctx_host_alloc(r->ctx, B * 3 * (size_t)r->R * (size_t)r->R * sizeof *b->px);
     if (!b->px) return cs_fail(r->e, CLIPSCORE_ENOMEM, "out of memory for the image batch");
     b->img_emb = cs_malloc(B * (size_t)r->D, sizeof *b->img_emb, r->e);
-    b->ids = cs_malloc(B * (size_t)r->T, sizeof *b->ids, r->e);
-    b->txt_emb = cs_malloc(B * (size_t)r->D, sizeof *b->txt_emb, r->e);
-    if (!b->rows || !b->img || !b->txt || !b->jobs || !b->img_emb || !b->ids || !b->txt_emb)
+    b->ids = cs_malloc((size_t)r->TB * (size_t)r->T, sizeof *b->ids, r->e);
+    b->txt_emb = cs_malloc((size_t)r->TB * (size_t)r->D, sizeof *b->txt_emb, r->e);
+    if (!b->rows || !b->img || !b->txt || !b->refs || !b->jobs || !b->img_emb || !b->ids ||
+        !b->txt_emb)
         return CLIPSCORE_ENOMEM;
     return 0;
 }
@@ -228,6 +246,7 @@ static void batch_free(batch *b) {
     free(b->rows);
     free(b->img);
     free(b->txt);
+    free(b->refs);
     free(b->jobs);
     cs_ctx_host_free(b->px);
     free(b->img_emb);
@@ -247,6 +266,12 @@ static int row_fail(row *w, const char *fmt, ...) {
     free(w->error);
     w->error = n >= 0 ? msg : NULL;
     return w->error ? 0 : CLIPSCORE_ENOMEM;
+}
+
+static int is_blank(const char *s) {
+    for (; *s; s++)
+        if (!strchr(" \t\r\n\v\f", *s)) return 0;
+    return 1;
 }
 
 /* The caption with the template applied ("{}" replaced by it, once). */
@@ -300,13 +325,32 @@ static int add_text(run *r, batch *b, char *text /* taken */, int *idx) {
     return 0;
 }
 
+/* The row's reference captions, templated as captions are, into the
+ * batch's texts (so a reference repeated within the batch, or in the text
+ * cache, is encoded once); empty cells are none. */
+static int read_references(run *r, batch *b, row *w) {
+    for (int k = 0; k < r->n_ref; k++) {
+        w->ref[k] = -1;
+        const char *cell = w->f[r->col_ref[k]];
+        if (is_blank(cell) || strlen(cell) != w->len[r->col_ref[k]]) continue;
+        char *text = apply_template(r->sp->caption_template, cell, r->e);
+        if (!text) return CLIPSCORE_ENOMEM;
+        int rc = add_text(r, b, text, &w->ref[k]);
+        if (rc) return rc;
+        b->txt[w->ref[k]].is_ref = 1;
+    }
+    return 0;
+}
+
 /* Copies the next input row into row w and decides what it needs. */
 static int read_row(run *r, batch *b, row *w, const cs_input_row *in) {
     w->index = in->index;
     w->line = in->line;
     w->source = in->source;
     w->img = w->txt = -1;
-    w->sim = NAN;
+    w->sim = w->refclip = NAN;
+    w->ref = b->refs + (size_t)(w - b->rows) * (size_t)r->n_ref;
+    for (int k = 0; k < r->n_ref; k++) w->ref[k] = -1;
     w->n = in->n_fields;
     w->f = cs_calloc((size_t)(in->n_fields ? in->n_fields : 1), sizeof *w->f, r->e);
     w->len = cs_calloc((size_t)(in->n_fields ? in->n_fields : 1), sizeof *w->len, r->e);
@@ -321,7 +365,8 @@ static int read_row(run *r, batch *b, row *w, const cs_input_row *in) {
     if (rc) return rc;
     char *text = apply_template(r->sp->caption_template, in->caption, r->e);
     if (!text) return CLIPSCORE_ENOMEM;
-    return add_text(r, b, text, &w->txt);
+    rc = add_text(r, b, text, &w->txt);
+    return rc ? rc : read_references(r, b, w);
 }
 
 /* ------------------------------------------------------------ stage: prepare */
@@ -423,6 +468,8 @@ static void mark_needed(batch *b) {
         if (b->img[w->img].rc == 0 && b->txt[w->txt].rc == 0) {
             b->img[w->img].needed = 1;
             b->txt[w->txt].needed = 1;
+            for (int k = 0; k < b->n_ref; k++)
+                if (w->ref[k] >= 0) b->txt[w->ref[k]].needed = 1;
         }
     }
 }
@@ -433,7 +480,7 @@ static int encode_batch(run *r, batch *b) {
     const size_t per = 3 * (size_t)r->R * (size_t)r->R, D = (size_t)r->D;
     int *order =
         cs_malloc((size_t)(b->n_img > b->n_txt ? b->n_img : b->n_txt) + 1, sizeof *order, r->e);
-    float *tmp = cs_malloc(((size_t)r->B + 1) * D, sizeof *tmp, r->e);
+    float *tmp = cs_malloc(((size_t)r->TB + 1) * D, sizeof *tmp, r->e);
     int32_t *ids = cs_malloc((size_t)TEXT_CHUNK * (size_t)r->T, sizeof *ids, r->e);
     int lens[TEXT_CHUNK];
     int rc = order && tmp && ids ? 0 : CLIPSCORE_ENOMEM;
@@ -443,9 +490,13 @@ static int encode_batch(run *r, batch *b) {
     int k = 0;
     for (int i = 0; !rc && i < b->n_img; i++) {
         uimage *u = &b->img[i];
-        if (u->cached || u->rc || !u->needed) continue;
+        if (u->cached || u->rc || !u->needed) {
+            u->px_slot = -1; /* its pixels may be overwritten now */
+            continue;
+        }
         if (u->px_slot != k)
             memmove(b->px + (size_t)k * per, b->px + (size_t)u->px_slot * per, per * sizeof *b->px);
+        u->px_slot = k; /* where the writers find the pixels the encoder saw */
         order[k++] = i;
     }
     if (!rc && k) {
@@ -463,8 +514,20 @@ static int encode_batch(run *r, batch *b) {
     /* Captions: sorted by token count and encoded in chunks, each cut to
      * its longest caption. */
     k = 0;
-    for (int i = 0; !rc && i < b->n_txt; i++)
-        if (!b->txt[i].cached && !b->txt[i].rc && b->txt[i].needed) order[k++] = i;
+    for (int i = 0; !rc && i < b->n_txt; i++) {
+        utext *u = &b->txt[i];
+        if (u->cached || u->rc || !u->needed) continue;
+        /* The cache again: this batch was read before the one before it
+         * was encoded, so a caption or reference repeated from that one
+         * is found only now. */
+        const float *hit = cs_embed_cache_get(r->txt_cache, u->text);
+        if (hit) {
+            memcpy(u->emb, hit, D * sizeof *hit);
+            u->cached = 1;
+            continue;
+        }
+        order[k++] = i;
+    }
     if (!rc && k) {
         double t0 = cs_now();
         qsort_r(order, (size_t)k, sizeof *order, cmp_len, b->txt);
@@ -481,6 +544,7 @@ static int encode_batch(run *r, batch *b) {
                 memcpy(u->emb, tmp + (size_t)j * D, D * sizeof *tmp);
                 if (b->epoch == r->epoch)
                     rc = cs_embed_cache_put(r->txt_cache, u->text, u->emb, r->e);
+                r->rec.references_encoded += u->is_ref;
             }
         }
         r->rec.t.text += cs_now() - t0;
@@ -512,7 +576,23 @@ static void normalised(const float *v, int d, float *out) {
     for (int i = 0; i < d; i++) out[i] = n > 0 ? (float)(v[i] / n) : NAN;
 }
 
-/* Stage "combine": each row's similarity, or its error. */
+/* RefCLIPScore (Hessel et al., 2021, section 3): the harmonic mean of
+ * CLIP-S = 2.5 max(cos(image, caption), 0) and max(max over references r
+ * of cos(caption, r), 0); 0 when both are 0; NaN when the row has no
+ * usable reference (all empty, or none could be tokenised). */
+static double refclipscore(const run *r, const batch *b, const row *w) {
+    double best = -INFINITY;
+    for (int k = 0; k < r->n_ref; k++) {
+        if (w->ref[k] < 0 || b->txt[w->ref[k]].rc) continue;
+        double c = cosine(b->txt[w->txt].emb, b->txt[w->ref[k]].emb, r->D);
+        if (c > best) best = c; /* a NaN (zero-length) reference never wins */
+    }
+    if (best == -INFINITY) return NAN;
+    double clip_s = 2.5 * (w->sim > 0 ? w->sim : 0), ref_s = best > 0 ? best : 0;
+    return clip_s + ref_s > 0 ? 2 * clip_s * ref_s / (clip_s + ref_s) : 0;
+}
+
+/* Stage "combine": each row's similarity (and RefCLIPScore), or its error. */
 static int combine_batch(run *r, batch *b) {
     for (int i = 0; i < b->n_rows; i++) {
         row *w = &b->rows[i];
@@ -525,6 +605,7 @@ static int combine_batch(run *r, batch *b) {
         w->sim = cosine(ui->emb, ut->emb, r->D);
         if (isnan(w->sim) && row_fail(w, "%s", "embedding has zero length"))
             return CLIPSCORE_ENOMEM;
+        if (!w->error) w->refclip = refclipscore(r, b, w);
     }
     return 0;
 }
@@ -538,6 +619,7 @@ static int write_row(run *r, cs_writer *w, const cs_scored_row *sr) {
 /* Stage "write": the summary counts and notes, then each row to every
  * writer, in input order. */
 static int write_batch(run *r, batch *b) {
+    const size_t per = 3 * (size_t)r->R * (size_t)r->R;
     double t0 = cs_now();
     int rc = 0;
     for (int i = 0; !rc && i < b->n_rows; i++) {
@@ -573,6 +655,7 @@ static int write_batch(run *r, batch *b) {
         } else {
             sum->scored++;
             r->sim_total += w->sim;
+            r->rec.refclipscore_rows += !isnan(w->refclip);
         }
         if (w->error) {
             for (int k = 0; k < r->D; k++) r->nimg[k] = r->ntxt[k] = NAN;
@@ -593,10 +676,17 @@ static int write_batch(run *r, batch *b) {
             .img_emb = r->nimg,
             .txt_emb = r->ntxt,
             .thumb = ui && ui->thumb.px ? &ui->thumb : NULL,
+            .pixels = ui && ui->px_slot >= 0 ? b->px + (size_t)ui->px_slot * per : NULL,
+            .image = r->img_field < w->n ? w->f[r->img_field] : "",
+            .image_path = ui && !ui->data ? ui->path : NULL,
+            .image_tar = ui && ui->data ? w->source : NULL,
+            .image_key = r->sp->image_key,
+            .refclipscore = w->refclip,
         };
         rc = write_row(r, r->csv_out, &sr);
         if (!rc) rc = write_row(r, r->npy_out, &sr);
         if (!rc) rc = write_row(r, r->fig_out, &sr);
+        if (!rc) rc = write_row(r, r->report_out, &sr);
         if (!rc && r->journal)
             rc = cs_journal_add(r->journal, &sr, ut ? ut->flags : 0u,
                                 r->npy_out || w->index < r->fig_limit, r->e);
@@ -625,11 +715,20 @@ static int replay_row(void *arg, const cs_journal_row *jr, cs_error *e) {
         sum->scored++;
         r->sim_total += sr->similarity;
     }
+    r->rec.refclipscore_rows += !isnan(sr->refclipscore);
     cs_scored_row row = *sr;
     row.caption = r->cap_field < sr->n_fields ? sr->fields[r->cap_field] : "";
+    row.image = r->img_field < sr->n_fields ? sr->fields[r->img_field] : "";
+    /* A tar member's image is found again by its tar (the source field). */
+    if (!row.image_path && cs_inputs_sample_schema(r->inputs) && sr->n_fields > 1 &&
+        cs_wds_kind(sr->fields[1]) == 1) {
+        row.image_tar = sr->fields[1];
+        row.image_key = r->sp->image_key;
+    }
     int rc = write_row(r, r->csv_out, &row);
     if (!rc) rc = write_row(r, r->npy_out, &row);
     if (!rc) rc = write_row(r, r->fig_out, &row);
+    if (!rc) rc = write_row(r, r->report_out, &row);
     (void)e;
     return rc;
 }
@@ -740,6 +839,42 @@ static char *free_column_name(int n, const char *const *header, const char *name
     return NULL;
 }
 
+/* The --reference-column columns: found by name or #N, none of them the
+ * image or caption column. */
+static int find_reference_columns(run *r, int n_h, const char *const *names) {
+    const clipscore_score_params *sp = r->sp;
+    if (sp->n_reference_columns <= 0) return 0;
+    if (cs_inputs_sample_schema(r->inputs))
+        return cs_fail(r->e, CLIPSCORE_EARG,
+                       "--reference-column needs CSV inputs that share one header (tars, "
+                       "folders and CSVs of other headers have no reference columns)");
+    r->col_ref = cs_calloc((size_t)sp->n_reference_columns, sizeof *r->col_ref, r->e);
+    size_t *lens = cs_calloc((size_t)(n_h ? n_h : 1), sizeof *lens, r->e);
+    if (!r->col_ref || !lens) {
+        free(lens);
+        return CLIPSCORE_ENOMEM;
+    }
+    for (int k = 0; k < n_h; k++) lens[k] = strlen(names[k]);
+    /* The output header is the CSVs' own here: a record to look names up in. */
+    cs_csv_record h = {.n = n_h, .fields = (char **)names, .lens = lens};
+    int rc = 0;
+    for (int k = 0; !rc && k < sp->n_reference_columns; k++) {
+        int c = cs_csv_find_column(&h, r->input, sp->reference_columns[k], NULL, "reference", r->e);
+        if (c < 0)
+            rc = c;
+        else if (c == r->img_field || c == r->cap_field)
+            rc = cs_fail(r->e, CLIPSCORE_EARG, "%s: --reference-column %s is the %s column",
+                         r->input, sp->reference_columns[k],
+                         c == r->img_field ? "image" : "caption");
+        else
+            r->col_ref[r->n_ref++] = c;
+    }
+    free(lens);
+    r->rec.reference_columns = r->col_ref;
+    r->rec.header_names = names;
+    return rc;
+}
+
 /* Same file? (by device and inode, so links and ./ spellings count). */
 static int same_file(const char *a, const char *b) {
     struct stat sa, sb;
@@ -783,9 +918,10 @@ static int check_output(run *r, const char *dir, const char *name, const char *o
     return rc;
 }
 
-/* Whether the run.json of an earlier run in dir says it drew the figures
- * (then they are this tool's, and are removed when this run draws none). */
-static int previous_run_drew_figures(const char *dir) {
+/* Whether the run.json of an earlier run in dir says it wrote the figures
+ * (key "figures") or the report ("report"): then they are this tool's, and
+ * are removed when this run writes none. */
+static int previous_run_wrote(const char *dir, const char *key) {
     char *p = cs_path_join(dir, "run.json", NULL);
     char *text = NULL;
     size_t len = 0;
@@ -795,7 +931,7 @@ static int previous_run_drew_figures(const char *dir) {
         cs_read_file(p, 1 << 20, &text, &len, NULL) == 0) {
         cJSON *j = cJSON_ParseWithLength(text, len);
         const cJSON *tool = cJSON_GetObjectItemCaseSensitive(j, "tool");
-        const cJSON *fig = cJSON_GetObjectItemCaseSensitive(j, "figures");
+        const cJSON *fig = cJSON_GetObjectItemCaseSensitive(j, key);
         drew = cJSON_IsString(tool) && strcmp(tool->valuestring, "clipscore") == 0 &&
                cJSON_IsTrue(fig);
         cJSON_Delete(j);
@@ -847,6 +983,7 @@ static int setup(run *r) {
     r->input = r->paths[0];
     const cs_clip_config *clip = cs_ctx_clip(r->ctx);
     r->B = sp->batch_size > 0 ? sp->batch_size : 32;
+    r->TB = r->B * (1 + (sp->n_reference_columns > 0 ? sp->n_reference_columns : 0));
     r->D = clip->embed_dim;
     r->T = clip->context_length;
     r->R = cs_ctx_preprocess(r->ctx)->size;
@@ -872,11 +1009,14 @@ static int setup(run *r) {
     const int n_h = cs_inputs_n_header(r->inputs);
     const char *const *h = cs_inputs_header(r->inputs);
     r->cap_field = cs_inputs_caption_field(r->inputs);
+    r->img_field = cs_inputs_image_field(r->inputs);
+    if ((rc = find_reference_columns(r, n_h, h))) return rc;
     r->rec.image_column = cs_inputs_image_column(r->inputs);
     r->rec.caption_column = cs_inputs_caption_column(r->inputs);
     if (!(r->sim_name = free_column_name(n_h, h, "similarity", r->e)) ||
         !(r->err_name = free_column_name(n_h, h, "error", r->e)) ||
-        !(r->cs_name = free_column_name(n_h, h, "clipscore", r->e)))
+        !(r->cs_name = free_column_name(n_h, h, "clipscore", r->e)) ||
+        !(r->ref_name = free_column_name(n_h, h, "refclipscore", r->e)))
         return CLIPSCORE_ENOMEM;
 
     /* Outputs go beside the first input, or for a stream (which has no
@@ -896,6 +1036,8 @@ static int setup(run *r) {
         (rc = check_output(r, r->out_dir, output_names[OUT_KEPT], "-o", 0)))
         return rc;
     r->rec.keep = cs_keep_wanted(sp->keep_threshold, sp->keep_fraction);
+    if (sp->report && (rc = check_output(r, r->out_dir, output_names[OUT_REPORT], "-o", 0)))
+        return rc;
     for (int i = 4; sp->save_embeddings && i < 6; i++)
         if ((rc = check_output(r, sp->save_embeddings, output_names[i], "--save-embeddings", 0)))
             return rc;
@@ -905,14 +1047,15 @@ static int setup(run *r) {
     if (sp->save_embeddings && !same_dir(sp->save_embeddings, r->out_dir) &&
         (rc = claim_folder(r, sp->save_embeddings, &r->lock_emb)))
         return rc;
-    r->stale_figures = !r->fig_limit && previous_run_drew_figures(r->out_dir);
+    r->stale_figures = !r->fig_limit && previous_run_wrote(r->out_dir, "figures");
+    r->stale_report = !sp->report && previous_run_wrote(r->out_dir, "report");
 
     /* The writers, in the order they finish and are committed. */
     char *p = cs_path_join(r->out_dir, "output.csv", r->e);
     if (!p) return CLIPSCORE_ENOMEM;
     rc = cs_csv_writer_new(p, n_h, h, r->sim_name,
-                           sp->metric == CLIPSCORE_METRIC_CLIPSCORE ? r->cs_name : NULL,
-                           r->err_name, &r->csv_out, r->e);
+                           sp->metric == CLIPSCORE_METRIC_CLIPSCORE || r->n_ref ? r->cs_name : NULL,
+                           r->n_ref ? r->ref_name : NULL, r->err_name, &r->csv_out, r->e);
     free(p);
     if (rc) return rc;
     if (sp->save_embeddings &&
@@ -921,6 +1064,15 @@ static int setup(run *r) {
     if (r->fig_limit &&
         (rc = cs_figures_writer_new(r->out_dir, r->fig_limit, r->D, &r->fig_out, r->e)))
         return rc;
+    if (sp->report) {
+        if (!(p = cs_path_join(r->out_dir, output_names[OUT_REPORT], r->e)))
+            return CLIPSCORE_ENOMEM;
+        rc = cs_report_writer_new(p, sp->report_pairs > 0 ? sp->report_pairs : 50,
+                                  cs_ctx_preprocess(r->ctx), cs_ctx_max_pixels(r->ctx),
+                                  sp->keep_threshold, &r->report_out, r->e);
+        free(p);
+        if (rc) return rc;
+    }
     if (!(p = cs_path_join(r->out_dir, "run.json", r->e))) return CLIPSCORE_ENOMEM;
     rc = cs_run_json_writer_new(p, &r->json_out, r->e);
     free(p);
@@ -999,6 +1151,12 @@ static int finish(run *r) {
         r->rec.t.figures = cs_now() - t0;
     }
     r->rec.t.total = cs_now() - r->progress.t_start;
+    if (!rc && r->report_out) {
+        double t0 = cs_now();
+        rc = r->report_out->ops->finish(r->report_out, &r->rec, &r->commit, r->e);
+        r->rec.report_written = !rc;
+        r->rec.t.report = cs_now() - t0;
+    }
     if (!rc) rc = r->json_out->ops->finish(r->json_out, &r->rec, &r->commit, r->e);
     if (!rc) rc = cs_commit_apply(&r->commit, r->e);
     /* Committed: the stopped run's rows are in the outputs now. */
@@ -1015,6 +1173,13 @@ static int finish(run *r) {
             free(p);
         }
     }
+    /* Likewise a report of an earlier run, when this run writes none. */
+    if (!rc && r->stale_report) {
+        char *p = cs_path_join(r->out_dir, output_names[OUT_REPORT], NULL);
+        struct stat st;
+        if (p && lstat(p, &st) == 0 && S_ISREG(st.st_mode)) unlink(p);
+        free(p);
+    }
     return rc;
 }
 
@@ -1028,6 +1193,7 @@ static void cleanup(run *r) {
     cs_writer_destroy(r->csv_out);
     cs_writer_destroy(r->npy_out);
     cs_writer_destroy(r->fig_out);
+    cs_writer_destroy(r->report_out);
     cs_writer_destroy(r->json_out);
     cs_output_lock_release(&r->lock_emb);
     cs_output_lock_release(&r->lock_out);
@@ -1039,6 +1205,8 @@ static void cleanup(run *r) {
     free(r->sim_name);
     free(r->err_name);
     free(r->cs_name);
+    free(r->ref_name);
+    free(r->col_ref);
 }
 
 static void print_summary(run *r) {
@@ -1047,8 +1215,8 @@ static void print_summary(run *r) {
             (long)s->rows, (long)s->scored, (long)s->failed, (long)s->truncated);
     if (s->invalid_utf8) fprintf(stderr, ", %ld with invalid UTF-8", (long)s->invalid_utf8);
     if (s->scored) fprintf(stderr, "; mean similarity %.4f", s->mean_similarity);
-    fprintf(stderr, "; %.1f s\nclipscore: wrote %s/output.csv, run.json%s\n", s->seconds,
-            r->out_dir,
+    fprintf(stderr, "; %.1f s\nclipscore: wrote %s/output.csv, run.json%s%s\n", s->seconds,
+            r->out_dir, r->rec.report_written ? ", report.html" : "",
             r->rec.figures_written ? ", image_captions.jpg, similarity_matrix.jpg" : "");
 }
 

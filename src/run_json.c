@@ -122,8 +122,21 @@ static int json_finish(cs_writer *w, const cs_run_record *r, cs_commit *c, cs_er
         cJSON_AddNullToObject(j, "mean_similarity");
     cJSON_AddNumberToObject(j, "images_encoded", (double)r->images_encoded);
     cJSON_AddNumberToObject(j, "texts_encoded", (double)r->texts_encoded);
+    if (sp->n_reference_columns > 0 && r->reference_columns) {
+        /* RefCLIPScore: the columns, how many distinct references were
+         * encoded (a reference repeated across rows is encoded once) and
+         * how many rows got a score. */
+        cJSON *refs = cJSON_AddObjectToObject(j, "references");
+        cJSON *cols = cJSON_AddArrayToObject(refs, "columns");
+        for (int k = 0; k < sp->n_reference_columns; k++)
+            cJSON_AddItemToArray(cols,
+                                 cJSON_CreateString(r->header_names[r->reference_columns[k]]));
+        cJSON_AddNumberToObject(refs, "encoded", (double)r->references_encoded);
+        cJSON_AddNumberToObject(refs, "refclipscore_rows", (double)r->refclipscore_rows);
+    }
     cJSON_AddBoolToObject(j, "figures", r->figures_written);
     cJSON_AddNumberToObject(j, "figure_limit", sp->figures ? sp->figure_limit : 0);
+    cJSON_AddBoolToObject(j, "report", r->report_written);
     cJSON *dm = cJSON_AddObjectToObject(j, "decode_memory");
     cJSON_AddNumberToObject(dm, "budget_bytes", (double)r->decode_budget);
     cJSON_AddNumberToObject(dm, "peak_reserved_bytes", (double)r->decode_peak);
@@ -149,6 +162,7 @@ static int json_finish(cs_writer *w, const cs_run_record *r, cs_commit *c, cs_er
     cJSON_AddNumberToObject(t, "image_encoder", r->t.image);
     cJSON_AddNumberToObject(t, "write", r->t.write);
     cJSON_AddNumberToObject(t, "figures", r->t.figures);
+    cJSON_AddNumberToObject(t, "report", r->t.report);
     cJSON_AddNumberToObject(t, "total", r->t.total);
     char *body = cJSON_Print(j);
     cJSON_Delete(j);

@@ -8,8 +8,9 @@
  * to the commit, so a failed or cancelled run leaves nothing behind.
  *
  * The writers: output.csv (writer_csv.c), the embeddings (writer_npy.c),
- * the figures (writer_figures.c) and run.json (run_json.c), which is
- * finished last and lists the files the others committed. */
+ * the figures (writer_figures.c), report.html (writer_report.c) and
+ * run.json (run_json.c), which is finished last and lists the files the
+ * others committed. */
 #ifndef CLIPSCORE_WRITER_H
 #define CLIPSCORE_WRITER_H
 
@@ -17,6 +18,7 @@
 
 #include "clipscore.h"
 #include "commit.h"
+#include "csv_io.h"
 #include "image.h"
 #include "util.h"
 
@@ -33,16 +35,29 @@ typedef struct cs_scored_row {
     const float *img_emb;  /* [D] L2-normalised, all NaN when not scored */
     const float *txt_emb;  /* [D] likewise */
     const cs_image *thumb; /* RGB thumbnail when one was made, else NULL */
+
+    /* For report.html and RefCLIPScore: */
+    const float *pixels;    /* [3][R][R] the image as the encoder saw it (normalised),
+                               NULL when it came from the embedding cache */
+    const char *image;      /* the image field as given, "" when missing */
+    const char *image_path; /* the file it resolved to, NULL when none */
+    const char *image_tar;  /* a tar member's tar (the image field is then its key), or NULL */
+    const char *image_key;  /* that tar's image member extension (--image-key), or NULL */
+    double refclipscore;    /* NaN when none (no reference, or not asked for) */
 } cs_scored_row;
+
+/* The long side of report.html's thumbnails, in pixels. */
+#define CS_REPORT_THUMB_SIDE 160
 
 /* Per-stage wall times of a run, in seconds. */
 typedef struct cs_stage_times {
-    double read, wait, decode_cpu, text, image, write, figures, total;
+    double read, wait, decode_cpu, text, image, write, figures, report, total;
 } cs_stage_times;
 
 /* What run.json records; filled in by the scorer before the finish calls. */
 typedef struct cs_run_record {
-    clipscore_context *ctx;
+    clipscore_context *ctx; /* NULL for a merge: then the model_* fields say it */
+    const char *model_name, *model_sha256, *model_device, *model_precision;
     const clipscore_score_params *sp;
     const char *input;        /* as given ("-" for standard input) */
     const char *image_column; /* header names */
@@ -50,7 +65,11 @@ typedef struct cs_run_record {
     int batch_size;
     clipscore_score_summary sum;
     long images_encoded, texts_encoded;
-    int figures_written;
+    long references_encoded;         /* of texts_encoded, those some row uses as a reference */
+    long refclipscore_rows;          /* rows given a RefCLIPScore */
+    const int *reference_columns;    /* [sp->n_reference_columns] indices into header, or NULL */
+    const char *const *header_names; /* the output header, when reference columns are used */
+    int figures_written, report_written;
     int64_t decode_budget, decode_peak, decode_waits; /* decode memory: bytes, bytes, count */
     cs_stage_times t;
     const char *const *inputs; /* every input, as given */
@@ -77,18 +96,26 @@ struct cs_writer {
     const cs_writer_ops *ops;
 };
 
-/* output.csv: the header's fields, then similarity[, clipscore], error
- * (names chosen so as not to clash with the input's), then any surplus
- * fields of ragged rows. */
+/* output.csv: the header's fields, then similarity[, clipscore][,
+ * refclipscore], error (names chosen so as not to clash with the input's),
+ * then any surplus fields of ragged rows. */
 int cs_csv_writer_new(const char *path, int n_header, const char *const *header,
                       const char *sim_name, const char *clipscore_name /* NULL: no column */,
-                      const char *err_name, cs_writer **out, cs_error *e);
+                      const char *refclip_name /* NULL: no column */, const char *err_name,
+                      cs_writer **out, cs_error *e);
 /* image_embeddings.npy and text_embeddings.npy in dir: [rows][dim] float32. */
 int cs_npy_writer_new(const char *dir, int dim, cs_writer **out, cs_error *e);
 /* image_captions.jpg and similarity_matrix.jpg in dir: the first `limit`
  * rows. A figure that cannot be drawn is reported by finish; the scorer
  * treats that as a warning. */
 int cs_figures_writer_new(const char *dir, int limit, int dim, cs_writer **out, cs_error *e);
+/* report.html at path: the `pairs` lowest and highest pairs, the first
+ * `pairs` failed rows, the statistics. Thumbnails are drawn from the rows'
+ * pixels (pp: their size and normalisation); rows shown whose pixels were
+ * not at hand are decoded again at the end with max_pixels. threshold
+ * (NaN: none) is drawn on the histogram. */
+int cs_report_writer_new(const char *path, int pairs, const cs_preprocess_cfg *pp,
+                         int64_t max_pixels, double threshold, cs_writer **out, cs_error *e);
 /* run.json at path; finish it after the others: it lists their files. */
 int cs_run_json_writer_new(const char *path, cs_writer **out, cs_error *e);
 

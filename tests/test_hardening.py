@@ -224,13 +224,13 @@ if HAVE_FIGURES:
     rc, _, _ = run(["score", os.path.join(d, "in.csv"), "-q"] + M)
     first = json.load(open(os.path.join(d, "run.json")))
     check(rc == 0 and sorted(first.get("outputs", [])) ==
-          ["image_captions.jpg", "output.csv", "run.json", "similarity_matrix.jpg"],
+          ["image_captions.jpg", "output.csv", "report.html", "run.json", "similarity_matrix.jpg"],
           "run.json lists the run's outputs", first.get("outputs"))
     rc, _, _ = run(["score", os.path.join(d, "in.csv")] + Q)
     second = json.load(open(os.path.join(d, "run.json")))
     check(rc == 0 and not os.path.exists(os.path.join(d, "image_captions.jpg"))
           and not os.path.exists(os.path.join(d, "similarity_matrix.jpg"))
-          and sorted(second.get("outputs", [])) == ["output.csv", "run.json"],
+          and sorted(second.get("outputs", [])) == ["output.csv", "report.html", "run.json"],
           "a --no-figures run removes the earlier run's figures", listing(d))
     # Figures a user put there (no run.json of ours says they are ours) stay.
     write(os.path.join(d, "run.json"), "{}")

@@ -31,6 +31,8 @@ int main(void) {
     EXPECT(s.batch_size == 32);
     EXPECT(s.figures == 1 && s.figure_limit == 64 && s.progress == 1);
     EXPECT(s.save_embeddings == NULL);
+    EXPECT(s.report == 1 && s.report_pairs == 50);
+    EXPECT(s.reference_columns == NULL && s.n_reference_columns == 0);
 
     EXPECT(strcmp(clipscore_status_name(CLIPSCORE_EFORMAT), "EFORMAT") == 0);
     EXPECT(strcmp(clipscore_status_name(12345), "UNKNOWN") == 0);
