@@ -950,8 +950,12 @@ static void test_config_parse_buffer(void) {
         {CS_CONFIG_HF_PREPROCESSOR, "{\"crop_size\": {\"height\": 32, \"width\": 64}}",
          "not square"},
         {CS_CONFIG_HF_PREPROCESSOR, "{\"image_std\": [\"a\", 1, 1]}", "image_std[0] is a string"},
-        {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"layers\": [3, 4, 6, 3]}}}",
-         "ResNet"},
+        {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"layers\": [3, 4, 6]}}}",
+         "has 3 stages"},
+        {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"layers\": [3, 0, 6, 3]}}}",
+         "vision_cfg.layers[1]"},
+        {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"layers\": [3, 4, \"6\", 3]}}}",
+         "vision_cfg.layers[2]"},
         {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"image_size\": [224, 256]}}}",
          "square"},
         {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"mlp_ratio\": 1e308}}}",
@@ -973,7 +977,21 @@ static void test_config_parse_buffer(void) {
                   e.msg);
     }
     /* Validation of a complete configuration: products stay bounded. */
-    cs_clip_config c = {224, 32, 768, 12, 12, 3072, 77, 49408, 512, 12, 8, 2048, 512, 1, 1e-5f};
+    cs_clip_config c = {.image_size = 224,
+                        .patch_size = 32,
+                        .vision_width = 768,
+                        .vision_layers = 12,
+                        .vision_heads = 12,
+                        .vision_mlp = 3072,
+                        .context_length = 77,
+                        .vocab_size = 49408,
+                        .text_width = 512,
+                        .text_layers = 12,
+                        .text_heads = 8,
+                        .text_mlp = 2048,
+                        .embed_dim = 512,
+                        .quick_gelu = 1,
+                        .ln_eps = 1e-5f};
     CHECK_EQ_INT(cs_clip_config_validate(&c, "ok", &e), 0);
     cs_clip_config big = c;
     big.image_size = 4096, big.patch_size = 1;
