@@ -329,6 +329,11 @@ int clipscore_get_model_info(const clipscore_context *ctx, clipscore_model_info 
     return 0;
 }
 
+int clipscore_get_vision_stages(const clipscore_context *ctx, int stages[4]) {
+    memcpy(stages, ctx->clip.vision_stages, sizeof ctx->clip.vision_stages);
+    return cs_clip_config_is_resnet(&ctx->clip) ? CS_CLIP_RESNET_STAGES : 0;
+}
+
 /* Where hashes of weight files are remembered between runs (the model
  * cache folder), NULL when there is none. Caller frees. */
 static char *sha256_memo_path(void) {
