@@ -578,15 +578,6 @@ void fold_scales(const cs_torch_model *m, const std::string &name, torch::Tensor
         w.div_(1.702);
 }
 
-// The activations' layout in the ResNet tower: channels-last on CUDA
-// (cuDNN's fp16 convolutions run on tensor cores in NHWC); on the CPU
-// whichever measured faster (bench/README.md).
-bool resnet_channels_last(const torch::Device &d) {
-    if (d.is_cuda()) return true;
-    const char *v = getenv("CS_RESNET_NHWC");
-    return v && *v == '1';
-}
-
 void copy_out(const torch::Tensor &y, float *out) {
     torch::Tensor c = y.to(torch::kCPU, at::kFloat).contiguous();
     memcpy(out, c.data_ptr<float>(), (size_t)c.numel() * sizeof(float));
@@ -744,7 +735,7 @@ extern "C" int cs_torch_model_ready(cs_torch_model *m, cs_error *e) {
     if (cs_clip_config_is_resnet(&m->cfg)) {
         m->resnet = cs_resnet::build(
             m->cfg, [&](const std::string &n) { return m->weights.at(n).second; }, m->dtype,
-            resnet_channels_last(m->device));
+            /*channels_last=*/true);
     } else {
         m->v_conv = w("visual.conv1.weight");
         m->v_cls = w("visual.class_embedding");
