@@ -2,7 +2,9 @@
 
 A plain nn.Module CLIP in OpenAI's structure (pre-norm residual blocks with
 nn.MultiheadAttention, quick_gelu, causal text mask, features at the argmax
-of the ids, projections) on the same safetensors weights; torchvision
+of the ids, projections; for a ResNet CLIP the modified ResNet: three-conv
+stem, bottlenecks with average-pool strides, batch norms as modules in eval
+mode, attention pooling) on the same safetensors weights; torchvision
 preprocessing on PIL images; ids padded to the full 77-token context; every
 image loaded and preprocessed into memory first, then both encoders in
 batches of 64 under torch.no_grad; cosine similarity per pair.
@@ -99,12 +101,87 @@ class Vision(nn.Module):
         return self.ln_post(x[:, 0, :]) @ self.proj
 
 
+class Bottleneck(nn.Module):
+    """1x1, 3x3, (average pool when strided), 1x1 to 4x planes, each with a
+    batch norm; a downsample branch (pool, 1x1, norm) when the shape changes."""
+
+    def __init__(self, inp, planes, stride):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(inp, planes, 1, bias=False), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False), nn.BatchNorm2d(planes)
+        self.pool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
+        self.conv3, self.bn3 = nn.Conv2d(planes, 4 * planes, 1, bias=False), nn.BatchNorm2d(4 * planes)
+        self.downsample = None
+        if stride > 1 or inp != 4 * planes:
+            self.downsample = nn.Sequential(OrderedDict([
+                ("-1", nn.AvgPool2d(stride)), ("0", nn.Conv2d(inp, 4 * planes, 1, bias=False)),
+                ("1", nn.BatchNorm2d(4 * planes))]))
+
+    def forward(self, x):
+        h = torch.relu(self.bn1(self.conv1(x)))
+        h = self.pool(torch.relu(self.bn2(self.conv2(h))))
+        h = self.bn3(self.conv3(h))
+        return torch.relu(h + (x if self.downsample is None else self.downsample(x)))
+
+
+class AttentionPool(nn.Module):
+    """Flattened grid with its mean prepended, positions added; the mean
+    token queries the grid through one multi-head attention."""
+
+    def __init__(self, grid, width, heads, out_dim):
+        super().__init__()
+        self.positional_embedding = nn.Parameter(torch.empty(grid * grid + 1, width))
+        self.q_proj, self.k_proj = nn.Linear(width, width), nn.Linear(width, width)
+        self.v_proj, self.c_proj = nn.Linear(width, width), nn.Linear(width, out_dim)
+        self.heads = heads
+
+    def forward(self, x):
+        x = x.flatten(2).permute(2, 0, 1)  # [HW, N, C], sequence first
+        x = torch.cat([x.mean(0, keepdim=True), x]) + self.positional_embedding[:, None, :].to(x.dtype)
+        out, _ = nn.functional.multi_head_attention_forward(
+            x[:1], x, x, x.shape[-1], self.heads, None,
+            torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]), None, None, False, 0.0,
+            self.c_proj.weight, self.c_proj.bias, training=False, need_weights=False,
+            use_separate_proj_weight=True, q_proj_weight=self.q_proj.weight,
+            k_proj_weight=self.k_proj.weight, v_proj_weight=self.v_proj.weight)
+        return out[0]
+
+
+class ResNetVision(nn.Module):
+    def __init__(self, size, layers, width, out_dim):
+        super().__init__()
+        half = width // 2
+        self.conv1, self.bn1 = nn.Conv2d(3, half, 3, 2, 1, bias=False), nn.BatchNorm2d(half)
+        self.conv2, self.bn2 = nn.Conv2d(half, half, 3, 1, 1, bias=False), nn.BatchNorm2d(half)
+        self.conv3, self.bn3 = nn.Conv2d(half, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width)
+        inp = width
+        for i, n in enumerate(layers):
+            planes = width << i
+            blocks = [Bottleneck(inp, planes, 2 if i else 1)]
+            blocks += [Bottleneck(4 * planes, planes, 1) for _ in range(n - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            inp = 4 * planes
+        self.attnpool = AttentionPool(size // 32, 32 * width, 32 * width // 64, out_dim)
+
+    def forward(self, x):
+        x = x.type(self.conv1.weight.dtype)
+        for c, b in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
+            x = torch.relu(b(c(x)))
+        x = nn.functional.avg_pool2d(x, 2)
+        for i in range(4):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return self.attnpool(x)
+
+
 class CLIP(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         v, t = cfg["vision_cfg"], cfg["text_cfg"]
         d = cfg["embed_dim"]
-        self.visual = Vision(v["image_size"], v["patch_size"], v["width"], v["layers"], d)
+        if isinstance(v["layers"], list):  # a ResNet CLIP
+            self.visual = ResNetVision(v["image_size"], v["layers"], v["width"], d)
+        else:
+            self.visual = Vision(v["image_size"], v["patch_size"], v["width"], v["layers"], d)
         self.context = t["context_length"]
         self.transformer = Transformer(t["width"], t["layers"], t["heads"])
         self.token_embedding = nn.Embedding(t["vocab_size"], t["width"])
@@ -133,7 +210,8 @@ def load_weights(model, path):
         header = json.loads(f.read(n))
         header.pop("__metadata__", None)
         state = model.state_dict(keep_vars=True)
-        missing = set(state) - set(header) - {"attn_mask"}
+        missing = {k for k in set(state) - set(header) - {"attn_mask"}
+                   if not k.endswith("num_batches_tracked")}  # a counter, not a weight
         if missing:
             raise SystemExit(f"baseline: weights lack {sorted(missing)[:3]}")
         for name, info in header.items():

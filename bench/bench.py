@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """bench.py - clipscore's benchmark: clipscore against a PyTorch-eager
-baseline on ViT-B/32-shaped random weights, same pairs, same cores.
+baseline on ViT-B/32- (or RN50-, --model rn50) shaped random weights, same
+pairs, same cores.
 
   bench/bench.py [--pairs 256] [--batch-size N] [--threads N] [--repeat R]
                  [--skip-baseline] [--stream-test | --stream-only] [--gpu]
@@ -54,6 +55,40 @@ def vit_flops(s):
     L = patches + 1
     per_layer = 24 * L * w * w + 4 * L * L * w
     return 2 * patches * 3 * p * p * w + s["vision_layers"] * per_layer + 2 * w * s["embed_dim"]
+
+
+def resnet_flops(s):
+    """The same for a ResNet tower: every convolution (2 O I k^2 per output
+    pixel), batch norms folded away as clipscore runs them; then the
+    attention pool (q for the mean token, k and v for all L tokens, scores
+    and weighted values 4 L C, output projection). Pools, ReLUs and residual
+    adds are left out (<1%)."""
+    w, r = s["vision_width"], s["image_size"]
+    total = 0
+
+    def conv(o, i, k, out_px):
+        return 2 * out_px * out_px * o * i * k * k
+    px = r // 2
+    total += conv(w // 2, 3, 3, px) + conv(w // 2, w // 2, 3, px) + conv(w, w // 2, 3, px)
+    px //= 2  # the stem's 2x2 pool
+    inp = w
+    for st, blocks in enumerate(s["resnet_layers"]):
+        planes = w << st
+        for b in range(blocks):
+            bin_ = inp if b == 0 else 4 * planes
+            total += conv(planes, bin_, 1, px) + conv(planes, planes, 3, px)
+            if b == 0 and st > 0:
+                px //= 2  # the pool after conv2 halves the grid
+            total += conv(4 * planes, planes, 1, px)
+            if b == 0:
+                total += conv(4 * planes, bin_, 1, px)
+        inp = 4 * planes
+    c, L = 32 * w, (r // 32) ** 2 + 1
+    return total + 2 * c * c + 4 * L * c * c + 4 * L * c + 2 * c * s["embed_dim"]
+
+
+def image_flops(s):
+    return resnet_flops(s) if "resnet_layers" in s else vit_flops(s)
 
 
 def text_flops(s, tokens):
@@ -324,6 +359,8 @@ def main():
     ap.add_argument("--stream-only", action="store_true", help="run only the memory test")
     ap.add_argument("--stream-rows", type=int, default=1_000_000)
     ap.add_argument("--gpu", action="store_true", help="CUDA, fp16, for both tools")
+    ap.add_argument("--model", choices=("vitb32", "rn50"), default="vitb32",
+                    help="the shapes of the random model [vitb32]")
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "clipscore"))
     ap.add_argument("--work", default=os.path.join(HERE, "work"))
     ap.add_argument("--json", help="also write the results here")
@@ -352,12 +389,12 @@ def main():
 
 
 def bench_pairs(a, results):
-    spec = modelgen.VIT_B32
+    spec, label = {"vitb32": (modelgen.VIT_B32, "ViT-B/32"), "rn50": (modelgen.RN50, "RN50")}[a.model]
     n = a.pairs
     t = time.perf_counter()
-    model = os.path.join(a.work, "model-vitb32")
+    model = os.path.join(a.work, "model-" + a.model)
     vocab_note = modelgen.write_model(model, spec, seed=1, vocab_words=modelgen.caption_words())
-    print(f"model: ViT-B/32 shapes, random weights, {vocab_note} ({time.perf_counter() - t:.1f} s)")
+    print(f"model: {label} shapes, random weights, {vocab_note} ({time.perf_counter() - t:.1f} s)")
     t = time.perf_counter()
     names = modelgen.ensure_images(os.path.join(a.work, "images"), n)
     caps = modelgen.captions(n)
@@ -395,7 +432,7 @@ def bench_pairs(a, results):
 
     warm_cache([os.path.join(model, "open_clip_model.safetensors")] +
                [os.path.join(a.work, "images", m) for m in names])
-    f_img = vit_flops(spec)
+    f_img = image_flops(spec)
     f_txt_clip = sum(text_flops(spec, k) for k in lens)
     f_txt_77 = n * text_flops(spec, spec["context_length"])
     peak_g = peak["gflops"] if peak else None

@@ -19,6 +19,10 @@ GEN_VERSION = 1  # bump when the generated files change, to invalidate caches
 # ViT-B/32 exactly (OpenAI's shapes; heads = width / 64 as OpenAI derives them).
 VIT_B32 = dict(embed_dim=512, image_size=224, patch_size=32, vision_width=768, vision_layers=12,
                context_length=77, vocab_size=49408, text_width=512, text_heads=8, text_layers=12)
+# RN50 exactly (OpenAI's ModifiedResNet: stages [3, 4, 6, 3], width 64, attention
+# pool 2048 wide with 32 heads; its text tower is ViT-B/32's, its embedding 1024).
+RN50 = dict(embed_dim=1024, image_size=224, resnet_layers=[3, 4, 6, 3], vision_width=64,
+            context_length=77, vocab_size=49408, text_width=512, text_heads=8, text_layers=12)
 # The streaming test's fixture: real tokenizer and input size, toy widths.
 TINY = dict(embed_dim=64, image_size=224, patch_size=32, vision_width=64, vision_layers=2,
             context_length=77, vocab_size=49408, text_width=64, text_heads=1, text_layers=2)
@@ -28,8 +32,47 @@ REAL_VOCAB_DIR = "/work/shared/conformance/model-hf"
 
 # ------------------------------------------------------------------ weights
 
+def resnet_specs(s):
+    """The ResNet image tower's tensors, OpenAI naming (clip/model.py's
+    ModifiedResNet): stem, bottleneck stages, attention pool. Convolutions
+    get kind ("conv", fan_in), batch norms running statistics."""
+    out = []
+
+    def conv_bn(conv, bn, o, i, k):
+        out.append((conv + ".weight", [o, i, k, k], ("conv", i * k * k)))
+        out.extend([(bn + ".weight", [o], "one"), (bn + ".bias", [o], "zero"),
+                    (bn + ".running_mean", [o], "zero"), (bn + ".running_var", [o], "one")])
+
+    w = s["vision_width"]
+    conv_bn("visual.conv1", "visual.bn1", w // 2, 3, 3)
+    conv_bn("visual.conv2", "visual.bn2", w // 2, w // 2, 3)
+    conv_bn("visual.conv3", "visual.bn3", w, w // 2, 3)
+    inp = w
+    for st, blocks in enumerate(s["resnet_layers"]):
+        planes = w << st
+        for b in range(blocks):
+            p = f"visual.layer{st + 1}.{b}."
+            bin_ = inp if b == 0 else planes * 4
+            conv_bn(p + "conv1", p + "bn1", planes, bin_, 1)
+            conv_bn(p + "conv2", p + "bn2", planes, planes, 3)
+            conv_bn(p + "conv3", p + "bn3", planes * 4, planes, 1)
+            if b == 0:
+                conv_bn(p + "downsample.0", p + "downsample.1", planes * 4, bin_, 1)
+        inp = planes * 4
+    pool, g = 32 * w, s["image_size"] // 32
+    out.append(("visual.attnpool.positional_embedding", [g * g + 1, pool], "pos"))
+    for n in ("q_proj", "k_proj", "v_proj"):
+        out.extend([(f"visual.attnpool.{n}.weight", [pool, pool], "w"),
+                    (f"visual.attnpool.{n}.bias", [pool], "zero")])
+    out.extend([("visual.attnpool.c_proj.weight", [s["embed_dim"], pool], "w"),
+                ("visual.attnpool.c_proj.bias", [s["embed_dim"]], "zero")])
+    return out
+
+
 def tensor_specs(s):
     """(name, shape, kind) of every tensor, OpenAI naming. kind picks the init."""
+    if "resnet_layers" in s:
+        return resnet_specs(s) + text_specs(s)
     out = []
 
     def blocks(prefix, w, layers):
@@ -52,20 +95,36 @@ def tensor_specs(s):
         ("visual.ln_pre.weight", [vw], "one"), ("visual.ln_pre.bias", [vw], "zero"),
     ])
     blocks("visual.", vw, s["vision_layers"])
-    tw = s["text_width"]
     out.extend([
         ("visual.ln_post.weight", [vw], "one"), ("visual.ln_post.bias", [vw], "zero"),
         ("visual.proj", [vw, s["embed_dim"]], "w"),
-        ("token_embedding.weight", [s["vocab_size"], tw], "w"),
-        ("positional_embedding", [s["context_length"], tw], "pos"),
     ])
-    blocks("", tw, s["text_layers"])
-    out.extend([
-        ("ln_final.weight", [tw], "one"), ("ln_final.bias", [tw], "zero"),
-        ("text_projection", [tw, s["embed_dim"]], "w"),
-        ("logit_scale", [], "logit"),
-    ])
+    return out + text_specs(s)
+
+
+def text_blocks(prefix, w, layers):
+    out = []
+    for i in range(layers):
+        p = f"{prefix}transformer.resblocks.{i}."
+        out.extend([
+            (p + "ln_1.weight", [w], "one"), (p + "ln_1.bias", [w], "zero"),
+            (p + "attn.in_proj_weight", [3 * w, w], "w"), (p + "attn.in_proj_bias", [3 * w], "zero"),
+            (p + "attn.out_proj.weight", [w, w], "w"), (p + "attn.out_proj.bias", [w], "zero"),
+            (p + "ln_2.weight", [w], "one"), (p + "ln_2.bias", [w], "zero"),
+            (p + "mlp.c_fc.weight", [4 * w, w], "w"), (p + "mlp.c_fc.bias", [4 * w], "zero"),
+            (p + "mlp.c_proj.weight", [w, 4 * w], "w"), (p + "mlp.c_proj.bias", [w], "zero"),
+        ])
     return out
+
+
+def text_specs(s):
+    """The text tower's tensors (the same for every CLIP here)."""
+    tw = s["text_width"]
+    return ([("token_embedding.weight", [s["vocab_size"], tw], "w"),
+             ("positional_embedding", [s["context_length"], tw], "pos")]
+            + text_blocks("", tw, s["text_layers"])
+            + [("ln_final.weight", [tw], "one"), ("ln_final.bias", [tw], "zero"),
+               ("text_projection", [tw, s["embed_dim"]], "w"), ("logit_scale", [], "logit")])
 
 
 def init_tensor(rng, shape, kind):
@@ -80,6 +139,8 @@ def init_tensor(rng, shape, kind):
         return rng.standard_normal(shape, dtype=np.float32) * np.float32(0.01)
     if kind == "logit":
         return np.array(np.log(1 / 0.07), np.float32)
+    if isinstance(kind, tuple):  # ("conv", fan_in): He init, so activations keep their scale
+        return rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / kind[1]))
     return rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
 
 
@@ -171,10 +232,15 @@ def write_model(out_dir, spec, seed, vocab_words, use_real_vocab=True):
     except (OSError, ValueError):
         pass
     os.makedirs(out_dir, exist_ok=True)
+    if "resnet_layers" in spec:  # as open_clip's RN50.json
+        vision = {"image_size": spec["image_size"], "layers": spec["resnet_layers"],
+                  "width": spec["vision_width"], "patch_size": None}
+    else:
+        vision = {"image_size": spec["image_size"], "layers": spec["vision_layers"],
+                  "width": spec["vision_width"], "patch_size": spec["patch_size"]}
     cfg = {"model_cfg": {
         "embed_dim": spec["embed_dim"], "quick_gelu": True,
-        "vision_cfg": {"image_size": spec["image_size"], "layers": spec["vision_layers"],
-                       "width": spec["vision_width"], "patch_size": spec["patch_size"]},
+        "vision_cfg": vision,
         "text_cfg": {"context_length": spec["context_length"], "vocab_size": spec["vocab_size"],
                      "width": spec["text_width"], "heads": spec["text_heads"],
                      "layers": spec["text_layers"]}}}

@@ -118,6 +118,9 @@ typedef struct clipscore_model_info {
     int image_size;           /* input resolution in pixels */
     int embed_dim;            /* embedding width */
     int context_length;       /* text tokens, start and end included */
+    /* A ResNet image tower (clipscore_get_vision_stages says which) has
+     * patch_size 0, vision_width its stem width, vision_layers the blocks
+     * of all stages and vision_heads the attention pool's heads. */
     int vision_width, vision_layers, vision_heads, patch_size;
     int text_width, text_layers, text_heads, vocab_size;
     int quick_gelu; /* 1: x*sigmoid(1.702x), 0: exact GELU */
@@ -126,6 +129,9 @@ typedef struct clipscore_model_info {
 /* Fills info; the strings stay valid until clipscore_free(ctx). */
 CLIPSCORE_API int clipscore_get_model_info(const clipscore_context *ctx,
                                            clipscore_model_info *info);
+/* A ResNet image tower's bottleneck blocks per stage (RN50: 3, 4, 6, 3)
+ * into stages[4]; returns 4 for a ResNet, 0 for a ViT (stages all 0). */
+CLIPSCORE_API int clipscore_get_vision_stages(const clipscore_context *ctx, int stages[4]);
 /* SHA-256 (64 hex digits) of the weight file, computed on first call. */
 CLIPSCORE_API int clipscore_weights_sha256(clipscore_context *ctx, char out[65]);
 

@@ -12,7 +12,7 @@
 # Leaves out: hf: and registry names in the curl fallback (use the binary).
 set -eu
 
-known="ViT-B/32 ViT-B/16 ViT-L/14 ViT-L/14@336px"
+known="ViT-B/32 ViT-B/16 ViT-L/14 ViT-L/14@336px RN50 RN101 RN50x4 RN50x16 RN50x64"
 name=${1:-ViT-B/32}
 bin=${2:-${CLIPSCORE_BIN:-}}
 
@@ -92,6 +92,26 @@ ViT-L/14)
 ViT-L/14@336px)
     file=ViT-L-14-336px.pt
     sha=3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02
+    ;;
+RN50)
+    file=RN50.pt
+    sha=afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762
+    ;;
+RN101)
+    file=RN101.pt
+    sha=8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599
+    ;;
+RN50x4)
+    file=RN50x4.pt
+    sha=7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd
+    ;;
+RN50x16)
+    file=RN50x16.pt
+    sha=52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa
+    ;;
+RN50x64)
+    file=RN50x64.pt
+    sha=be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c
     ;;
 esac
 model_url="https://openaipublic.azureedge.net/clip/models/$sha/$file"

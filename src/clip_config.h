@@ -1,5 +1,5 @@
-/* clip_config.h - the architecture of a CLIP ViT model (widths, layers,
- * heads, sizes) and its validation.
+/* clip_config.h - the architecture of a CLIP model, ViT or ResNet (widths,
+ * layers, heads, sizes) and its validation.
  *
  * Covers: the configuration struct the weight loader and the torch shim
  * share, the bounds every value must respect, and the check of a complete
@@ -38,7 +38,23 @@ typedef struct cs_clip_config {
     int embed_dim;  /* D */
     int quick_gelu; /* 1: x*sigmoid(1.702x) (OpenAI), 0: exact erf GELU */
     float ln_eps;   /* layer norm epsilon, 1e-5 */
+    /* ResNet image towers (OpenAI's ModifiedResNet: RN50 ... RN50x64):
+     * bottleneck blocks per stage, all 0 for a ViT. For a ResNet,
+     * vision_width is the stem's output width w (the first stage's
+     * bottleneck width; the last stage puts out 32w channels, the width of
+     * the attention pool), vision_layers the blocks of all stages,
+     * vision_heads the attention pool's heads, patch_size and vision_mlp
+     * 0; the image size is a multiple of 32, the grid the pool sees. */
+    int vision_stages[4];
 } cs_clip_config;
+
+#define CS_CLIP_RESNET_STAGES 4
+#define CS_CLIP_RESNET_REDUCTION 32 /* image size / the attention pool's grid */
+
+/* 1 when c describes a ResNet image tower. */
+static inline int cs_clip_config_is_resnet(const cs_clip_config *c) {
+    return c->vision_stages[0] > 0;
+}
 
 /* Upper bounds (inclusive); every size is at least 1. */
 #define CS_CLIP_MAX_IMAGE_SIZE 4096 /* R */
@@ -53,7 +69,9 @@ typedef struct cs_clip_config {
 
 /* Checks a complete configuration: every size in [1, its bound] (context
  * length at least 2: a start and an end token), patch size dividing the
- * image size, heads dividing the widths, the patch count within bounds,
+ * image size, heads dividing the widths, the patch count within bounds
+ * (ResNet: every stage 1 to CS_CLIP_MAX_LAYERS blocks, an even stem width
+ * whose 32-fold fits CS_CLIP_MAX_WIDTH, the image size a multiple of 32),
  * quick_gelu 0 or 1, ln_eps finite in (0, CS_CLIP_MAX_LN_EPS]. Returns 0,
  * or CLIPSCORE_EMODEL with a message "<label>: <field> ..." naming the
  * first offending field (label: the model's file or folder). */

@@ -386,6 +386,11 @@ int clipscore_get_model_info(const clipscore_context *ctx, clipscore_model_info 
     return 0;
 }
 
+int clipscore_get_vision_stages(const clipscore_context *ctx, int stages[4]) {
+    memcpy(stages, ctx->clip.vision_stages, sizeof ctx->clip.vision_stages);
+    return cs_clip_config_is_resnet(&ctx->clip) ? CS_CLIP_RESNET_STAGES : 0;
+}
+
 int cs_ctx_weights_sha256(clipscore_context *ctx, char out[65], cs_error *e) {
     int rc = 0;
     pthread_mutex_lock(&ctx->sha_mu);

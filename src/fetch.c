@@ -59,6 +59,15 @@ static const struct builtin {
      890},
     {"ViT-L/14@336px", "ViT-L-14-336px.pt",
      "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02", 891},
+    /* the ResNets (input 224, 224, 288, 384 and 448 px) */
+    {"RN50", "RN50.pt", "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762", 244},
+    {"RN101", "RN101.pt", "8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599", 278},
+    {"RN50x4", "RN50x4.pt", "7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd",
+     402},
+    {"RN50x16", "RN50x16.pt", "52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa",
+     630},
+    {"RN50x64", "RN50x64.pt", "be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c",
+     1260},
 };
 #define N_BUILTINS (sizeof builtins / sizeof builtins[0])
 

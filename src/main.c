@@ -47,8 +47,8 @@ static void print_usage(FILE *out) {
             "  report.html            summary, histogram, lowest and highest pairs, failed rows\n"
             "\n"
             "Options (defaults in brackets):\n"
-            "  -m, --model M          ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px, "
-            "hf:ORG/NAME[@REV],\n"
+            "  -m, --model M          ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px, RN50, RN101,\n"
+            "                         RN50x4, RN50x16, RN50x64, hf:ORG/NAME[@REV],\n"
             "                         a CLIPSCORE_REGISTRY name, or a local folder/file [%s]\n"
             "      --device D         auto, cpu, cuda, cuda:N [%s: cuda when available]\n"
             "      --precision P      auto, fp32, fp16, bf16 [%s: fp32 on CPU, fp16 on CUDA]\n"
@@ -543,13 +543,22 @@ static int cmd_info(cli *c) {
     if (!ctx) return EXIT_FATAL;
     clipscore_model_info m;
     clipscore_get_model_info(ctx, &m);
+    int st[4];
+    char image[160];
+    if (clipscore_get_vision_stages(ctx, st) > 0)
+        snprintf(image, sizeof image,
+                 "%d px, ResNet, stages [%d, %d, %d, %d], width %d, attention pool %d wide, "
+                 "%d heads",
+                 m.image_size, st[0], st[1], st[2], st[3], m.vision_width, 32 * m.vision_width,
+                 m.vision_heads);
+    else
+        snprintf(image, sizeof image, "%d px, patch %d, width %d, %d layers, %d heads",
+                 m.image_size, m.patch_size, m.vision_width, m.vision_layers, m.vision_heads);
     printf("model        %s\npath         %s\nlayout       %s\nweights      %s\n"
-           "device       %s\nprecision    %s\nimage        %d px, patch %d, width %d, %d layers, "
-           "%d heads\n"
+           "device       %s\nprecision    %s\nimage        %s\n"
            "text         context %d, vocab %d, width %d, %d layers, %d heads\n"
            "embedding    %d\nactivation   %s\n",
-           m.name, m.path, m.layout, m.weights_file, m.device, m.precision, m.image_size,
-           m.patch_size, m.vision_width, m.vision_layers, m.vision_heads, m.context_length,
+           m.name, m.path, m.layout, m.weights_file, m.device, m.precision, image, m.context_length,
            m.vocab_size, m.text_width, m.text_layers, m.text_heads, m.embed_dim,
            m.quick_gelu ? "quick_gelu" : "gelu");
     clipscore_free(ctx);

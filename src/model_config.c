@@ -13,6 +13,59 @@
 
 /* ------------------------------------------------------------ validation */
 
+/* The ResNet part of cs_clip_config_validate (the shared fields are
+ * checked already): the bounds keep 32w channels and the pool's grid
+ * within the ViT bounds, so the same products fit. */
+static int validate_resnet(const cs_clip_config *c, const char *label, cs_error *e) {
+    int sum = 0;
+    for (int i = 0; i < CS_CLIP_RESNET_STAGES; i++) {
+        if (c->vision_stages[i] < 1 || c->vision_stages[i] > CS_CLIP_MAX_LAYERS)
+            return cs_fail(e, CLIPSCORE_EMODEL, "%s: vision_stages[%d] is %d, expected 1 to %d",
+                           label, i, c->vision_stages[i], CS_CLIP_MAX_LAYERS);
+        sum += c->vision_stages[i];
+    }
+    if (sum != c->vision_layers)
+        return cs_fail(e, CLIPSCORE_EMODEL,
+                       "%s: vision_layers %d is not the sum of the stages' blocks (%d)", label,
+                       c->vision_layers, sum);
+    if (c->vision_width % 2 || c->vision_width > CS_CLIP_MAX_WIDTH / CS_CLIP_RESNET_REDUCTION)
+        return cs_fail(e, CLIPSCORE_EMODEL, "%s: ResNet width %d, expected an even number up to %d",
+                       label, c->vision_width, CS_CLIP_MAX_WIDTH / CS_CLIP_RESNET_REDUCTION);
+    if (c->image_size % CS_CLIP_RESNET_REDUCTION)
+        return cs_fail(e, CLIPSCORE_EMODEL, "%s: image_size %d is not a multiple of %d (a ResNet)",
+                       label, c->image_size, CS_CLIP_RESNET_REDUCTION);
+    int g = c->image_size / CS_CLIP_RESNET_REDUCTION;
+    if (g * g > CS_CLIP_MAX_PATCHES)
+        return cs_fail(e, CLIPSCORE_EMODEL, "%s: a %d x %d pooling grid, at most %d supported",
+                       label, g, g, CS_CLIP_MAX_PATCHES);
+    if (c->vision_width * CS_CLIP_RESNET_REDUCTION % c->vision_heads)
+        return cs_fail(e, CLIPSCORE_EMODEL,
+                       "%s: vision_heads %d do not divide the attention pool's width %d", label,
+                       c->vision_heads, c->vision_width * CS_CLIP_RESNET_REDUCTION);
+    return 0;
+}
+
+/* The ViT part: patches that tile the image, heads that divide the width. */
+static int validate_vit(const cs_clip_config *c, const char *label, cs_error *e) {
+    for (int i = 0; i < CS_CLIP_RESNET_STAGES; i++)
+        if (c->vision_stages[i] != 0)
+            return cs_fail(e, CLIPSCORE_EMODEL,
+                           "%s: vision_stages[%d] is %d: a ResNet needs blocks in every stage, "
+                           "a ViT in none",
+                           label, i, c->vision_stages[i]);
+    if (c->image_size % c->patch_size)
+        return cs_fail(e, CLIPSCORE_EMODEL, "%s: patch_size %d does not divide image_size %d",
+                       label, c->patch_size, c->image_size);
+    int g = c->image_size / c->patch_size; /* <= 4096: g*g fits */
+    if (g * g > CS_CLIP_MAX_PATCHES)
+        return cs_fail(e, CLIPSCORE_EMODEL, "%s: %d x %d patches, at most %d supported", label, g,
+                       g, CS_CLIP_MAX_PATCHES);
+    if (c->vision_width % c->vision_heads)
+        return cs_fail(e, CLIPSCORE_EMODEL, "%s: vision_heads %d do not divide vision_width %d",
+                       label, c->vision_heads, c->vision_width);
+    return 0;
+}
+
 int cs_clip_config_validate(const cs_clip_config *c, const char *label, cs_error *e) {
     static const struct {
         const char *name;
@@ -35,23 +88,24 @@ int cs_clip_config_validate(const cs_clip_config *c, const char *label, cs_error
         {"quick_gelu", offsetof(cs_clip_config, quick_gelu), 0, 1},
     };
     if (!label) label = "model";
+    const int resnet = cs_clip_config_is_resnet(c);
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         int v;
         memcpy(&v, (const char *)c + f[i].off, sizeof v);
+        /* A ResNet has neither patches nor a transformer MLP. */
+        if (resnet && (f[i].off == offsetof(cs_clip_config, patch_size) ||
+                       f[i].off == offsetof(cs_clip_config, vision_mlp))) {
+            if (v != 0)
+                return cs_fail(e, CLIPSCORE_EMODEL, "%s: %s is %d, expected 0 for a ResNet", label,
+                               f[i].name, v);
+            continue;
+        }
         if (v < f[i].lo || v > f[i].hi)
             return cs_fail(e, CLIPSCORE_EMODEL, "%s: %s is %d, expected %d to %d", label, f[i].name,
                            v, f[i].lo, f[i].hi);
     }
-    if (c->image_size % c->patch_size)
-        return cs_fail(e, CLIPSCORE_EMODEL, "%s: patch_size %d does not divide image_size %d",
-                       label, c->patch_size, c->image_size);
-    int g = c->image_size / c->patch_size; /* <= 4096: g*g fits */
-    if (g * g > CS_CLIP_MAX_PATCHES)
-        return cs_fail(e, CLIPSCORE_EMODEL, "%s: %d x %d patches, at most %d supported", label, g,
-                       g, CS_CLIP_MAX_PATCHES);
-    if (c->vision_width % c->vision_heads)
-        return cs_fail(e, CLIPSCORE_EMODEL, "%s: vision_heads %d do not divide vision_width %d",
-                       label, c->vision_heads, c->vision_width);
+    int rc = resnet ? validate_resnet(c, label, e) : validate_vit(c, label, e);
+    if (rc) return rc;
     if (c->text_width % c->text_heads)
         return cs_fail(e, CLIPSCORE_EMODEL, "%s: text_heads %d do not divide text_width %d", label,
                        c->text_heads, c->text_width);
@@ -297,16 +351,31 @@ static int parse_openclip(const cJSON *root, const char *label, cs_model_config 
                 return cs_fail(e, CLIPSCORE_EMODEL, "%s: vision_cfg.%s is not supported", label,
                                unsupported[i]);
         }
+        /* A list of blocks per stage is a ResNet (open_clip's ModifiedResNet). */
         const cJSON *layers = cJSON_GetObjectItemCaseSensitive(vc, "layers");
-        if (cJSON_IsArray(layers))
-            return cs_fail(e, CLIPSCORE_EMODEL,
-                           "%s: vision_cfg.layers is a list (a ResNet CLIP); only the ViT models "
-                           "are supported",
-                           label);
+        if (cJSON_IsArray(layers)) {
+            if (cJSON_GetArraySize(layers) != CS_CLIP_RESNET_STAGES)
+                return cs_fail(e, CLIPSCORE_EMODEL,
+                               "%s: vision_cfg.layers has %d stages, a ResNet CLIP has %d", label,
+                               cJSON_GetArraySize(layers), CS_CLIP_RESNET_STAGES);
+            int sum = 0;
+            for (int i = 0; i < CS_CLIP_RESNET_STAGES; i++) {
+                char key[32];
+                snprintf(key, sizeof key, "layers[%d]", i);
+                if (get_int_v(&j, cJSON_GetArrayItem(layers, i), key, 1, CS_CLIP_MAX_LAYERS,
+                              &c->vision_stages[i]) != 1)
+                    return cs_fail(e, CLIPSCORE_EMODEL,
+                                   "%s: vision_cfg.%s should be a number of blocks, 1 to %d", label,
+                                   key, CS_CLIP_MAX_LAYERS);
+                sum += c->vision_stages[i];
+            }
+            c->vision_layers = sum;
+        } else {
+            CHK(get_int(&j, vc, "layers", 1, CS_CLIP_MAX_LAYERS, &c->vision_layers));
+        }
         CHK(get_oc_image_size(&j, vc, &c->image_size));
         CHK(get_int(&j, vc, "patch_size", 1, CS_CLIP_MAX_IMAGE_SIZE, &c->patch_size));
         CHK(get_int(&j, vc, "width", 1, CS_CLIP_MAX_WIDTH, &c->vision_width));
-        CHK(get_int(&j, vc, "layers", 1, CS_CLIP_MAX_LAYERS, &c->vision_layers));
         CHK(get_int(&j, vc, "head_width", 1, CS_CLIP_MAX_WIDTH, &cfg->vision_head_width));
         CHK(get_double(&j, vc, "mlp_ratio", 1e-3, 64, &cfg->vision_mlp_ratio));
     }
@@ -431,58 +500,51 @@ static int dim(const cs_tensor *t, int d, int64_t hi, const char *label, int *ou
     return 0;
 }
 
-int cs_clip_config_infer(const cs_tensor *w, int n, const char *label, cs_clip_config *c,
-                         cs_error *e) {
-    static const char *const required[] = {"visual.conv1.weight",
-                                           "visual.positional_embedding",
-                                           "text_projection",
-                                           "positional_embedding",
-                                           "token_embedding.weight",
-                                           "ln_final.weight",
-                                           "visual.transformer.resblocks.0.mlp.c_fc.weight",
-                                           "transformer.resblocks.0.mlp.c_fc.weight"};
-    static const int ranks[] = {4, 2, 2, 2, 2, 1, 2, 2};
-    const cs_tensor *t[8];
-    if (!label) label = "model";
-    memset(c, 0, sizeof *c);
-    for (int i = 0; i < 8; i++) {
-        t[i] = find(w, n, required[i]);
-        if (!t[i]) {
-            if (i == 0 && find(w, n, "visual.layer1.0.conv1.weight"))
-                return cs_fail(e, CLIPSCORE_EMODEL,
-                               "%s: a ResNet CLIP; only the ViT models are supported", label);
-            return cs_fail(e, CLIPSCORE_EMODEL,
-                           "%s: not a CLIP checkpoint that clipscore knows: tensor %s is missing",
-                           label, required[i]);
-        }
-        if (t[i]->ndim != ranks[i]) {
-            char s[160];
-            shape_str(t[i]->shape, t[i]->ndim, s, sizeof s);
-            return cs_fail(e, CLIPSCORE_EMODEL,
-                           "%s: tensor %s has shape %s, expected %d dimensions", label, required[i],
-                           s, ranks[i]);
-        }
+/* The tensor `name`, of rank `rank`; an error naming it otherwise. */
+static int need(const cs_tensor *w, int n, const char *name, int rank, const char *label,
+                const cs_tensor **out, cs_error *e) {
+    *out = find(w, n, name);
+    if (!*out)
+        return cs_fail(e, CLIPSCORE_EMODEL,
+                       "%s: not a CLIP checkpoint that clipscore knows: tensor %s is missing",
+                       label, name);
+    if ((*out)->ndim != rank) {
+        char s[160];
+        shape_str((*out)->shape, (*out)->ndim, s, sizeof s);
+        return cs_fail(e, CLIPSCORE_EMODEL, "%s: tensor %s has shape %s, expected %d dimensions",
+                       label, name, s, rank);
     }
+    return 0;
+}
+
+/* A square grid plus one (the class or mean token) from a position count,
+ * or 0 when pos is not one. */
+static int grid_of(int pos) {
+    int grid = (int)lround(sqrt((double)(pos - 1)));
+    return grid >= 1 && grid * grid + 1 == pos ? grid : 0;
+}
+
+/* The ViT image tower: patch convolution, positions, blocks. */
+static int infer_vit(const cs_tensor *w, int n, const char *label, cs_clip_config *c, cs_error *e) {
+    const cs_tensor *conv, *pe, *fc;
     int rc, ch = 0, pw = 0, pos = 0; /* set by dim() on success; zeroed for the compiler */
-    if ((rc = dim(t[0], 0, CS_CLIP_MAX_WIDTH, label, &c->vision_width, e)) ||
-        (rc = dim(t[0], 1, 3, label, &ch, e)) ||
-        (rc = dim(t[0], 2, CS_CLIP_MAX_IMAGE_SIZE, label, &c->patch_size, e)) ||
-        (rc = dim(t[0], 3, CS_CLIP_MAX_IMAGE_SIZE, label, &pw, e)) ||
-        (rc = dim(t[1], 0, CS_CLIP_MAX_PATCHES + 1, label, &pos, e)) ||
-        (rc = dim(t[2], 1, CS_CLIP_MAX_WIDTH, label, &c->embed_dim, e)) ||
-        (rc = dim(t[3], 0, CS_CLIP_MAX_CONTEXT, label, &c->context_length, e)) ||
-        (rc = dim(t[4], 0, CS_CLIP_MAX_VOCAB, label, &c->vocab_size, e)) ||
-        (rc = dim(t[5], 0, CS_CLIP_MAX_WIDTH, label, &c->text_width, e)) ||
-        (rc = dim(t[6], 0, CS_CLIP_MAX_MLP, label, &c->vision_mlp, e)) ||
-        (rc = dim(t[7], 0, CS_CLIP_MAX_MLP, label, &c->text_mlp, e)))
+    if ((rc = need(w, n, "visual.conv1.weight", 4, label, &conv, e)) ||
+        (rc = need(w, n, "visual.positional_embedding", 2, label, &pe, e)) ||
+        (rc = need(w, n, "visual.transformer.resblocks.0.mlp.c_fc.weight", 2, label, &fc, e)) ||
+        (rc = dim(conv, 0, CS_CLIP_MAX_WIDTH, label, &c->vision_width, e)) ||
+        (rc = dim(conv, 1, 3, label, &ch, e)) ||
+        (rc = dim(conv, 2, CS_CLIP_MAX_IMAGE_SIZE, label, &c->patch_size, e)) ||
+        (rc = dim(conv, 3, CS_CLIP_MAX_IMAGE_SIZE, label, &pw, e)) ||
+        (rc = dim(pe, 0, CS_CLIP_MAX_PATCHES + 1, label, &pos, e)) ||
+        (rc = dim(fc, 0, CS_CLIP_MAX_MLP, label, &c->vision_mlp, e)))
         return rc;
     /* A square grid of patches plus the class token: refuse anything else
      * rather than round it to a grid the weights do not have. */
-    int grid = (int)lround(sqrt((double)(pos - 1)));
-    if (ch != 3 || pw != c->patch_size || grid < 1 || grid * grid + 1 != pos) {
+    int grid = grid_of(pos);
+    if (ch != 3 || pw != c->patch_size || !grid) {
         char s0[160], s1[160];
-        shape_str(t[0]->shape, t[0]->ndim, s0, sizeof s0);
-        shape_str(t[1]->shape, t[1]->ndim, s1, sizeof s1);
+        shape_str(conv->shape, conv->ndim, s0, sizeof s0);
+        shape_str(pe->shape, pe->ndim, s1, sizeof s1);
         return cs_fail(e, CLIPSCORE_EMODEL,
                        "%s: tensors visual.conv1.weight %s and visual.positional_embedding %s are "
                        "not an RGB square patch embedding and a square grid plus class token",
@@ -493,8 +555,78 @@ int cs_clip_config_infer(const cs_tensor *w, int n, const char *label, cs_clip_c
                        (long long)grid * c->patch_size, CS_CLIP_MAX_IMAGE_SIZE);
     c->image_size = c->patch_size * grid;
     c->vision_layers = count_layers(w, n, "visual.transformer.resblocks.");
-    c->text_layers = count_layers(w, n, "transformer.resblocks.");
     c->vision_heads = c->vision_width / 64 > 0 ? c->vision_width / 64 : 1;
+    return 0;
+}
+
+/* The ResNet image tower, as OpenAI's build_model reads it: blocks per
+ * stage from the block numbers, the width from the first block, the
+ * resolution from the attention pool's positions (32 pixels a cell), heads
+ * = 32w / 64. */
+static int infer_resnet(const cs_tensor *w, int n, const char *label, cs_clip_config *c,
+                        cs_error *e) {
+    const cs_tensor *l1, *pe;
+    int rc, pos = 0;
+    if ((rc = need(w, n, "visual.layer1.0.conv1.weight", 4, label, &l1, e)) ||
+        (rc = need(w, n, "visual.attnpool.positional_embedding", 2, label, &pe, e)) ||
+        (rc = dim(l1, 0, CS_CLIP_MAX_WIDTH / CS_CLIP_RESNET_REDUCTION, label, &c->vision_width,
+                  e)) ||
+        (rc = dim(pe, 0, CS_CLIP_MAX_PATCHES + 1, label, &pos, e)))
+        return rc;
+    int grid = grid_of(pos);
+    if (!grid) {
+        char s[160];
+        shape_str(pe->shape, pe->ndim, s, sizeof s);
+        return cs_fail(e, CLIPSCORE_EMODEL,
+                       "%s: tensor visual.attnpool.positional_embedding %s is not a square grid "
+                       "plus the mean token",
+                       label, s);
+    }
+    if ((int64_t)grid * CS_CLIP_RESNET_REDUCTION > CS_CLIP_MAX_IMAGE_SIZE)
+        return cs_fail(e, CLIPSCORE_EMODEL, "%s: image size %lld is above %d", label,
+                       (long long)grid * CS_CLIP_RESNET_REDUCTION, CS_CLIP_MAX_IMAGE_SIZE);
+    c->image_size = grid * CS_CLIP_RESNET_REDUCTION;
+    c->vision_layers = 0;
+    for (int s = 0; s < CS_CLIP_RESNET_STAGES; s++) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "visual.layer%d.", s + 1);
+        c->vision_stages[s] = count_layers(w, n, prefix);
+        if (!c->vision_stages[s])
+            return cs_fail(e, CLIPSCORE_EMODEL,
+                           "%s: a ResNet CLIP without blocks in stage %d (no tensor %s0.*)", label,
+                           s + 1, prefix);
+        c->vision_layers += c->vision_stages[s];
+    }
+    c->vision_heads = c->vision_width * CS_CLIP_RESNET_REDUCTION / 64;
+    if (c->vision_heads < 1) c->vision_heads = 1;
+    return 0;
+}
+
+int cs_clip_config_infer(const cs_tensor *w, int n, const char *label, cs_clip_config *c,
+                         cs_error *e) {
+    if (!label) label = "model";
+    memset(c, 0, sizeof *c);
+    const cs_tensor *proj, *pos, *tok, *lnf, *fc;
+    int rc;
+    if ((rc = need(w, n, "text_projection", 2, label, &proj, e)) ||
+        (rc = need(w, n, "positional_embedding", 2, label, &pos, e)) ||
+        (rc = need(w, n, "token_embedding.weight", 2, label, &tok, e)) ||
+        (rc = need(w, n, "ln_final.weight", 1, label, &lnf, e)) ||
+        (rc = need(w, n, "transformer.resblocks.0.mlp.c_fc.weight", 2, label, &fc, e)) ||
+        (rc = dim(proj, 1, CS_CLIP_MAX_WIDTH, label, &c->embed_dim, e)) ||
+        (rc = dim(pos, 0, CS_CLIP_MAX_CONTEXT, label, &c->context_length, e)) ||
+        (rc = dim(tok, 0, CS_CLIP_MAX_VOCAB, label, &c->vocab_size, e)) ||
+        (rc = dim(lnf, 0, CS_CLIP_MAX_WIDTH, label, &c->text_width, e)) ||
+        (rc = dim(fc, 0, CS_CLIP_MAX_MLP, label, &c->text_mlp, e)))
+        return rc;
+    /* A ResNet tower has an attention pool where a ViT has positions. */
+    if (find(w, n, "visual.attnpool.positional_embedding") ||
+        find(w, n, "visual.layer1.0.conv1.weight"))
+        rc = infer_resnet(w, n, label, c, e);
+    else
+        rc = infer_vit(w, n, label, c, e);
+    if (rc) return rc;
+    c->text_layers = count_layers(w, n, "transformer.resblocks.");
     c->text_heads = c->text_width / 64 > 0 ? c->text_width / 64 : 1;
     c->quick_gelu = 1; /* OpenAI's models */
     c->ln_eps = 1e-5f;
@@ -568,6 +700,63 @@ static int conflict(const cs_model_config *cfg, const field_map *f, int v, const
                    field, v, f->tensor, want, have);
 }
 
+/* The declared ResNet sizes against the weights' (c, inferred): the
+ * stages (vision_cfg.layers), the width, the image size; a declared patch
+ * size is refused (open_clip writes null). */
+static int resolve_resnet(const cs_model_config *cfg, const cs_clip_config *c, const cs_tensor *w,
+                          int n, cs_error *e) {
+    const cs_clip_config *d = &cfg->clip;
+    const char *label = cfg->arch_label;
+    int oc = cfg->arch_kind == CS_CONFIG_OPENCLIP;
+    if (d->patch_size)
+        return cs_fail(e, CLIPSCORE_EMODEL,
+                       "%s: %s is %d, but the weights are a ResNet CLIP (tensor "
+                       "visual.attnpool.positional_embedding), which has no patches",
+                       label, oc ? "vision_cfg.patch_size" : "vision_config.patch_size",
+                       d->patch_size);
+    const int *have = c->vision_stages;
+    if (cs_clip_config_is_resnet(d) ? memcmp(d->vision_stages, have, sizeof c->vision_stages) != 0
+                                    : d->vision_layers != 0) {
+        char want[64] = "";
+        if (cs_clip_config_is_resnet(d))
+            snprintf(want, sizeof want, "[%d, %d, %d, %d]", d->vision_stages[0],
+                     d->vision_stages[1], d->vision_stages[2], d->vision_stages[3]);
+        else
+            snprintf(want, sizeof want, "%d", d->vision_layers);
+        return cs_fail(e, CLIPSCORE_EMODEL,
+                       "%s: %s is %s, but the weights hold [%d, %d, %d, %d] blocks per stage "
+                       "(visual.layer1 to visual.layer4)",
+                       label, oc ? "vision_cfg.layers" : "vision_config.num_hidden_layers", want,
+                       have[0], have[1], have[2], have[3]);
+    }
+    if (d->vision_width && d->vision_width != c->vision_width) {
+        static const field_map width = {offsetof(cs_clip_config, vision_width),
+                                        "vision_config.hidden_size",
+                                        "vision_cfg.width",
+                                        "visual.layer1.0.conv1.weight",
+                                        0,
+                                        -1,
+                                        NULL};
+        return conflict(cfg, &width, d->vision_width, w, n, c->vision_width, e);
+    }
+    if (d->image_size && d->image_size != c->image_size) {
+        const char *field = oc ? "vision_cfg.image_size" : "vision_config.image_size";
+        const cs_tensor *t = find(w, n, "visual.attnpool.positional_embedding");
+        char s[160];
+        shape_str(t->shape, t->ndim, s, sizeof s);
+        if (d->image_size % CS_CLIP_RESNET_REDUCTION)
+            return cs_fail(e, CLIPSCORE_EMODEL,
+                           "%s: %s %d is not a multiple of 32 (a ResNet's pooling grid)", label,
+                           field, d->image_size);
+        long long g = d->image_size / CS_CLIP_RESNET_REDUCTION;
+        return cs_fail(e, CLIPSCORE_EMODEL,
+                       "%s: %s is %d, which needs tensor visual.attnpool.positional_embedding of "
+                       "shape [%lld, %lld]; it has %s",
+                       label, field, d->image_size, g * g + 1, (long long)t->shape[1], s);
+    }
+    return 0;
+}
+
 int cs_model_config_resolve(const cs_model_config *cfg, const cs_tensor *w, int n,
                             const char *weights_label, cs_clip_config *clip, cs_preprocess_cfg *pp,
                             cs_error *e) {
@@ -585,12 +774,25 @@ int cs_model_config_resolve(const cs_model_config *cfg, const cs_tensor *w, int 
     if (oc && cfg->vision_mlp_ratio > 0 && dd.vision_mlp < 1) dd.vision_mlp = -1;
     if (oc && cfg->text_mlp_ratio > 0) dd.text_mlp = (int)(c.text_width * cfg->text_mlp_ratio);
     if (oc && cfg->text_mlp_ratio > 0 && dd.text_mlp < 1) dd.text_mlp = -1;
+    const int rn = cs_clip_config_is_resnet(&c);
+    if (!rn && cs_clip_config_is_resnet(d))
+        return cs_fail(e, CLIPSCORE_EMODEL,
+                       "%s: vision_cfg.layers is a list of stages (a ResNet), but the weights are "
+                       "a ViT (no tensor visual.attnpool.positional_embedding)",
+                       cfg->arch_label);
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        /* A ResNet's vision sizes are checked by resolve_resnet. */
+        if (rn && fields[i].tensor != NULL && strncmp(fields[i].tensor, "visual.", 7) == 0)
+            continue;
+        if (rn && fields[i].layer_prefix && strncmp(fields[i].layer_prefix, "visual.", 7) == 0)
+            continue;
         int v = get_field(&dd, fields[i].off), have = get_field(&c, fields[i].off);
         if (v && v != have) return conflict(cfg, &fields[i], v, w, n, have, e);
     }
-    /* The image size shows in the position count: (R / P)^2 + 1 rows. */
-    if (d->image_size && d->image_size != c.image_size) {
+    if (rn) {
+        if ((rc = resolve_resnet(cfg, &c, w, n, e))) return rc;
+    } else if (d->image_size && d->image_size != c.image_size) {
+        /* The image size shows in the position count: (R / P)^2 + 1 rows. */
         const char *field = oc ? "vision_cfg.image_size" : "vision_config.image_size";
         const cs_tensor *t = find(w, n, "visual.positional_embedding");
         char have[160];
@@ -610,18 +812,21 @@ int cs_model_config_resolve(const cs_model_config *cfg, const cs_tensor *w, int 
     /* What the shapes cannot tell. */
     if (d->vision_heads) c.vision_heads = d->vision_heads;
     if (d->text_heads) c.text_heads = d->text_heads;
+    /* A ResNet's heads attend over the pool's 32w channels. */
+    const int attn_width = rn ? c.vision_width * CS_CLIP_RESNET_REDUCTION : c.vision_width;
     if (oc && cfg->vision_head_width) {
-        if (c.vision_width % cfg->vision_head_width)
+        if (attn_width % cfg->vision_head_width)
             return cs_fail(e, CLIPSCORE_EMODEL,
                            "%s: vision_cfg.head_width %d does not divide the width %d (tensor "
-                           "visual.conv1.weight)",
-                           cfg->arch_label, cfg->vision_head_width, c.vision_width);
-        c.vision_heads = c.vision_width / cfg->vision_head_width;
+                           "%s)",
+                           cfg->arch_label, cfg->vision_head_width, attn_width,
+                           rn ? "visual.attnpool.positional_embedding" : "visual.conv1.weight");
+        c.vision_heads = attn_width / cfg->vision_head_width;
     }
-    if (c.vision_width % c.vision_heads)
+    if (attn_width % c.vision_heads)
         return cs_fail(e, CLIPSCORE_EMODEL, "%s: %s %d does not divide the width %d",
                        cfg->arch_label, oc ? "vision heads" : "vision_config.num_attention_heads",
-                       c.vision_heads, c.vision_width);
+                       c.vision_heads, attn_width);
     if (c.text_width % c.text_heads)
         return cs_fail(e, CLIPSCORE_EMODEL, "%s: %s %d does not divide the width %d",
                        cfg->arch_label, oc ? "text_cfg.heads" : "text_config.num_attention_heads",

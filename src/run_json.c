@@ -56,6 +56,9 @@ static int json_finish(cs_writer *w, const cs_run_record *r, cs_commit *c, cs_er
     cJSON_AddNumberToObject(m, "patch_size", mi.patch_size);
     cJSON_AddNumberToObject(m, "vision_width", mi.vision_width);
     cJSON_AddNumberToObject(m, "vision_layers", mi.vision_layers);
+    int stages[4];
+    if (clipscore_get_vision_stages(ctx, stages) > 0) /* a ResNet */
+        cJSON_AddItemToObject(m, "vision_stages", cJSON_CreateIntArray(stages, 4));
     cJSON_AddNumberToObject(m, "text_width", mi.text_width);
     cJSON_AddNumberToObject(m, "text_layers", mi.text_layers);
     cJSON_AddNumberToObject(m, "context_length", mi.context_length);

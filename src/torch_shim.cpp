@@ -8,12 +8,15 @@
 // ln_post on the class token, projection) and text transformer (token and
 // position embeddings, causal blocks, ln_final, the end token's features,
 // projection), on CPU or CUDA in fp32, fp16 or bf16, with an optional
-// per-stage hook for the tests (cs_torch_trace_*).
+// per-stage hook for the tests (cs_torch_trace_*). The ResNet image tower
+// is torch_resnet.cpp's; this file picks it when the configuration has
+// ResNet stages.
 // Leaves out: training, the logit scale, any Python-side preprocessing.
 //
 // Every entry point catches C++ exceptions and returns a status and message.
 
 #include "torch_shim.h"
+#include "torch_resnet.h"
 
 #include <caffe2/serialize/inline_container.h>
 #include <caffe2/serialize/read_adapter_interface.h>
@@ -427,6 +430,7 @@ struct cs_torch_model {
     torch::Tensor v_conv, v_cls, v_pos, v_ln_pre_w, v_ln_pre_b, v_ln_post_w, v_ln_post_b, v_proj;
     torch::Tensor t_tok, t_pos, t_ln_w, t_ln_b, t_proj;
     std::vector<Block> v_blocks, t_blocks;
+    std::shared_ptr<const cs_resnet::Tower> resnet; // the image tower of a ResNet CLIP
 };
 
 namespace {
@@ -654,17 +658,23 @@ extern "C" int cs_torch_model_create(const cs_clip_config *cfg, const char *devi
     rc = parse_precision(precision, m->device.is_cuda(), &m->dtype, &m->precision_name, e);
     if (rc) return rc;
 
-    const int64_t g = c.image_size / c.patch_size;
-    expect(m.get(), "visual.conv1.weight", {c.vision_width, 3, c.patch_size, c.patch_size});
-    expect(m.get(), "visual.class_embedding", {c.vision_width});
-    expect(m.get(), "visual.positional_embedding", {g * g + 1, c.vision_width});
-    expect(m.get(), "visual.ln_pre.weight", {c.vision_width});
-    expect(m.get(), "visual.ln_pre.bias", {c.vision_width});
-    expect_blocks(m.get(), "visual.transformer.resblocks.", c.vision_layers, c.vision_width,
-                  c.vision_mlp);
-    expect(m.get(), "visual.ln_post.weight", {c.vision_width});
-    expect(m.get(), "visual.ln_post.bias", {c.vision_width});
-    expect(m.get(), "visual.proj", {c.vision_width, c.embed_dim});
+    if (cs_clip_config_is_resnet(&c)) {
+        cs_resnet::expect_weights(c, [&](const std::string &name, std::vector<int64_t> shape) {
+            expect(m.get(), name, std::move(shape));
+        });
+    } else {
+        const int64_t g = c.image_size / c.patch_size;
+        expect(m.get(), "visual.conv1.weight", {c.vision_width, 3, c.patch_size, c.patch_size});
+        expect(m.get(), "visual.class_embedding", {c.vision_width});
+        expect(m.get(), "visual.positional_embedding", {g * g + 1, c.vision_width});
+        expect(m.get(), "visual.ln_pre.weight", {c.vision_width});
+        expect(m.get(), "visual.ln_pre.bias", {c.vision_width});
+        expect_blocks(m.get(), "visual.transformer.resblocks.", c.vision_layers, c.vision_width,
+                      c.vision_mlp);
+        expect(m.get(), "visual.ln_post.weight", {c.vision_width});
+        expect(m.get(), "visual.ln_post.bias", {c.vision_width});
+        expect(m.get(), "visual.proj", {c.vision_width, c.embed_dim});
+    }
     expect(m.get(), "token_embedding.weight", {c.vocab_size, c.text_width});
     expect(m.get(), "positional_embedding", {c.context_length, c.text_width});
     expect_blocks(m.get(), "transformer.resblocks.", c.text_layers, c.text_width, c.text_mlp);
@@ -696,7 +706,10 @@ extern "C" int cs_torch_model_set(cs_torch_model *m, const cs_tensor *t, cs_erro
         return cs_fail(e, CLIPSCORE_EMODEL, "weight %s: %zu bytes for its shape", t->name,
                        t->nbytes);
     memcpy(src.data_ptr(), t->data, t->nbytes);
-    at::ScalarType want = is_norm_param(it->first) ? at::kFloat : m->dtype;
+    // A ResNet tower stays in fp32 until its batch norms are folded (ready).
+    const bool fp32 = is_norm_param(it->first) ||
+                      (cs_clip_config_is_resnet(&m->cfg) && cs_resnet::is_tower_weight(it->first));
+    at::ScalarType want = fp32 ? at::kFloat : m->dtype;
     // Convert through fp32 on the CPU (fp16 arithmetic is CUDA-only here).
     torch::Tensor w = src.to(at::kFloat).clone();
     fold_scales(m, it->first, w);
@@ -719,20 +732,26 @@ extern "C" int cs_torch_model_ready(cs_torch_model *m, cs_error *e) {
                        missing.c_str(), n_missing > 3 ? ", ..." : "");
     for (auto &kv : m->weights) kv.second.second = kv.second.second.to(m->device);
     auto w = [&](const char *n) { return m->weights.at(n).second; };
-    m->v_conv = w("visual.conv1.weight");
-    m->v_cls = w("visual.class_embedding");
-    m->v_pos = w("visual.positional_embedding");
-    m->v_ln_pre_w = w("visual.ln_pre.weight");
-    m->v_ln_pre_b = w("visual.ln_pre.bias");
-    m->v_ln_post_w = w("visual.ln_post.weight");
-    m->v_ln_post_b = w("visual.ln_post.bias");
-    m->v_proj = w("visual.proj");
+    if (cs_clip_config_is_resnet(&m->cfg)) {
+        m->resnet = cs_resnet::build(
+            m->cfg, [&](const std::string &n) { return m->weights.at(n).second; }, m->dtype,
+            /*channels_last=*/true);
+    } else {
+        m->v_conv = w("visual.conv1.weight");
+        m->v_cls = w("visual.class_embedding");
+        m->v_pos = w("visual.positional_embedding");
+        m->v_ln_pre_w = w("visual.ln_pre.weight");
+        m->v_ln_pre_b = w("visual.ln_pre.bias");
+        m->v_ln_post_w = w("visual.ln_post.weight");
+        m->v_ln_post_b = w("visual.ln_post.bias");
+        m->v_proj = w("visual.proj");
+        m->v_blocks = take_blocks(m, "visual.transformer.resblocks.", m->cfg.vision_layers);
+    }
     m->t_tok = w("token_embedding.weight");
     m->t_pos = w("positional_embedding");
     m->t_ln_w = w("ln_final.weight");
     m->t_ln_b = w("ln_final.bias");
     m->t_proj = w("text_projection");
-    m->v_blocks = take_blocks(m, "visual.transformer.resblocks.", m->cfg.vision_layers);
     m->t_blocks = take_blocks(m, "transformer.resblocks.", m->cfg.text_layers);
     m->weights.clear(); // the resolved handles above keep the tensors alive
     m->ready = true;
@@ -767,6 +786,12 @@ static int encode_images(cs_torch_model *m, const float *pixels, int n, float *o
     torch::Tensor x = torch::from_blob(const_cast<float *>(pixels), {n, 3, r, r}, at::kFloat)
                           .to(m->device, at::kFloat, /*non_blocking=*/m->device.is_cuda())
                           .to(m->dtype);
+    if (m->resnet) {
+        cs_resnet::TraceFn trace;
+        if (tr) trace = [tr](const char *stage, const torch::Tensor &t) { tr->emit(stage, t); };
+        copy_out(cs_resnet::forward(*m->resnet, x, trace), out);
+        return 0;
+    }
     x = torch::conv2d(x, m->v_conv, {}, c.patch_size); // [N, W, g, g]
     x = x.flatten(2).transpose(1, 2);                  // [N, g*g, W]
     torch::Tensor cls = m->v_cls.view({1, 1, w}).expand({n, 1, w});

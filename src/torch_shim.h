@@ -79,7 +79,9 @@ typedef void (*cs_torch_trace_cb)(const char *stage, const float *data, const in
  * it, not a copy), calling cb after each stage: "embed" (class token,
  * patches and positions, [n][g*g+1][Wv]), "ln_pre", "block.0" ... "block.<L-1>"
  * (after each residual block), "ln_post" (class token, [n][Wv]), "proj"
- * ([n][D], what out receives). Activations are cast to float32 on the CPU. */
+ * ([n][D], what out receives). A ResNet's stages: "stem" ([n][w][R/4][R/4]),
+ * "layer1" ... "layer4", "attnpool" ([n][32w], before its output
+ * projection), "proj". Activations are cast to float32 on the CPU. */
 int cs_torch_trace_images(cs_torch_model *m, const float *pixels, int n, float *out,
                           cs_torch_trace_cb cb, void *user, struct cs_error *e);
 /* Same for cs_torch_encode_texts: "embed" (token + position embeddings,

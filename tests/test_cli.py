@@ -270,4 +270,24 @@ check(p.returncode == 130 and "interrupted" in err, "SIGINT stops the run with e
 check(left == [".clipscore.journal"] and "run the same command to continue" in err,
       "an interrupted run replaces nothing; only its journal is left, to continue from", (left, err[-300:]))
 
+# 8. A ResNet CLIP (make_tiny_model's openclip-resnet): info shows its stages, a run scores every
+#    row and run.json records them.
+from clitest import MAKE_MODEL
+rn = os.path.join(tmp, "rn-model")
+subprocess.run([MAKE_MODEL, rn, "openclip-resnet", "5"], check=True)
+RN = ["--model", rn, "--device", "cpu", "--precision", "fp32"]
+rc, out, err = run(["info"] + RN)
+check(rc == 0 and "64 px, ResNet, stages [1, 2, 1, 1], width 8, attention pool 256 wide, 4 heads" in out,
+      "info describes a ResNet", out + err[-300:])
+od = os.path.join(tmp, "rn-out")
+rc, _, err = run(["score", inp, "-o", od, "--no-figures", "-q"] + RN)
+got = read_csv(os.path.join(od, "output.csv")) if rc == 0 else []
+check(rc == 0 and len(got) == len(rows) and all(g[4] and -1 <= float(g[4]) <= 1 for g in got[1:]),
+      "a ResNet scores every row", err[-300:])
+rj = json.load(open(os.path.join(od, "run.json"))) if rc == 0 else {"model": {}}
+check(rj["model"].get("vision_stages") == [1, 2, 1, 1] and rj["model"].get("patch_size") == 0,
+      "run.json records the ResNet's stages", rj["model"])
+check("vision_stages" not in json.load(open(os.path.join(d1, "run.json")))["model"],
+      "a ViT's run.json has no stages")
+
 finish()

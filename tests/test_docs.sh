@@ -82,6 +82,7 @@ expect "$bin data/" data/pairs.csv
 expect "$bin models " list fetch
 expect "$bin --metric c" cosine clipscore
 expect "$bin -m ViT-L" ViT-L/14 ViT-L/14@336px
+expect "$bin -m RN50x" RN50x4 RN50x16 RN50x64
 expect "$bin models fetch ViT-B/1" ViT-B/16
 expect "$bin embed --precision b" bf16
 

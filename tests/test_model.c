@@ -1,7 +1,7 @@
 /* test_model.c - model files and the torch shim against an independent,
  * plain-C forward pass of CLIP written here (double precision, no libtorch),
- * on tiny random models the test writes itself, end to end and stage by
- * stage (cs_torch_trace_*); broken configurations (refused at load, naming
+ * on tiny random models the test writes itself (a ViT and a ResNet), end to
+ * end and stage by stage (cs_torch_trace_*); broken configurations (refused at load, naming
  * file and field), the configuration parser on raw buffers, and hostile
  * pytorch_model.bin archives written by hand (tests/torch_zip.c); then,
  * when the shared conformance fixtures exist, every layout against the
@@ -33,15 +33,19 @@ typedef struct ref {
     tiny_spec s;
 } ref;
 
-static const float *W(const ref *r, const char *fmt, int i) {
-    char name[160];
-    snprintf(name, sizeof name, fmt, i);
+static const float *Wname(const ref *r, const char *name) {
     const cs_tensor *t = cs_safetensors_find(&r->st, name);
     if (!t || t->dtype != CS_DTYPE_F32) {
         fprintf(stderr, "reference: missing %s\n", name);
         exit(2);
     }
     return t->data;
+}
+
+static const float *W(const ref *r, const char *fmt, int i) {
+    char name[160];
+    snprintf(name, sizeof name, fmt, i);
+    return Wname(r, name);
 }
 
 static void layer_norm(double *x, int n, int w, const float *g, const float *b) {
@@ -211,6 +215,173 @@ static void ref_text(const ref *r, const int32_t *ids, int n, double *out, rtrac
     }
     rt_add(tr, "proj", out, (size_t)s->embed_dim);
     free(x);
+}
+
+/* ------------------------------------------------------------ ResNet reference */
+
+/* A feature map [c][h][w]. */
+typedef struct fmap {
+    int c, h, w;
+    double *d;
+} fmap;
+
+static fmap fm_new(int c, int h, int w) {
+    fmap f = {c, h, w, calloc((size_t)c * h * w, sizeof(double))};
+    if (!f.d) exit(2);
+    return f;
+}
+
+/* Weight "<p><name>" of the reference's file. */
+static const float *Wp(const ref *r, const char *p, const char *name) {
+    char n[160];
+    snprintf(n, sizeof n, "%s%s", p, name);
+    return Wname(r, n);
+}
+
+/* conv(x, "<p><conv>.weight" [o][x.c][k][k], stride, pad) followed by the
+ * batch norm "<p><bn>.*" as PyTorch runs it in inference mode, (y - mean) /
+ * sqrt(var + 1e-5) * weight + bias, not folded; then ReLU when relu. */
+static fmap conv_bn(const ref *r, const char *p, const char *conv, const char *bn, fmap x, int o,
+                    int k, int stride, int pad, int relu) {
+    char n[96];
+    snprintf(n, sizeof n, "%s.weight", conv);
+    const float *w = Wp(r, p, n);
+    snprintf(n, sizeof n, "%s.weight", bn);
+    const float *g = Wp(r, p, n);
+    snprintf(n, sizeof n, "%s.bias", bn);
+    const float *b = Wp(r, p, n);
+    snprintf(n, sizeof n, "%s.running_mean", bn);
+    const float *mean = Wp(r, p, n);
+    snprintf(n, sizeof n, "%s.running_var", bn);
+    const float *var = Wp(r, p, n);
+    fmap y = fm_new(o, (x.h + 2 * pad - k) / stride + 1, (x.w + 2 * pad - k) / stride + 1);
+    for (int oc = 0; oc < o; oc++)
+        for (int oy = 0; oy < y.h; oy++)
+            for (int ox = 0; ox < y.w; ox++) {
+                double acc = 0;
+                for (int ic = 0; ic < x.c; ic++)
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                            if (iy < 0 || iy >= x.h || ix < 0 || ix >= x.w) continue;
+                            acc += w[(((size_t)oc * x.c + ic) * k + ky) * k + kx] *
+                                   x.d[((size_t)ic * x.h + iy) * x.w + ix];
+                        }
+                double v = (acc - mean[oc]) / sqrt((double)var[oc] + 1e-5) * g[oc] + b[oc];
+                y.d[((size_t)oc * y.h + oy) * y.w + ox] = relu && v < 0 ? 0 : v;
+            }
+    return y;
+}
+
+/* k x k average pool, stride k (nn.AvgPool2d(k)). */
+static fmap avg_pool(fmap x, int k) {
+    fmap y = fm_new(x.c, x.h / k, x.w / k);
+    for (int c = 0; c < x.c; c++)
+        for (int oy = 0; oy < y.h; oy++)
+            for (int ox = 0; ox < y.w; ox++) {
+                double acc = 0;
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++)
+                        acc += x.d[((size_t)c * x.h + oy * k + ky) * x.w + ox * k + kx];
+                y.d[((size_t)c * y.h + oy) * y.w + ox] = acc / (k * k);
+            }
+    return y;
+}
+
+/* One bottleneck block (clip/model.py's Bottleneck); frees x. */
+static fmap bottleneck(const ref *r, const char *p, fmap x, int planes, int stride) {
+    fmap a = conv_bn(r, p, "conv1", "bn1", x, planes, 1, 1, 0, 1);
+    fmap b = conv_bn(r, p, "conv2", "bn2", a, planes, 3, 1, 1, 1);
+    free(a.d);
+    if (stride > 1) {
+        fmap t = avg_pool(b, stride);
+        free(b.d);
+        b = t;
+    }
+    fmap y = conv_bn(r, p, "conv3", "bn3", b, planes * 4, 1, 1, 0, 0);
+    free(b.d);
+    fmap id = x;
+    if (stride > 1 || x.c != planes * 4) {
+        fmap t = stride > 1 ? avg_pool(x, stride) : x;
+        id = conv_bn(r, p, "downsample.0", "downsample.1", t, planes * 4, 1, 1, 0, 0);
+        if (t.d != x.d) free(t.d);
+    }
+    for (size_t i = 0; i < (size_t)y.c * y.h * y.w; i++) {
+        double v = y.d[i] + id.d[i];
+        y.d[i] = v < 0 ? 0 : v;
+    }
+    if (id.d != x.d) free(id.d);
+    free(x.d);
+    return y;
+}
+
+/* px [3][R][R] -> out [D] through the ResNet tower, stages as the shim
+ * traces them: "stem", "layer1" ... "layer4", "attnpool", "proj". */
+static void ref_resnet_image(const ref *r, const float *px, double *out, rtrace *tr) {
+    const tiny_spec *s = &r->s;
+    const int R = s->image_size, w = s->vision_width;
+    fmap x = fm_new(3, R, R);
+    for (size_t i = 0; i < (size_t)3 * R * R; i++) x.d[i] = px[i];
+    static const char *const conv[] = {"conv1", "conv2", "conv3"}, *const bn[] = {"bn1", "bn2",
+                                                                                  "bn3"};
+    const int ch[] = {w / 2, w / 2, w};
+    for (int i = 0; i < 3; i++) {
+        fmap y = conv_bn(r, "visual.", conv[i], bn[i], x, ch[i], 3, i == 0 ? 2 : 1, 1, 1);
+        free(x.d);
+        x = y;
+    }
+    fmap y = avg_pool(x, 2);
+    free(x.d);
+    x = y;
+    rt_add(tr, "stem", x.d, (size_t)x.c * x.h * x.w);
+    for (int st = 0; st < 4; st++) {
+        for (int b = 0; b < s->stages[st]; b++) {
+            char p[64];
+            snprintf(p, sizeof p, "visual.layer%d.%d.", st + 1, b);
+            x = bottleneck(r, p, x, w << st, b == 0 && st > 0 ? 2 : 1);
+        }
+        char name[16];
+        snprintf(name, sizeof name, "layer%d", st + 1);
+        rt_add(tr, name, x.d, (size_t)x.c * x.h * x.w);
+    }
+    /* Attention pool: tokens [L][C], the mean first, positions added. */
+    const int C = x.c, HW = x.h * x.w, L = HW + 1, H = s->vision_heads, hd = C / H;
+    double *t = calloc((size_t)L * C, sizeof *t), *q = calloc((size_t)C, sizeof *q);
+    double *k = calloc((size_t)L * C, sizeof *k), *v = calloc((size_t)L * C, sizeof *v);
+    double *o = calloc((size_t)C, sizeof *o), *sc = calloc((size_t)L, sizeof *sc);
+    const float *pos = Wname(r, "visual.attnpool.positional_embedding");
+    for (int c = 0; c < C; c++) {
+        double m = 0;
+        for (int j = 0; j < HW; j++) m += t[(size_t)(1 + j) * C + c] = x.d[(size_t)c * HW + j];
+        t[c] = m / HW;
+    }
+    for (size_t i = 0; i < (size_t)L * C; i++) t[i] += pos[i];
+    linear(q, t, 1, C, C, Wname(r, "visual.attnpool.q_proj.weight"),
+           Wname(r, "visual.attnpool.q_proj.bias"));
+    linear(k, t, L, C, C, Wname(r, "visual.attnpool.k_proj.weight"),
+           Wname(r, "visual.attnpool.k_proj.bias"));
+    linear(v, t, L, C, C, Wname(r, "visual.attnpool.v_proj.weight"),
+           Wname(r, "visual.attnpool.v_proj.bias"));
+    for (int h = 0; h < H; h++) {
+        double mx = -1e300, sum = 0;
+        for (int j = 0; j < L; j++) {
+            double d = 0;
+            for (int e = 0; e < hd; e++) d += q[h * hd + e] * k[(size_t)j * C + h * hd + e];
+            sc[j] = d / sqrt((double)hd);
+            if (sc[j] > mx) mx = sc[j];
+        }
+        for (int j = 0; j < L; j++) sum += (sc[j] = exp(sc[j] - mx));
+        for (int e = 0; e < hd; e++) {
+            double acc = 0;
+            for (int j = 0; j < L; j++) acc += sc[j] / sum * v[(size_t)j * C + h * hd + e];
+            o[h * hd + e] = acc;
+        }
+    }
+    rt_add(tr, "attnpool", o, (size_t)C);
+    linear(out, o, 1, C, s->embed_dim, Wname(r, "visual.attnpool.c_proj.weight"),
+           Wname(r, "visual.attnpool.c_proj.bias"));
+    rt_add(tr, "proj", out, (size_t)s->embed_dim);
+    free(x.d), free(t), free(q), free(k), free(v), free(o), free(sc);
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -597,6 +768,92 @@ static void test_stages(void) {
     cs_safetensors_close(&r.st);
 }
 
+/* ------------------------------------------------------------ ResNet */
+
+/* A ResNet CLIP (tests/tiny_model.c's tiny_resnet_spec) against the plain-C
+ * reference above, stage by stage: the reference runs each batch norm as
+ * PyTorch does, the shim folds them into the convolutions, so a folding
+ * mistake shows at "stem". Tolerances as for the ViT (stage_tol): fp32
+ * against double through convolutions of at most 9*64 products a sum, the
+ * attention over 5 tokens and two width-256 projections; seen ~1e-6. */
+static void test_resnet(void) {
+    const char *tmp = test_tmpdir("resnet");
+    char dir[700], dir16[700], path[800];
+    snprintf(dir, sizeof dir, "%s/openclip", tmp);
+    snprintf(dir16, sizeof dir16, "%s/openclip16", tmp);
+    tiny_spec s = tiny_resnet_spec();
+    cs_error e = {0};
+    CHECK_EQ_INT(tiny_model_write(dir, "openclip", &s, 21, 0, &e), 0);
+    CHECK_EQ_INT(tiny_model_write(dir16, "openclip", &s, 21, 1, &e), 0);
+    CHECK(tiny_model_write(dir, "hf", &s, 21, 0, &e) == CLIPSCORE_EARG);
+    ref r = {.s = s};
+    snprintf(path, sizeof path, "%s/open_clip_model.safetensors", dir);
+    CHECK_EQ_INT(cs_safetensors_open(path, &r.st, &e), 0);
+
+    /* The architecture from the shapes alone, as build_model reads it. */
+    cs_clip_config c;
+    CHECK_MSG(cs_clip_config_infer(r.st.tensors, r.st.n, "tiny", &c, &e) == 0, "%s", e.msg);
+    CHECK(cs_clip_config_is_resnet(&c));
+    CHECK_EQ_INT(c.vision_stages[0], 1);
+    CHECK_EQ_INT(c.vision_stages[1], 2);
+    CHECK_EQ_INT(c.vision_stages[2], 1);
+    CHECK_EQ_INT(c.vision_stages[3], 1);
+    CHECK_EQ_INT(c.vision_layers, 5);
+    CHECK_EQ_INT(c.vision_width, 8);
+    CHECK_EQ_INT(c.vision_heads, 4); /* 32 * 8 / 64 */
+    CHECK_EQ_INT(c.image_size, 64);  /* 2x2 grid + mean token: 5 positions */
+    CHECK_EQ_INT(c.patch_size, 0);
+    CHECK_EQ_INT(cs_clip_config_validate(&c, "tiny", &e), 0);
+
+    cs_model_files mf;
+    cs_torch_model *m = load(dir, "fp32", &mf), *m16 = load(dir16, "fp32", NULL);
+    CHECK(m && m16);
+    if (m) {
+        CHECK_EQ_STR(mf.layout, "openclip");
+        CHECK_EQ_INT(mf.clip.vision_stages[1], 2);
+        CHECK_EQ_INT(mf.clip.vision_heads, 4); /* head_width 64 in the config */
+        CHECK_EQ_INT(mf.preprocess.size, 64);
+        cs_model_files_close(&mf);
+    }
+    if (!m || !m16 || !r.st.n) {
+        cs_torch_model_free(m);
+        cs_torch_model_free(m16);
+        cs_safetensors_close(&r.st);
+        return;
+    }
+    enum { N = 2 };
+    const int R = s.image_size, D = s.embed_dim;
+    float *px = malloc(sizeof(float) * N * 3 * R * R), emb[N * 32], traced[N * 32], e16[N * 32];
+    for (int i = 0; i < N * 3 * R * R; i++) px[i] = 2.0f * frand();
+    strace st = {0};
+    CHECK_EQ_INT(cs_torch_trace_images(m, px, N, traced, collect, &st, &e), 0);
+    CHECK_EQ_INT(st.t.n, 1 + 4 + 2);
+    CHECK_EQ_INT(cs_torch_encode_images(m, px, N, emb, &e), 0);
+    CHECK(memcmp(emb, traced, sizeof(float) * N * (size_t)D) == 0);
+    CHECK_EQ_INT(cs_torch_encode_images(m16, px, N, e16, &e), 0);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        rtrace want = {0};
+        double out[32], scale;
+        ref_resnet_image(&r, px + (size_t)i * 3 * R * R, out, &want);
+        const char *bad = compare_stages("resnet", &st, &want, i, 0, 0);
+        CHECK_MSG(bad == NULL, "resnet image %d: stage %s is the first beyond its tolerance", i,
+                  bad ? bad : "");
+        double d = max_abs(emb + i * D, out, D, &scale) / scale;
+        worst = fmax(worst, d);
+        CHECK_MSG(d < 1e-4, "resnet image %d: relative difference %g", i, d);
+        CHECK_MSG(max_abs(e16 + i * D, out, D, &scale) / scale < 1e-4, "F16 layout, image %d", i);
+        rt_free(&want);
+    }
+    fprintf(stderr, "ResNet image encoder vs plain-C reference: worst relative difference %.2e\n",
+            worst);
+    rt_free(&st.t);
+    free(px);
+    cs_torch_model_free(m);
+    cs_torch_model_free(m16);
+    cs_safetensors_close(&r.st);
+}
+
 /* ------------------------------------------------------------ hostile archives */
 
 static long max_rss_kb(void) {
@@ -823,9 +1080,11 @@ static void expect_refused(const char *tmp, const char *layout, const char *file
     static int k;
     char dir[700], path[800];
     snprintf(dir, sizeof dir, "%s/bad%d", tmp, k++);
-    tiny_spec s = tiny_default_spec();
+    /* "openclip-resnet": the open_clip layout of tiny_resnet_spec */
+    int resnet = strcmp(layout, "openclip-resnet") == 0;
+    tiny_spec s = resnet ? tiny_resnet_spec() : tiny_default_spec();
     cs_error e = {0};
-    CHECK_EQ_INT(tiny_model_write(dir, layout, &s, 7, 0, &e), 0);
+    CHECK_EQ_INT(tiny_model_write(dir, resnet ? "openclip" : layout, &s, 7, 0, &e), 0);
     snprintf(path, sizeof path, "%s/%s", dir, file);
     CHECK_EQ_INT(from ? patch_file(path, from, to) : write_text(path, to), 0);
     cs_model_files mf;
@@ -922,6 +1181,25 @@ static void test_bad_configs(void) {
     expect_refused(tmp, "openclip", oj, "\"patch_size\": 8",
                    "\"patch_size\": 8, \"mlp_ratio\": 4.5", oj, "vision_cfg.mlp_ratio 4.5",
                    "[288, 64]; it has [256, 64]");
+    /* A ResNet's declared sizes against its weights; a list of stages
+     * declared for a ViT's weights and the other way round. */
+    const char *rn = "openclip-resnet";
+    expect_refused(tmp, rn, oj, "[1, 2, 1, 1]", "[1, 2, 2, 1]", oj, "vision_cfg.layers",
+                   "[1, 2, 1, 1] blocks per stage");
+    expect_refused(tmp, rn, oj, "\"width\": 8", "\"width\": 16", oj, "vision_cfg.width",
+                   "visual.layer1.0.conv1.weight of shape [16, 8, 1, 1]; it has [8, 8, 1, 1]");
+    expect_refused(tmp, rn, oj, "\"image_size\": 64", "\"image_size\": 96", oj,
+                   "vision_cfg.image_size",
+                   "visual.attnpool.positional_embedding of shape [10, 256]; it has [5, 256]");
+    expect_refused(tmp, rn, oj, "\"patch_size\": null", "\"patch_size\": 32", oj,
+                   "vision_cfg.patch_size", "no patches");
+    expect_refused(tmp, rn, oj, "\"head_width\": 64", "\"head_width\": 48", oj,
+                   "vision_cfg.head_width", "256");
+    expect_refused(tmp, rn, oj, "[1, 2, 1, 1]", "5", oj, "vision_cfg.layers is 5",
+                   "blocks per stage");
+    expect_refused(tmp, "openclip", oj, "\"layers\": 2, \"width\": 64",
+                   "\"layers\": [1, 1, 1, 1], \"width\": 64", oj, "a list of stages",
+                   "weights are a ViT");
 }
 
 /* The parser on buffers, as a fuzzer calls it: no NUL terminator needed,
@@ -950,8 +1228,12 @@ static void test_config_parse_buffer(void) {
         {CS_CONFIG_HF_PREPROCESSOR, "{\"crop_size\": {\"height\": 32, \"width\": 64}}",
          "not square"},
         {CS_CONFIG_HF_PREPROCESSOR, "{\"image_std\": [\"a\", 1, 1]}", "image_std[0] is a string"},
-        {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"layers\": [3, 4, 6, 3]}}}",
-         "ResNet"},
+        {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"layers\": [3, 4, 6]}}}",
+         "has 3 stages"},
+        {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"layers\": [3, 0, 6, 3]}}}",
+         "vision_cfg.layers[1]"},
+        {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"layers\": [3, 4, \"6\", 3]}}}",
+         "vision_cfg.layers[2]"},
         {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"image_size\": [224, 256]}}}",
          "square"},
         {CS_CONFIG_OPENCLIP, "{\"model_cfg\": {\"vision_cfg\": {\"mlp_ratio\": 1e308}}}",
@@ -973,7 +1255,21 @@ static void test_config_parse_buffer(void) {
                   e.msg);
     }
     /* Validation of a complete configuration: products stay bounded. */
-    cs_clip_config c = {224, 32, 768, 12, 12, 3072, 77, 49408, 512, 12, 8, 2048, 512, 1, 1e-5f};
+    cs_clip_config c = {.image_size = 224,
+                        .patch_size = 32,
+                        .vision_width = 768,
+                        .vision_layers = 12,
+                        .vision_heads = 12,
+                        .vision_mlp = 3072,
+                        .context_length = 77,
+                        .vocab_size = 49408,
+                        .text_width = 512,
+                        .text_layers = 12,
+                        .text_heads = 8,
+                        .text_mlp = 2048,
+                        .embed_dim = 512,
+                        .quick_gelu = 1,
+                        .ln_eps = 1e-5f};
     CHECK_EQ_INT(cs_clip_config_validate(&c, "ok", &e), 0);
     cs_clip_config big = c;
     big.image_size = 4096, big.patch_size = 1;
@@ -985,6 +1281,40 @@ static void test_config_parse_buffer(void) {
     big = c;
     big.ln_eps = NAN;
     CHECK(cs_clip_config_validate(&big, "nan", &e) == CLIPSCORE_EMODEL && strstr(e.msg, "ln_eps"));
+    /* ResNets: RN50 and RN50x64 validate; every stage needs blocks, the
+     * width bounds the pool's 32w channels, the image size is a multiple
+     * of 32, the heads divide 32w. */
+    cs_clip_config rn50 = c;
+    rn50.patch_size = 0, rn50.vision_mlp = 0, rn50.vision_width = 64, rn50.vision_heads = 32;
+    rn50.vision_stages[0] = 3, rn50.vision_stages[1] = 4, rn50.vision_stages[2] = 6;
+    rn50.vision_stages[3] = 3, rn50.vision_layers = 16, rn50.embed_dim = 1024;
+    CHECK_MSG(cs_clip_config_validate(&rn50, "rn50", &e) == 0, "%s", e.msg);
+    cs_clip_config rn64 = rn50;
+    rn64.image_size = 448, rn64.vision_width = 128, rn64.vision_heads = 64;
+    rn64.vision_stages[0] = 3, rn64.vision_stages[1] = 15, rn64.vision_stages[2] = 36;
+    rn64.vision_stages[3] = 10, rn64.vision_layers = 64;
+    CHECK_MSG(cs_clip_config_validate(&rn64, "rn64", &e) == 0, "%s", e.msg);
+    static const struct {
+        int field, value;
+        const char *needle;
+    } rbad[] = {
+        {0, 0, "vision_stages[3]"},  {1, 600, "ResNet width 600"}, {2, 7, "ResNet width 7"},
+        {3, 240, "multiple of 32"},  {4, 7, "vision_heads 7"},     {5, 17, "vision_layers 17"},
+        {6, 32, "patch_size is 32"},
+    };
+    for (size_t i = 0; i < sizeof rbad / sizeof rbad[0]; i++) {
+        cs_clip_config b = rn50;
+        int *f[] = {&b.vision_stages[3], &b.vision_width,  &b.vision_width, &b.image_size,
+                    &b.vision_heads,     &b.vision_layers, &b.patch_size};
+        *f[rbad[i].field] = rbad[i].value;
+        CHECK_MSG(cs_clip_config_validate(&b, "rn", &e) == CLIPSCORE_EMODEL &&
+                      strstr(e.msg, rbad[i].needle),
+                  "case %zu: \"%s\" not in \"%s\"", i, rbad[i].needle, e.msg);
+    }
+    cs_clip_config vit = c; /* a ViT with stages past the first */
+    vit.vision_stages[2] = 1;
+    CHECK(cs_clip_config_validate(&vit, "vit", &e) == CLIPSCORE_EMODEL &&
+          strstr(e.msg, "vision_stages[2]"));
     /* The shim refuses what the validation refuses. */
     cs_torch_model *m = NULL;
     CHECK(cs_torch_model_create(&big, "cpu", "fp32", &m, &e) == CLIPSCORE_EMODEL && !m);
@@ -1085,6 +1415,7 @@ int main(void) {
     test_tiny();
     test_bin_layout();
     test_stages();
+    test_resnet();
     test_bad_configs();
     test_config_parse_buffer();
     const char *conf = test_conformance_dir();

@@ -24,7 +24,18 @@ int tiny_vocab_size(void) {
 }
 
 tiny_spec tiny_default_spec(void) {
-    tiny_spec s = {32, 8, 64, 2, 2, 64, 2, 2, 16, 32, 1};
+    tiny_spec s = {32, 8, 64, 2, 2, 64, 2, 2, 16, 32, 1, {0, 0, 0, 0}};
+    return s;
+}
+
+tiny_spec tiny_resnet_spec(void) {
+    tiny_spec s = tiny_default_spec();
+    s.image_size = 64;
+    s.patch = 0;
+    s.vision_width = 8;
+    s.vision_heads = 4;
+    s.vision_layers = 5;
+    s.stages[0] = 1, s.stages[1] = 2, s.stages[2] = 1, s.stages[3] = 1;
     return s;
 }
 
@@ -123,18 +134,83 @@ static void wl_free(wlist *w) {
         if (rc) goto done;                                                                         \
     } while (0)
 
+/* A convolution's weight and the batch norm after it, under OpenAI's
+ * names: conv "<p><conv>.weight" [o, i, k, k], norm "<p><bn>.*" [o]. */
+static int add_conv_bn(wlist *w, const char *p, const char *conv, const char *bn, int64_t o,
+                       int64_t i, int64_t k, int f16, cs_error *e) {
+    char n[160];
+    int64_t cs[] = {o, i, k, k};
+    snprintf(n, sizeof n, "%s%s.weight", p, conv);
+    int rc = wl_add(w, n, 4, cs, 1.0 / sqrt((double)(i * k * k)), 0, f16, e);
+    static const struct {
+        const char *name;
+        double scale, offset;
+    } norm[] = {{"weight", 0.2, 1.0},
+                {"bias", 0.1, 0},
+                {"running_mean", 0.2, 0},
+                {"running_var", 0.5, 1.0}};
+    for (size_t j = 0; !rc && j < sizeof norm / sizeof norm[0]; j++) {
+        snprintf(n, sizeof n, "%s%s.%s", p, bn, norm[j].name);
+        rc = wl_add(w, n, 1, &o, norm[j].scale, norm[j].offset, f16, e);
+    }
+    return rc;
+}
+
+/* The ResNet image tower, as OpenAI's ModifiedResNet names it. */
+static int draw_resnet(wlist *w, const tiny_spec *s, int f16, cs_error *e) {
+    const int64_t vw = s->vision_width, pool = 32 * vw, g = s->image_size / 32;
+    int rc = add_conv_bn(w, "visual.", "conv1", "bn1", vw / 2, 3, 3, f16, e);
+    if (!rc) rc = add_conv_bn(w, "visual.", "conv2", "bn2", vw / 2, vw / 2, 3, f16, e);
+    if (!rc) rc = add_conv_bn(w, "visual.", "conv3", "bn3", vw, vw / 2, 3, f16, e);
+    int64_t in = vw;
+    for (int st = 0; st < 4; st++) {
+        const int64_t planes = vw << st;
+        for (int b = 0; !rc && b < s->stages[st]; b++) {
+            char p[64];
+            snprintf(p, sizeof p, "visual.layer%d.%d.", st + 1, b);
+            const int64_t bin = b == 0 ? in : planes * 4;
+            rc = add_conv_bn(w, p, "conv1", "bn1", planes, bin, 1, f16, e);
+            if (!rc) rc = add_conv_bn(w, p, "conv2", "bn2", planes, planes, 3, f16, e);
+            if (!rc) rc = add_conv_bn(w, p, "conv3", "bn3", planes * 4, planes, 1, f16, e);
+            if (!rc && b == 0) /* stride 2 after stage 1, or a width change */
+                rc = add_conv_bn(w, p, "downsample.0", "downsample.1", planes * 4, bin, 1, f16, e);
+        }
+        in = planes * 4;
+    }
+    int64_t ps[] = {g * g + 1, pool}, ws[] = {pool, pool}, os[] = {s->embed_dim, pool};
+    if (!rc) rc = wl_add(w, "visual.attnpool.positional_embedding", 2, ps, 0.1, 0, f16, e);
+    static const char *const qkv[] = {"q_proj", "k_proj", "v_proj"};
+    for (int i = 0; !rc && i < 3; i++) {
+        char n[64];
+        snprintf(n, sizeof n, "visual.attnpool.%s.weight", qkv[i]);
+        rc = wl_add(w, n, 2, ws, 1.0 / sqrt((double)pool), 0, f16, e);
+        snprintf(n, sizeof n, "visual.attnpool.%s.bias", qkv[i]);
+        if (!rc) rc = wl_add(w, n, 1, ws, 0.05, 0, f16, e);
+    }
+    if (!rc) rc = wl_add(w, "visual.attnpool.c_proj.weight", 2, os, 0.1, 0, f16, e);
+    if (!rc) rc = wl_add(w, "visual.attnpool.c_proj.bias", 1, os, 0.05, 0, f16, e);
+    return rc;
+}
+
 /* The OpenAI names, in the order build_model would see them. Weights are
  * drawn in one fixed order so both layouts get the same numbers. */
 static int draw_weights(wlist *wo, const tiny_spec *s, int f16, cs_error *e) {
     wlist w = {0};
     int rc = 0;
-    const int64_t g = s->image_size / s->patch, vw = s->vision_width, tw = s->text_width;
-    ADD("visual.conv1.weight", 0.05, 0, vw, 3, s->patch, s->patch);
-    ADD("visual.class_embedding", 0.5, 0, vw);
-    ADD("visual.positional_embedding", 0.1, 0, g * g + 1, vw);
-    ADD("visual.ln_pre.weight", 0.1, 1.0, vw);
-    ADD("visual.ln_pre.bias", 0.1, 0, vw);
-    for (int pass = 0; pass < 2; pass++) {
+    const int resnet = s->stages[0] > 0;
+    const int64_t g = resnet ? 0 : s->image_size / s->patch, vw = s->vision_width,
+                  tw = s->text_width;
+    if (resnet) {
+        rc = draw_resnet(&w, s, f16, e);
+        if (rc) goto done;
+    } else {
+        ADD("visual.conv1.weight", 0.05, 0, vw, 3, s->patch, s->patch);
+        ADD("visual.class_embedding", 0.5, 0, vw);
+        ADD("visual.positional_embedding", 0.1, 0, g * g + 1, vw);
+        ADD("visual.ln_pre.weight", 0.1, 1.0, vw);
+        ADD("visual.ln_pre.bias", 0.1, 0, vw);
+    }
+    for (int pass = resnet ? 1 : 0; pass < 2; pass++) {
         const char *pre = pass == 0 ? "visual.transformer.resblocks" : "transformer.resblocks";
         int64_t W = pass == 0 ? vw : tw;
         int L = pass == 0 ? s->vision_layers : s->text_layers;
@@ -161,6 +237,8 @@ static int draw_weights(wlist *wo, const tiny_spec *s, int f16, cs_error *e) {
             ADD("visual.ln_post.weight", 0.1, 1.0, vw);
             ADD("visual.ln_post.bias", 0.1, 0, vw);
             ADD("visual.proj", 0.1, 0, vw, s->embed_dim);
+        }
+        if (pass == 0 || resnet) {
             ADD("token_embedding.weight", 0.3, 0, tiny_vocab_size(), tw);
             ADD("positional_embedding", 0.05, 0, s->context_length, tw);
         }
@@ -358,8 +436,10 @@ int tiny_model_write(const char *dir, const char *layout, const tiny_spec *s, un
     if (rc) return rc;
     rng_state = 0x9E3779B97F4A7C15ull ^ seed;
     wlist o = {0}, h = {0};
-    rc = draw_weights(&o, s, f16, e);
     int hf = strcmp(layout, "hf") == 0;
+    if (hf && s->stages[0] > 0)
+        return cs_fail(e, CLIPSCORE_EARG, "tiny_model_write: a ResNet has no Hugging Face layout");
+    rc = draw_weights(&o, s, f16, e);
     char *cfg = NULL, *wpath = NULL;
     if (!rc && hf) rc = to_hf(&o, &h, s, e);
     if (!rc) {
@@ -387,6 +467,17 @@ int tiny_model_write(const char *dir, const char *layout, const tiny_spec *s, un
                         s->embed_dim, s->text_width, s->text_heads, s->text_layers,
                         s->context_length, tiny_vocab_size(), act, s->vision_width, s->vision_heads,
                         s->vision_layers, s->image_size, s->patch, act);
+            else if (s->stages[0] > 0) /* as open_clip's RN50.json: stages, no patches */
+                fprintf(f,
+                        "{\"model_cfg\": {\"embed_dim\": %d, \"quick_gelu\": %s,\n"
+                        " \"vision_cfg\": {\"image_size\": %d, \"layers\": [%d, %d, %d, %d], "
+                        "\"width\": %d, \"patch_size\": null, \"head_width\": %d},\n"
+                        " \"text_cfg\": {\"context_length\": %d, \"vocab_size\": %d, "
+                        "\"width\": %d, \"heads\": %d, \"layers\": %d}}}\n",
+                        s->embed_dim, s->quick_gelu ? "true" : "false", s->image_size, s->stages[0],
+                        s->stages[1], s->stages[2], s->stages[3], s->vision_width,
+                        32 * s->vision_width / s->vision_heads, s->context_length,
+                        tiny_vocab_size(), s->text_width, s->text_heads, s->text_layers);
             else
                 fprintf(
                     f,
