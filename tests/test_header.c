@@ -15,6 +15,7 @@ static int failures;
     } while (0)
 
 int main(void) {
+    char err[1024] = "";
     clipscore_params p = clipscore_default_params();
     EXPECT(strcmp(p.model, "ViT-B/32") == 0);
     EXPECT(strcmp(p.device, "auto") == 0);
@@ -33,12 +34,24 @@ int main(void) {
     EXPECT(s.save_embeddings == NULL);
     EXPECT(s.report == 1 && s.report_pairs == 50);
     EXPECT(s.reference_columns == NULL && s.n_reference_columns == 0);
+    EXPECT(s.inputs == NULL && s.n_inputs == 0 && s.image_key == NULL && s.caption_key == NULL);
+    EXPECT(s.shard_index == 0 && s.shard_count == 0);
+    EXPECT(s.resume == 1 && s.restart == 0);
+    EXPECT(s.keep_threshold != s.keep_threshold && s.keep_fraction != s.keep_fraction); /* NaN */
+    EXPECT(p.decode == CLIPSCORE_DECODE_EXACT);
+
+    clipscore_merge_params m = clipscore_default_merge_params();
+    EXPECT(m.output_dir == NULL && m.parts == NULL && m.n_parts == 0);
+    EXPECT(m.keep_threshold != m.keep_threshold && m.keep_fraction != m.keep_fraction);
+    EXPECT(m.progress == 1 && m.report == 1 && m.report_pairs == 50);
+    /* A merge without parts: refused, with a message. */
+    m.output_dir = "/nonexistent/clipscore-merge";
+    EXPECT(clipscore_merge(&m, NULL, err, sizeof err) == CLIPSCORE_EARG && err[0]);
 
     EXPECT(strcmp(clipscore_status_name(CLIPSCORE_EFORMAT), "EFORMAT") == 0);
     EXPECT(strcmp(clipscore_status_name(12345), "UNKNOWN") == 0);
 
     /* A model that does not exist: NULL and a message naming it. */
-    char err[1024] = "";
     p.model = "/nonexistent/clipscore-model";
     p.offline = 1;
     clipscore_context *ctx = clipscore_init(&p, err, sizeof err);
