@@ -5,7 +5,8 @@
 set(CS_SOURCES_UTIL util.c tensor.c sha256.c npy.c)
 set(CS_SOURCES_TEXT text_clean.c html_entities.c mojibake.c mojibake_tables.c tokenizer.c)
 set(CS_SOURCES_IMAGE image.c decode_budget.c stb_image_impl.c image_webp.c image_tiff.c
-    image_jp2.c image_ico.c image_heif.c)
+    image_jp2.c image_ico.c image_heif.c image_psd.c
+    image_bmp.c)
 set(CS_SOURCES_CSV csv_io.c)
 set(CS_SOURCES_SAFETENSORS safetensors.c)
 set(CS_SOURCES_MODEL_CONFIG model_config.c)

@@ -4,8 +4,8 @@
  * pixel limit and a decode memory reservation are settled before the rest
  * is read, and the rest is read only as far as such an image can need; only
  * regular files are read at all), telling its format from the magic bytes
- * (and naming formats not read; WebP, TIFF, JPEG 2000, ICO and HEIF/AVIF
- * go to the decoders of image_formats.h), structural checks that
+ * (and naming formats not read; WebP, TIFF, JPEG 2000, ICO, HEIF/AVIF and
+ * PSD go to the decoders of image_formats.h), structural checks that
  * stb_image does not make (a truncated JPEG/PNG/GIF/BMP/PNM/TGA/PSD/HDR is
  * an error, not an image padded with grey), decoding with stb_image, and a
  * resampler that reproduces Pillow 9.4's
@@ -55,9 +55,6 @@ static uint32_t be32(const unsigned char *p) {
 }
 static unsigned be16(const unsigned char *p) {
     return (unsigned)p[0] << 8 | p[1];
-}
-static uint32_t le32(const unsigned char *p) {
-    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
 }
 static unsigned le16(const unsigned char *p) {
     return (unsigned)p[0] | (unsigned)p[1] << 8;
@@ -481,57 +478,6 @@ static int check_gif(const unsigned char *d, size_t n, const char *label, file_f
     return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated GIF (first image incomplete)", label);
 }
 
-/* BMP: RLE/embedded variants, truncated pixel arrays, Pillow's palette modes. */
-static int check_bmp(const unsigned char *d, size_t n, const char *label, file_facts *f,
-                     cs_error *e) {
-    uint32_t offset = le32(d + 10), hsize = le32(d + 14);
-    int64_t w, h;
-    unsigned bpp, compression = 0, colors = 0, entry = 4;
-    if (hsize == 12 && n >= 26) {
-        w = le16(d + 18);
-        h = le16(d + 20);
-        bpp = le16(d + 24);
-        entry = 3;
-    } else if (hsize >= 40 && n >= 54) {
-        w = (int32_t)le32(d + 18);
-        h = (int32_t)le32(d + 22);
-        bpp = le16(d + 28);
-        compression = le32(d + 30);
-        colors = le32(d + 46);
-    } else {
-        return 0; /* let stb_image judge odd headers */
-    }
-    if (compression == 1 || compression == 2)
-        return cs_fail(e, CLIPSCORE_EUNSUPPORTED, "%s: RLE-compressed BMP is not supported", label);
-    if (compression == 4 || compression == 5)
-        return cs_fail(e, CLIPSCORE_EUNSUPPORTED, "%s: BMP with embedded %s is not supported",
-                       label, compression == 4 ? "JPEG" : "PNG");
-    if (w < 0) w = -w;
-    if (h < 0) h = -h;
-    if (compression == 0 || compression == 3 || compression == 6) {
-        uint64_t stride = ((uint64_t)w * bpp + 31) / 32 * 4;
-        if ((uint64_t)offset + stride * (uint64_t)h > n)
-            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated BMP (pixel data incomplete)",
-                           label);
-    }
-    /* Pillow reads 32-bit BI_RGB as RGB (the fourth byte is padding). */
-    if (bpp == 32 && compression == 0) f->req_comp = 3;
-    if (bpp <= 8) {
-        /* Pillow: a palette that is the gray ramp (0..colors-1, or black and
-         * white for two colours) gives mode "L" (or "1"); otherwise "P". */
-        if (colors == 0 || colors > 256) colors = 1u << bpp;
-        size_t pal = 14 + (size_t)hsize;
-        int gray = 1;
-        for (unsigned i = 0; i < colors && gray; i++) {
-            unsigned v = colors == 2 ? (i ? 255 : 0) : i;
-            size_t p = pal + (size_t)i * entry;
-            if (p + 3 > n || d[p] != v || d[p + 1] != v || d[p + 2] != v) gray = 0;
-        }
-        f->palette = !gray || colors == 2;
-    }
-    return 0;
-}
-
 /* PNM (binary P5/P6): stb_image does not notice a short pixel array. */
 static int check_pnm(const unsigned char *d, size_t n, const char *label, cs_error *e) {
     size_t pos = 2;
@@ -878,6 +824,15 @@ static int jpeg_frame(const unsigned char *d, size_t n, int *w, int *h, int *nco
     }
 }
 
+/* A PSD's size from its 26-byte header. 1: read; -1: a side 0 or over 2^24. */
+static int psd_size(const unsigned char *d, int *w, int *h) {
+    uint32_t ph = be32(d + 14), pw = be32(d + 18);
+    if (pw == 0 || ph == 0 || pw > (1u << 24) || ph > (1u << 24)) return -1;
+    *w = (int)pw;
+    *h = (int)ph;
+    return 1;
+}
+
 /* Room for what a file holds besides its pixels (metadata, colour
  * profiles, thumbnails, a palette, chunk and packet overhead). */
 #define META_SLACK ((int64_t)32 << 20)
@@ -1023,6 +978,10 @@ static int probe_header(const unsigned char *d, size_t n, int complete, const ch
         r = cs_heif_probe(d, n, w, h);
     else if (*fmt == FMT_JPEG)
         r = jpeg_frame(d, n, w, h, &c, &unused[0]);
+    else if (*fmt == FMT_BMP)
+        r = cs_bmp_probe(d, n, w, h);
+    else if (*fmt == FMT_PSD) /* stb_image reads RGB ones only; image_psd.c all */
+        r = n < 26 ? 0 : psd_size(d, w, h);
     else /* stb_image's header parsers stop at the end of the buffer; only the
           * text headers of PNM and HDR can be longer than a first read */
         r = stbi_info_from_memory(d, (int)n, w, h, &c) ? 1
@@ -1148,8 +1107,9 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
     case FMT_GIF:
         rc = check_gif(d, len, label, &f, e);
         break;
-    case FMT_BMP:
-        rc = check_bmp(d, len, label, &f, e);
+    case FMT_BMP: /* cs_bmp_decode checks its own structure */
+        if (cs_bmp_probe(d, len, &f.w, &f.h) != 1)
+            return cs_bmp_decode(d, len, label, max_pixels, img, e); /* its message */
         break;
     case FMT_PNM:
         rc = check_pnm(d, len, label, e);
@@ -1157,8 +1117,8 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
     case FMT_TGA:
         rc = check_tga(d, len, label, &f, e);
         break;
-    case FMT_PSD:
-        rc = check_psd(d, len, label, e);
+    case FMT_PSD: /* cs_psd_decode checks its own structure */
+        if (len >= 26) psd_size(d, &f.w, &f.h);
         break;
     case FMT_HDR:
         rc = check_hdr(d, len, label, e);
@@ -1186,6 +1146,15 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
         if ((rc = reserve(res, (int64_t)len + peak, label, e))) return rc;
     }
 
+    if (fmt == FMT_BMP) return cs_bmp_decode(d, len, label, max_pixels, img, e);
+    if (fmt == FMT_PSD) {
+        /* Pillow's reading, not stb_image's (which removes a "white matte"
+         * from 4-channel files, with float casts that overflow); stb_image
+         * only for the 16-bit RGB files Pillow does not read. */
+        rc = cs_psd_decode(d, len, label, max_pixels, img, e);
+        if (rc <= 0) return rc;
+        if ((rc = check_psd(d, len, label, e))) return rc;
+    }
 #if defined(CLIPSCORE_HAVE_LIBJPEG)
     if (fmt == FMT_JPEG) {
         rc = decode_libjpeg(d, len, label, img, e);

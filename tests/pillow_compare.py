@@ -1,0 +1,183 @@
+#!/usr/bin/python3
+"""pillow_compare.py - clipscore's decoders against the reference on a folder
+of images (made for Pillow's own Tests/images, which is not in this
+repository: fetch python-pillow/Pillow and point --images at Tests/images).
+
+Each file goes, one at a time, through
+  * the reference: Pillow (Image.open, load), then OpenAI clip's transform
+    Resize(R, bicubic) / CenterCrop(R) / convert("RGB") / ToTensor /
+    Normalize with torchvision, as clip.load() builds it;
+  * `clipscore preprocess --model M -o OUT.npy FILE`.
+and lands in one row of a table: both read it and agree (within the
+conformance check's tolerances: mean |d| <= 0.003, max |d| <= 0.05), both
+read it and differ, one reads it and the other refuses it (with the
+other's reason), both refuse it. Pillow's "cannot identify" files in formats
+clipscore does not read either are counted apart.
+
+  /usr/bin/python3 tests/pillow_compare.py --bin build/clipscore \
+      --images /work/pillow-images/Tests/images [--model DIR] [--jobs 2] [--markdown]
+
+Needs Debian's python3-pil, python3-torchvision and python3-numpy (the
+reference); exits 1 when an image both read differs (16-bit gray excepted,
+see KNOWN) or a file Pillow refuses as truncated/corrupt is scored.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MEAN_TOL, MAX_TOL = 0.003, 0.05
+# Read by both, different on purpose: 16-bit gray, which Pillow keeps as
+# mode "I" and saturates to white in convert("RGB"); clipscore scales it.
+KNOWN = {"16_bit_binary.pgm", "hopper_16bit.pgm", "i_trns.png", "16bit.cropped.tif",
+         "16bit.MM.cropped.tif", "16bit.MM.deflate.tif", "16bit.deflate.tif",
+         "16bit.r.tif", "16bit.s.tif", "16_bit_binary_pgm.tiff", "16_bit_noise.tif",
+         "12in16bit.tif", "uint16_1_4660.tif", "hopper_gray_16bit.png", "16bit.cropped.j2k",
+         "16bit.cropped.jp2", "hopper_16bit_qtables.tif", "12bit.cropped.tif"}
+
+
+def model_geometry(model):
+    cfg = os.path.join(model, "preprocessor_config.json")
+    size, mean, std = 224, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    if os.path.exists(cfg):
+        with open(cfg) as f:
+            c = json.load(f)
+        cs = c.get("crop_size", size)
+        size = cs["height"] if isinstance(cs, dict) else cs
+        mean, std = tuple(c.get("image_mean", mean)), tuple(c.get("image_std", std))
+    return size, mean, std
+
+
+def reference(path, size, mean, std):
+    """(tensor [3,R,R] or None, reason)."""
+    tf = T.Compose([T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size),
+                    lambda im: im.convert("RGB"), T.ToTensor(), T.Normalize(mean, std)])
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return tf(im).numpy(), im.format
+    except Exception as e:  # noqa: BLE001 - every refusal is a verdict here
+        return None, f"{type(e).__name__}: {e}"[:160]
+
+
+def load_npy(path):
+    with open(path, "rb") as f:
+        assert f.read(6) == b"\x93NUMPY"
+        major = f.read(2)[0]
+        hl = int.from_bytes(f.read(2 if major == 1 else 4), "little")
+        f.read(hl)
+        return np.frombuffer(f.read(), dtype="<f4")
+
+
+def clipscore(binary, model, path, tmp):
+    out = os.path.join(tmp, "px.npy")
+    if os.path.exists(out):
+        os.unlink(out)
+    try:
+        r = subprocess.run([binary, "preprocess", "--model", model, "-o", out, path],
+                           capture_output=True, text=True, errors="replace", timeout=120)
+    except subprocess.TimeoutExpired:
+        return None, "timeout (120 s)"
+    if r.returncode != 0 or not os.path.exists(out):
+        msg = r.stderr.strip().splitlines()
+        reason = msg[-1] if msg else f"exit {r.returncode}"
+        return None, reason.replace("clipscore: ", "").replace(path, "FILE")[:200]
+    return load_npy(out), "ok"
+
+
+# Pillow's words for a file that is truncated or corrupt (rather than of a
+# format or mode it does not read).
+BROKEN_WORDS = ("truncat", "broken", "corrupt", "cannot extend", "buffer is not large",
+                "not enough", "too short", "invalid", "error", "decoder", "bad ", "exceeds")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "clipscore"))
+    ap.add_argument("--images", required=True)
+    ap.add_argument("--model", default=os.path.join(HERE, "..", "..", "shared", "conformance",
+                                                   "model-hf"))
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--markdown", action="store_true", help="print the summary as a table")
+    a = ap.parse_args()
+    size, mean, std = model_geometry(a.model)
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(a.images) for f in fs)
+    tmps = [tempfile.mkdtemp(prefix="pillow-compare-") for _ in range(a.jobs)]
+    torch.set_num_threads(1)
+
+    def one(i_path):
+        i, path = i_path
+        ref, ref_why = reference(path, size, mean, std)
+        got, got_why = clipscore(a.bin, a.model, path, tmps[i % a.jobs])
+        rel = os.path.relpath(path, a.images)
+        if ref is not None and got is not None:
+            d = np.abs(ref.reshape(-1) - got)
+            return rel, "both", (float(d.mean()), float(d.max())), ref_why, got_why
+        if ref is not None:
+            return rel, "pillow only", None, ref_why, got_why
+        if got is not None:
+            return rel, "clipscore only", None, ref_why, got_why
+        return rel, "neither", None, ref_why, got_why
+
+    with ThreadPoolExecutor(a.jobs) as ex:
+        results = list(ex.map(one, enumerate(files)))
+
+    agree, differ, known, ponly, conly, neither = [], [], [], [], [], []
+    for rel, kind, d, ref_why, got_why in results:
+        if kind == "both":
+            ok = d[0] <= MEAN_TOL and d[1] <= MAX_TOL
+            (agree if ok else known if os.path.basename(rel) in KNOWN else differ).append(
+                (rel, d, ref_why))
+        elif kind == "pillow only":
+            ponly.append((rel, ref_why, got_why))
+        elif kind == "clipscore only":
+            conly.append((rel, ref_why))
+        else:
+            neither.append((rel, ref_why, got_why))
+    # Files Pillow refuses as broken but clipscore scores: the findings.
+    scored_broken = [(r, w) for r, w in conly if any(k in w.lower() for k in BROKEN_WORDS)]
+
+    print("# files not read by clipscore but read by Pillow:")
+    for rel, ref_why, got_why in ponly:
+        print(f"  {rel} [{ref_why}]: {got_why}")
+    print("# files read by clipscore but refused by Pillow:")
+    for rel, ref_why in conly:
+        print(f"  {rel}: {ref_why}")
+    print("# read by both, different (mean |d|, max |d|):")
+    for rel, d, fmt in differ:
+        print(f"  {rel} [{fmt}]: {d[0]:.4f} {d[1]:.4f}")
+    print("# read by both, different on purpose (16-bit gray):")
+    for rel, d, fmt in known:
+        print(f"  {rel} [{fmt}]: {d[0]:.4f} {d[1]:.4f}")
+    unsupported = sum(1 for _, _, g in ponly if "not supported" in g or "unknown image" in g)
+    rows = [("files", len(files)),
+            ("read by both, same pixels (mean abs diff <= 0.003, max <= 0.05)", len(agree)),
+            ("read by both, different (not 16-bit gray)", len(differ)),
+            ("read by both, 16-bit gray (scaled here, saturated by Pillow)", len(known)),
+            ("read by Pillow only, in a format clipscore does not read", unsupported),
+            ("read by Pillow only, other", len(ponly) - unsupported),
+            ("read by clipscore only (Pillow: unsupported mode or format)",
+             len(conly) - len(scored_broken)),
+            ("read by clipscore only, Pillow says truncated/corrupt", len(scored_broken)),
+            ("refused by both", len(neither))]
+    if a.markdown:
+        print("\n| result | files |\n|---|---|")
+        for k, v in rows:
+            print(f"| {k} | {v} |")
+    else:
+        for k, v in rows:
+            print(f"{v:6d}  {k}")
+    return 1 if differ or scored_broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
