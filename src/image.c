@@ -182,10 +182,9 @@ static img_format sniff(const unsigned char *d, size_t n, const char **unsupport
     if (starts(d, n, "BM", 2) && n >= 18) return FMT_BMP;
     if (starts(d, n, "8BPS\x00\x01", 6)) return FMT_PSD;
     if (starts(d, n, "#?RADIANCE\n", 11) || starts(d, n, "#?RGBE\n", 7)) return FMT_HDR;
-    /* Any "P5"/"P6" start: stb_image's PNM reader takes it too (even with no
-     * space after the magic), so check_pnm() must see it first; its integer
-     * parser overflows on long numbers. */
-    if (n >= 3 && d[0] == 'P' && (d[1] == '5' || d[1] == '6')) return FMT_PNM;
+    /* Any "P1".."P6" start: image_pnm.c reads it (stb_image's PNM reader,
+     * whose integer parser overflows on long numbers, is never asked). */
+    if (n >= 3 && d[0] == 'P' && d[1] >= '1' && d[1] <= '6') return FMT_PNM;
 
     if (starts(d, n, "II*\0", 4) || starts(d, n, "MM\0*", 4)) return FMT_TIFF;
     if (starts(d, n, "RIFF", 4) && n >= 12 && !memcmp(d + 8, "WEBP", 4)) return FMT_WEBP;
@@ -225,8 +224,10 @@ static img_format sniff(const unsigned char *d, size_t n, const char **unsupport
         u = "JNG";
     else if (starts(d, n, "SIMPLE  =", 9))
         u = "FITS";
-    else if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '4')
-        u = "ASCII or 1-bit PNM";
+    else if (starts(d, n, "/* XPM */", 9))
+        u = "XPM";
+    else if (starts(d, n, "#define ", 8) && contains_ci(d, n, 256, "_width "))
+        u = "XBM";
     else if (starts(d, n, "P7\n", 3))
         u = "PAM";
     else if (starts(d, n, "PF\n", 3) || starts(d, n, "Pf\n", 3))
@@ -476,39 +477,6 @@ static int check_gif(const unsigned char *d, size_t n, const char *label, file_f
         }
     }
     return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated GIF (first image incomplete)", label);
-}
-
-/* PNM (binary P5/P6): stb_image does not notice a short pixel array. */
-static int check_pnm(const unsigned char *d, size_t n, const char *label, cs_error *e) {
-    size_t pos = 2;
-    uint64_t v[3];
-    for (int i = 0; i < 3; i++) {
-        for (;;) { /* whitespace and comments */
-            while (pos < n && (d[pos] == ' ' || d[pos] == '\t' || d[pos] == '\n' ||
-                               d[pos] == '\r' || d[pos] == '\f' || d[pos] == '\v'))
-                pos++;
-            if (pos < n && d[pos] == '#') {
-                while (pos < n && d[pos] != '\n' && d[pos] != '\r') pos++;
-                continue;
-            }
-            break;
-        }
-        if (pos >= n || d[pos] < '0' || d[pos] > '9')
-            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNM header", label);
-        v[i] = 0;
-        while (pos < n && d[pos] >= '0' && d[pos] <= '9' && v[i] < (1u << 30))
-            v[i] = v[i] * 10 + (uint64_t)(d[pos++] - '0');
-        if (pos < n && d[pos] >= '0' && d[pos] <= '9')
-            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNM header (number too large)",
-                           label);
-    }
-    pos++; /* the single whitespace byte before the pixels */
-    uint64_t need = v[0] * v[1] * (d[1] == '6' ? 3u : 1u) * (v[2] > 255 ? 2u : 1u);
-    if (v[0] == 0 || v[1] == 0 || v[2] == 0 || v[2] > 65535)
-        return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNM header (size or maxval)", label);
-    if (pos > n || n - pos < need)
-        return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PNM (pixel data incomplete)", label);
-    return 0;
 }
 
 /* TGA: colour-mapped files are mode "P" in Pillow; uncompressed ones must
@@ -903,9 +871,10 @@ static void decode_cost(img_format fmt, const unsigned char *d, size_t n, int w,
         mf = 10 * (ch * px * bd + 2 * rows * ch);
         break;
     }
-    case FMT_PNM: /* 16-bit samples, then the 8-bit conversion */
-        *peak = 12 * px;
-        mf = 6 * px;
+    case FMT_PNM: /* the pixels (image_pnm.c decodes in place) */
+        *peak = 3 * px;
+        /* binary: 2 bytes a sample; plain (P1-P3): "65535 " a sample */
+        mf = n > 1 && d[1] >= '1' && d[1] <= '3' ? 18 * px : 6 * px;
         break;
     case FMT_BMP:
         *peak = 8 * px;
@@ -980,18 +949,18 @@ static int probe_header(const unsigned char *d, size_t n, int complete, const ch
         r = jpeg_frame(d, n, w, h, &c, &unused[0]);
     else if (*fmt == FMT_BMP)
         r = cs_bmp_probe(d, n, w, h);
+    else if (*fmt == FMT_PNM)
+        r = cs_pnm_probe(d, n, w, h);
     else if (*fmt == FMT_PSD) /* stb_image reads RGB ones only; image_psd.c all */
         r = n < 26 ? 0 : psd_size(d, w, h);
     else /* stb_image's header parsers stop at the end of the buffer; only the
-          * text headers of PNM and HDR can be longer than a first read */
-        r = stbi_info_from_memory(d, (int)n, w, h, &c) ? 1
-            : *fmt == FMT_PNM || *fmt == FMT_HDR       ? 0
-                                                       : -1;
+          * text header of HDR can be longer than a first read */
+        r = stbi_info_from_memory(d, (int)n, w, h, &c) ? 1 : *fmt == FMT_HDR ? 0 : -1;
     if (r == 1) return 1;
     if (complete) return 2;
     if (r == 0) return 0;
     const char *why =
-        *fmt == FMT_PNG || *fmt == FMT_JPEG || *fmt >= FMT_WEBP ? NULL : stbi_failure_reason();
+        *fmt == FMT_GIF || *fmt == FMT_HDR || *fmt == FMT_TGA ? stbi_failure_reason() : NULL;
     return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt %s header (%s)", label, format_name(*fmt),
                    why && *why ? why : "unreadable");
 }
@@ -1111,8 +1080,9 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
         if (cs_bmp_probe(d, len, &f.w, &f.h) != 1)
             return cs_bmp_decode(d, len, label, max_pixels, img, e); /* its message */
         break;
-    case FMT_PNM:
-        rc = check_pnm(d, len, label, e);
+    case FMT_PNM: /* cs_pnm_decode checks its own structure */
+        if (cs_pnm_probe(d, len, &f.w, &f.h) != 1)
+            return cs_pnm_decode(d, len, label, max_pixels, img, e); /* its message */
         break;
     case FMT_TGA:
         rc = check_tga(d, len, label, &f, e);
@@ -1147,6 +1117,8 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
     }
 
     if (fmt == FMT_BMP) return cs_bmp_decode(d, len, label, max_pixels, img, e);
+    if (fmt == FMT_PNM) return cs_pnm_decode(d, len, label, max_pixels, img, e);
+    if (fmt == FMT_GIF) return cs_gif_decode(d, len, label, max_pixels, img, e);
     if (fmt == FMT_PSD) {
         /* Pillow's reading, not stb_image's (which removes a "white matte"
          * from 4-channel files, with float casts that overflow); stb_image
@@ -1194,6 +1166,19 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
         stbi_image_free(px);
         return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt %s (decodes to %dx%d, %d channels)",
                        label, format_name(fmt), w, h, channels);
+    }
+    if (fmt == FMT_TGA && len > 17 && (d[17] & 0x10)) {
+        /* Right-to-left pixel order (descriptor bit 4): stb_image honours
+         * only the vertical bit; Pillow flips these left to right. */
+        for (int y = 0; y < h; y++) {
+            unsigned char *row = px + (size_t)y * (size_t)w * (size_t)channels;
+            for (int a = 0, b = w - 1; a < b; a++, b--)
+                for (int c = 0; c < channels; c++) {
+                    unsigned char t = row[(size_t)a * channels + c];
+                    row[(size_t)a * channels + c] = row[(size_t)b * channels + c];
+                    row[(size_t)b * channels + c] = t;
+                }
+        }
     }
     img->w = w;
     img->h = h;

@@ -1,8 +1,8 @@
 /* image_formats.h - internal interface between image.c and the decoders that
  * live in their own files: WebP (image_webp.c, libwebp), TIFF (image_tiff.c,
  * libtiff), JPEG 2000 (image_jp2.c, libopenjp2), ICO (image_ico.c),
- * HEIF/AVIF (image_heif.c, libheif), PSD (image_psd.c) and BMP
- * (image_bmp.c).
+ * HEIF/AVIF (image_heif.c, libheif), PSD (image_psd.c), BMP
+ * (image_bmp.c), PNM (image_pnm.c) and GIF (image_gif.c, giflib).
  * Covers: each format's header probe (size before decoding, for the pixel
  * limit and the decode budget) and its decoder into a cs_image with Pillow
  * 9.4's mode (channels, palette flag).
@@ -50,6 +50,13 @@ int cs_heif_decode(const unsigned char *d, size_t n, const char *label, int64_t 
  * more bytes are needed, -1 for a header Pillow refuses. */
 int cs_bmp_probe(const unsigned char *d, size_t n, int *w, int *h);
 int cs_bmp_decode(const unsigned char *d, size_t n, const char *label, int64_t max_pixels,
+                  cs_image *img, cs_error *e);
+/* PNM, P1-P6 (image_pnm.c), as Pillow reads it; the probe as cs_bmp_probe. */
+int cs_pnm_probe(const unsigned char *d, size_t n, int *w, int *h);
+int cs_pnm_decode(const unsigned char *d, size_t n, const char *label, int64_t max_pixels,
+                  cs_image *img, cs_error *e);
+/* The first frame of a GIF (image_gif.c, giflib), as Pillow opens it. */
+int cs_gif_decode(const unsigned char *d, size_t n, const char *label, int64_t max_pixels,
                   cs_image *img, cs_error *e);
 /* PSD (image_psd.c) as Pillow reads it; returns 1, with nothing decoded,
  * for a 16-bit three-channel RGB file, which stb_image reads instead. */

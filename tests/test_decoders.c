@@ -1,7 +1,8 @@
 /* test_decoders.c - regression cases for the decoders' agreement with
  * Pillow 9.4 (issue 15, and the PSD finding of issue 11's fuzzing), on files
  * written here byte by byte: PSD channels and layer records, BMP palettes,
- * 16-bit BMP colours and RLE, GIF palettes and transparency, TGA pixel order
+ * 16-bit BMP colours and RLE, GIF palettes and transparency (GIFs written
+ * with giflib's encoder), TGA pixel order
  * and truncation, ASCII and 1-bit PNM, and the wording of some refusals.
  * The expected pixels are what Pillow 9.4 gives for the same bytes (as
  * noted at each case). Every decoded pixel is also written to /dev/null,
@@ -13,9 +14,12 @@
 #include "test.h"
 #include "image.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <unistd.h>
+
+#include <gif_lib.h>
 
 static int devnull = -1;
 
@@ -269,10 +273,183 @@ static void test_bmp(void) {
     expect_error("BMP cut", b.d, b.n, CLIPSCORE_EFORMAT, "truncated BMP");
 }
 
-int main(void) {
+/* ------------------------------------------------------------------------ */
+/* GIF (written with giflib's encoder)                                        */
+
+static int gif_out(GifFileType *g, const GifByteType *data, int len) {
+    buf *b = g->UserData;
+    put(b, data, (size_t)len);
+    return len;
+}
+
+/* A GIF of one frame (fw x fh at left, top; pixels given) on a sw x sh
+ * screen; global palette of `colors` entries (NULL: none); a graphic
+ * control block with transparent index `trns` when >= 0. */
+static void gif_make(buf *b, int sw, int sh, const unsigned char *pal, int colors, int trns,
+                     int left, int top, int fw, int fh, const unsigned char *px) {
+    b->n = 0;
+    int err = 0;
+    GifFileType *g = EGifOpen(b, gif_out, &err);
+    ColorMapObject *map = NULL;
+    if (pal) {
+        map = GifMakeMapObject(colors, NULL);
+        for (int i = 0; i < colors; i++) {
+            map->Colors[i].Red = pal[3 * i];
+            map->Colors[i].Green = pal[3 * i + 1];
+            map->Colors[i].Blue = pal[3 * i + 2];
+        }
+    }
+    EGifSetGifVersion(g, true);
+    if (!g || EGifPutScreenDesc(g, sw, sh, 8, 0, map) == GIF_ERROR) {
+        fprintf(stderr, "giflib: cannot write a GIF (%d)\n", err);
+        exit(2);
+    }
+    if (trns >= 0) {
+        GifByteType gce[4] = {1, 0, 0, (GifByteType)trns};
+        EGifPutExtension(g, GRAPHICS_EXT_FUNC_CODE, 4, gce);
+    }
+    EGifPutImageDesc(g, left, top, fw, fh, false, NULL);
+    for (int y = 0; y < fh; y++) EGifPutLine(g, (GifPixelType *)(px + y * fw), fw);
+    EGifCloseFile(g, &err);
+    GifFreeMapObject(map);
+}
+
+static void test_gif(void) {
+    buf b;
+    /* Transparent index 1 (green): Pillow keeps its colour, in the frame
+     * and in the canvas around it (filled with that index). */
+    const unsigned char pal[] = {255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255};
+    const unsigned char px[] = {1, 2};
+    gif_make(&b, 3, 1, pal, 4, 1, 0, 0, 2, 1, px);
+    const unsigned char want[] = {0, 255, 0, 0, 0, 255, 0, 255, 0};
+    expect_pixels("GIF transparent index", b.d, b.n, 3, 1, 3, 1, want);
+    /* No transparency: the canvas outside the frame is index 0 (red); a
+     * frame past the screen grows the canvas (3x1 screen, frame at x=2). */
+    gif_make(&b, 3, 1, pal, 4, -1, 2, 0, 2, 1, px);
+    const unsigned char grown[] = {255, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255};
+    expect_pixels("GIF frame past the screen", b.d, b.n, 4, 1, 3, 1, grown);
+    /* A gray-ramp palette is mode "L": one channel, the indices. */
+    const unsigned char ramp[] = {0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3};
+    const unsigned char idx[] = {3, 0, 2, 1};
+    gif_make(&b, 2, 2, ramp, 4, -1, 0, 0, 2, 2, idx);
+    expect_pixels("GIF gray ramp", b.d, b.n, 2, 2, 1, 0, idx);
+    /* No palette at all (stb_image refused it): "L" too. giflib writes
+     * none such, so the global palette is cut out of the last file. */
+    b.d[10] &= 0x7f;
+    memmove(b.d + 13, b.d + 13 + 12, b.n - 13 - 12);
+    b.n -= 12;
+    expect_pixels("GIF without a palette", b.d, b.n, 2, 2, 1, 0, idx);
+    /* Cut inside the image data. */
+    gif_make(&b, 2, 2, pal, 4, -1, 0, 0, 2, 2, idx);
+    b.n -= 4;
+    expect_error("GIF cut", b.d, b.n, CLIPSCORE_EFORMAT, "truncated GIF");
+}
+
+/* ------------------------------------------------------------------------ */
+/* TGA                                                                        */
+
+static void test_tga(void) {
+    /* Uncompressed 24-bit, 3x1, right-to-left (descriptor 0x30: top-down,
+     * right to left): the file's first pixel is the rightmost (Pillow
+     * flips these; stb_image did not). */
+    buf b = {{0}, 0};
+    unsigned char head[18] = {0};
+    head[2] = 2;
+    head[12] = 3;
+    head[14] = 1;
+    head[16] = 24;
+    head[17] = 0x30;
+    put(&b, head, sizeof head);
+    put(&b, "\x01\x02\x03\x04\x05\x06\x07\x08\x09", 9); /* BGR */
+    const unsigned char want[] = {9, 8, 7, 6, 5, 4, 3, 2, 1};
+    expect_pixels("TGA right to left", b.d, b.n, 3, 1, 3, 0, want);
+    /* Left to right, the same bytes: as stored. */
+    b.d[17] = 0x20;
+    const unsigned char ltr[] = {3, 2, 1, 6, 5, 4, 9, 8, 7};
+    expect_pixels("TGA left to right", b.d, b.n, 3, 1, 3, 0, ltr);
+}
+
+/* ------------------------------------------------------------------------ */
+/* PNM                                                                        */
+
+static void test_pnm(void) {
+    /* Plain (ASCII) gray with maxval 10, a comment between samples: Pillow
+     * scales round(v / 10 * 255), halves to even (5 -> 127.5 -> 128). */
+    const char p2[] = "P2\n# c\n3 1\n10\n0 5 # x\n 10\n";
+    const unsigned char g[] = {0, 128, 255};
+    expect_pixels("PNM P2", p2, sizeof p2 - 1, 3, 1, 1, 0, g);
+    /* Plain RGB. */
+    const char p3[] = "P3 1 1 255 1 2 3";
+    const unsigned char rgb[] = {1, 2, 3};
+    expect_pixels("PNM P3", p3, sizeof p3 - 1, 1, 1, 3, 0, rgb);
+    /* Plain and binary bitmaps: 1 is black; mode "1" (nearest resize). */
+    const char p1[] = "P1\n3 2\n101\n0 1 0\n";
+    const unsigned char bits[] = {0, 255, 0, 255, 0, 255};
+    expect_pixels("PNM P1", p1, sizeof p1 - 1, 3, 2, 1, 1, bits);
+    const char p4[] = "P4\n3 2\n\xa0\x40";
+    expect_pixels("PNM P4", p4, sizeof p4 - 1, 3, 2, 1, 1, bits);
+    /* Binary gray with maxval 100: scaled too (stb_image kept 50 as 50). */
+    const char p5[] = "P5 2 1 100\n\x32\x64";
+    const unsigned char g5[] = {128, 255};
+    expect_pixels("PNM P5 maxval 100", p5, sizeof p5 - 1, 2, 1, 1, 0, g5);
+    /* A sample above maxval, and plain data that ends early. */
+    const char big[] = "P2 2 1 10 3 11";
+    expect_error("PNM P2 over maxval", big, sizeof big - 1, CLIPSCORE_EFORMAT, "corrupt PNM");
+    const char cut[] = "P3 2 1 255 1 2 3 4";
+    expect_error("PNM P3 cut", cut, sizeof cut - 1, CLIPSCORE_EFORMAT, "truncated PNM");
+    /* A number too long for the header (stb_image's parser overflowed). */
+    const char huge[] = "P5 99999999999 1 255\n";
+    expect_error("PNM huge", huge, sizeof huge - 1, CLIPSCORE_EFORMAT, "number too large");
+}
+
+/* XBM and XPM are named, not called text files. */
+static void test_text_formats(void) {
+    const char xbm[] = "#define im_width 8\n#define im_height 1\nstatic char im_bits[] = {0x01};\n";
+    expect_error("XBM", xbm, sizeof xbm - 1, CLIPSCORE_EUNSUPPORTED,
+                 "XBM images are not supported");
+    const char xpm[] = "/* XPM */\nstatic char *x[] = {\"1 1 1 1\", \"a c #ff0000\", \"a\"};\n";
+    expect_error("XPM", xpm, sizeof xpm - 1, CLIPSCORE_EUNSUPPORTED,
+                 "XPM images are not supported");
+}
+
+/* Decodes every file of a folder (the fuzz regressions): whatever the
+ * verdict, a decoded image must be a function of the file (valgrind). */
+static void decode_folder(const char *dir) {
+    DIR *dd = opendir(dir);
+    CHECK_MSG(dd != NULL, "%s: cannot open", dir);
+    if (!dd) return;
+    struct dirent *ent;
+    int files = 0;
+    while ((ent = readdir(dd))) {
+        if (ent->d_name[0] == '.') continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+        cs_image img;
+        cs_error e = {0};
+        if (cs_image_load(path, 4000000, &img, &e) == 0) {
+            size_t bytes = (size_t)img.w * img.h * img.channels;
+            CHECK_MSG(write(devnull, img.px, bytes) == (ssize_t)bytes, "%s: write", path);
+            cs_image_free(&img);
+        } else {
+            CHECK_MSG(e.msg[0] != '\0', "%s: refused without a message", path);
+        }
+        files++;
+    }
+    closedir(dd);
+    CHECK_MSG(files > 0, "%s: no files", dir);
+}
+
+/* Arguments: folders of files to decode as well (CTest passes the image
+ * fuzz regressions). */
+int main(int argc, char **argv) {
     devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     test_psd();
     test_bmp();
+    test_pnm();
+    test_gif();
+    test_tga();
+    test_text_formats();
+    for (int i = 1; i < argc; i++) decode_folder(argv[i]);
     if (devnull >= 0) close(devnull);
     return test_finish("test_decoders");
 }
