@@ -17,10 +17,9 @@
  * Leaves out: EXIF orientation and colour profiles (the reference ignores
  * both), animation (first frame only), Pillow's handling of 16-bit gray PNGs
  * (mode "I", which it saturates to white; here they are scaled to 8 bits,
- * v * 255 / 65535 rounded)
- * and of CMYK JPEGs (resized before conversion to RGB there, converted first
- * here), and measuring memory (decode costs are estimates, see
- * decode_cost()). */
+ * v * 255 / 65535 rounded), and measuring memory (decode costs are
+ * estimates, see decode_cost()). CMYK JPEGs stay CMYK through the resize, as
+ * in the reference, when libjpeg decodes them (stb_image converts first). */
 #include "image.h"
 #include "image_formats.h"
 
@@ -28,6 +27,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -281,9 +281,21 @@ static int check_png(const unsigned char *d, size_t n, const char *label, file_f
         const unsigned char *type = d + pos + 4;
         if (len > 0x7fffffffu)
             return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNG (bad chunk length)", label);
-        if ((uint64_t)pos + 12 + len > n)
-            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PNG (ends inside a %.4s chunk)",
-                           label, (const char *)type);
+        if ((uint64_t)pos + 12 + len > n) {
+            /* The chunk's name when it is one (letters), else its bytes in
+             * hex: a corrupt file's bytes are no text for a message. */
+            char name[16];
+            int letters = 1;
+            for (int k = 0; k < 4; k++)
+                letters &= (type[k] | 0x20) >= 'a' && (type[k] | 0x20) <= 'z';
+            if (letters)
+                snprintf(name, sizeof name, "%.4s", (const char *)type);
+            else
+                snprintf(name, sizeof name, "0x%02x%02x%02x%02x", type[0], type[1], type[2],
+                         type[3]);
+            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PNG (ends inside a %s chunk)",
+                           label, name);
+        }
         const unsigned char *body = d + pos + 8;
         if (!seen_ihdr) {
             if (memcmp(type, "IHDR", 4) != 0 || len != 13)
@@ -643,7 +655,7 @@ static void jpeg_job_message(j_common_ptr c, int level) {
 }
 
 /* 0: decoded; 1: a libjpeg error (job->msg); 2: colour layout left to
- * stb_image (CMYK/YCCK); 3: out of memory. */
+ * stb_image (neither 1, 3 nor 4 components); 3: out of memory. */
 static int jpeg_job_run(jpeg_job *job, const unsigned char *d, size_t n) {
     if (setjmp(job->on_error)) return 1;
     jpeg_create_decompress(&job->cinfo);
@@ -654,6 +666,8 @@ static int jpeg_job_run(jpeg_job *job, const unsigned char *d, size_t n) {
         job->cinfo.out_color_space = JCS_GRAYSCALE;
     else if (job->cinfo.num_components == 3)
         job->cinfo.out_color_space = JCS_RGB;
+    else if (job->cinfo.num_components == 4) /* CMYK, or YCCK made CMYK */
+        job->cinfo.out_color_space = JCS_CMYK;
     else
         return 2;
     job->cinfo.dct_method = JDCT_ISLOW;
@@ -690,6 +704,13 @@ static int decode_libjpeg(const unsigned char *d, size_t n, const char *label, c
         img->h = job->h;
         img->channels = job->channels;
         img->px = job->px;
+        if (job->channels == 4) {
+            /* Pillow's "CMYK;I": Adobe's inverted CMYK assumed for every
+             * file; kept as CMYK until after the resize. */
+            size_t bytes = (size_t)job->w * (size_t)job->h * 4;
+            for (size_t i = 0; i < bytes; i++) img->px[i] = (unsigned char)(255 - img->px[i]);
+            img->cmyk = 1;
+        }
     } else {
         free(job->px);
         if (r == 1)
@@ -847,8 +868,8 @@ static void decode_cost(img_format fmt, const unsigned char *d, size_t n, int w,
             ncomp = 4, progressive = 1;
         /* The output pixels; progressive files keep whole-image coefficient
          * arrays, 2 bytes a sample (measured: 6000x4000 4:2:0, 72 MB of
-         * pixels, 72 MB more when progressive). stb_image (no libjpeg, or
-         * CMYK) also keeps a plane per component. */
+         * pixels, 72 MB more when progressive). stb_image (no libjpeg)
+         * also keeps a plane per component; libjpeg's CMYK, 4 a pixel. */
         *peak = px * (ncomp == 1 ? 1 : 3) + (progressive ? 2 * px * ncomp : 0);
 #if defined(CLIPSCORE_HAVE_LIBJPEG)
         if (ncomp != 1 && ncomp != 3)
@@ -1691,7 +1712,7 @@ static int resize_window(const cs_image *img, int out_w, int out_h, int x0, int 
         return 0;
     }
     if (nearest) return nearest_window(img, out_w, out_h, x0, y0, cw, chh, dst, e);
-    if (ch == 1 || ch == 3)
+    if (ch == 1 || ch == 3 || img->cmyk) /* CMYK has no alpha to premultiply by */
         return resample_window(img->px, img->w, img->h, ch, out_w, out_h, x0, y0, cw, chh, dst, e);
     unsigned char *pm = premultiply(img, e);
     if (!pm) return CLIPSCORE_ENOMEM;
@@ -1715,6 +1736,7 @@ int cs_image_resize(const cs_image *src, int w, int h, cs_image *dst, cs_error *
         return rc;
     }
     if ((rc = cs_image_alloc(dst, w, h, src->channels, e))) return rc;
+    dst->cmyk = src->cmyk;
     rc = resize_window(src, w, h, 0, 0, w, h, 0, dst->px, e);
     if (rc) cs_image_free(dst);
     return rc;
@@ -1727,6 +1749,7 @@ int cs_image_resize_nearest(const cs_image *src, int w, int h, cs_image *dst, cs
         return rc;
     }
     if ((rc = cs_image_alloc(dst, w, h, src->channels, e))) return rc;
+    dst->cmyk = src->cmyk;
     rc = resize_window(src, w, h, 0, 0, w, h, 1, dst->px, e);
     if (rc)
         cs_image_free(dst);
@@ -1795,7 +1818,10 @@ int cs_image_preprocess(const cs_image *img, const cs_preprocess_cfg *cfg, float
     for (int c = 0; c < 3; c++)
         for (int v = 0; v < 256; v++) lut[c][v] = ((float)v / 255.0f - cfg->mean[c]) / cfg->std[c];
     size_t plane = (size_t)r * r;
-    /* convert("RGB"): gray is replicated, alpha dropped. */
+    /* convert("RGB"): CMYK converted (in place: 3 of every 4 bytes), gray
+     * replicated, alpha dropped. */
+    if (img->cmyk)
+        for (size_t i = 0; i < plane; i++) cs_cmyk_to_rgb(win + 4 * i, win + 4 * i);
     for (int c = 0; c < 3; c++) {
         int src_c = ch >= 3 ? c : 0;
         const unsigned char *p = win + src_c;
@@ -1837,6 +1863,11 @@ int cs_image_thumbnail(const cs_image *img, int max_side, cs_image *thumb, cs_er
     size_t n = (size_t)tw * th;
     const unsigned char *s = sized.px;
     unsigned char *o = thumb->px;
+    if (img->cmyk) {
+        for (size_t i = 0; i < n; i++) cs_cmyk_to_rgb(s + 4 * i, o + 3 * i);
+        cs_image_free(&sized);
+        return 0;
+    }
     for (size_t i = 0; i < n; i++, s += ch, o += 3) {
         int gray = ch < 3;
         unsigned a = ch == 2 || ch == 4 ? s[ch - 1] : 255;

@@ -18,12 +18,15 @@
 
 typedef struct cs_image {
     int w, h;
-    int channels;      /* 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA), as stored in the file */
+    int channels;      /* 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA or CMYK: cmyk) */
     unsigned char *px; /* w*h*channels bytes, row-major, owned */
     int palette;       /* 1: palette or 1-bit file (Pillow mode "P" or "1"), which the
                           reference resizes with nearest neighbour; 0 otherwise */
     cs_decode_budget *budget; /* where budget_bytes go back on cs_image_free (NULL: none) */
     int64_t budget_bytes;     /* reserved for px and what preprocessing it needs */
+    int cmyk;                 /* 1: the 4 channels are C, M, Y, K (Pillow mode "CMYK": JPEG, TIFF),
+                                 resized as they are and converted to RGB after, as the reference
+                                 does; 0 otherwise (4 channels are RGBA) */
 } cs_image;
 
 typedef struct cs_preprocess_cfg {
@@ -111,7 +114,8 @@ int cs_image_crop_offset(int total, int crop);
 
 /* The reference preprocessing: resize shorter side to R (longer side
  * int(R * long / short)), centre crop R x R (offsets round((size - R) / 2)),
- * drop alpha / expand gray to RGB, scale to 0..1, normalise.
+ * drop alpha / expand gray to RGB / convert CMYK (Pillow's cmyk2rgb, after
+ * the resize as there), scale to 0..1, normalise.
  * Palette images (img->palette) are resized with nearest neighbour, as
  * Pillow does for modes "P" and "1"; a same-size resize is a plain copy.
  * An aspect ratio whose long side would exceed 2^24 is CLIPSCORE_ELIMIT.
@@ -120,7 +124,7 @@ int cs_image_preprocess(const cs_image *img, const cs_preprocess_cfg *cfg, float
 
 /* An RGB (3-channel) copy fitting in max_side x max_side, aspect kept, for figures:
  * the longer side becomes max_side (small images are enlarged), bicubic as above,
- * transparent parts composited over white. */
+ * transparent parts composited over white, CMYK converted. */
 int cs_image_thumbnail(const cs_image *img, int max_side, cs_image *thumb, cs_error *e);
 
 #endif

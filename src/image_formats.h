@@ -70,6 +70,16 @@ static inline unsigned char cs_gray16_to_8(unsigned v) {
     return (unsigned char)((v * 255u + 32767u) / 65535u);
 }
 
+/* Pillow 9.4's cmyk2rgb (Convert.c): each of R, G, B is
+ * nk - nk * c / 255 (rounded as its MULDIV255 does), nk = 255 - k. */
+static inline void cs_cmyk_to_rgb(const unsigned char *cmyk, unsigned char *rgb) {
+    unsigned nk = 255u - cmyk[3];
+    for (int c = 0; c < 3; c++) {
+        unsigned t = cmyk[c] * nk + 128u;
+        rgb[c] = (unsigned char)(nk - (((t >> 8) + t) >> 8));
+    }
+}
+
 /* Fails with ELIMIT when w x h exceeds max_pixels (> 0). */
 int cs_image_check_limit(const char *label, int w, int h, int64_t max_pixels, cs_error *e);
 

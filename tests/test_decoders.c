@@ -402,14 +402,55 @@ static void test_pnm(void) {
     expect_error("PNM huge", huge, sizeof huge - 1, CLIPSCORE_EFORMAT, "number too large");
 }
 
-/* XBM and XPM are named, not called text files. */
+/* XBM and XPM are named, not called text files; a PNG cut inside a chunk
+ * whose name is binary has it in hex. */
 static void test_text_formats(void) {
+    const unsigned char png[] = {0x89, 'P', 'N',  'G',  '\r', '\n', 0x1a, '\n', 0, 0, 0,
+                                 13,   'I', 'H',  'D',  'R',  0,    0,    0,    1, 0, 0,
+                                 0,    1,   8,    2,    0,    0,    0,    0,    0, 0, 0,
+                                 0,    0,   0x20, 0x01, 0x7f, 0xc3, 'X',  1,    2};
+    expect_error("PNG binary chunk name", png, sizeof png, CLIPSCORE_EFORMAT,
+                 "ends inside a 0x7fc35801 chunk");
     const char xbm[] = "#define im_width 8\n#define im_height 1\nstatic char im_bits[] = {0x01};\n";
     expect_error("XBM", xbm, sizeof xbm - 1, CLIPSCORE_EUNSUPPORTED,
                  "XBM images are not supported");
     const char xpm[] = "/* XPM */\nstatic char *x[] = {\"1 1 1 1\", \"a c #ff0000\", \"a\"};\n";
     expect_error("XPM", xpm, sizeof xpm - 1, CLIPSCORE_EUNSUPPORTED,
                  "XPM images are not supported");
+}
+
+/* ------------------------------------------------------------------------ */
+/* CMYK: resized in CMYK, converted after (the reference's order)            */
+
+static void test_cmyk_order(void) {
+    /* A 4x4 CMYK image through the preprocessing at 2x2 (mean 0, std 1:
+     * the output is v / 255). Expected, from Pillow 9.4:
+     *   im.resize((2, 2), BICUBIC).convert("RGB")
+     * (converting first gives (167, 157, 29), (62, 118, 118), ...). */
+    cs_image img;
+    cs_error e = {0};
+    if (cs_image_alloc(&img, 4, 4, 4, &e)) exit(2);
+    img.cmyk = 1;
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 4; x++) {
+            unsigned char *p = img.px + (y * 4 + x) * 4;
+            p[0] = (unsigned char)((x * 70 + y * 20) % 256);
+            p[1] = (unsigned char)((x * 30 + y * 90) % 256);
+            p[2] = (unsigned char)((255 - x * 60) % 256);
+            p[3] = (unsigned char)((y * 80) % 256);
+        }
+    const unsigned char want[4][3] = {{166, 142, 29}, {57, 110, 118}, {39, 32, 9}, {22, 33, 35}};
+    cs_preprocess_cfg cfg = {2, {0, 0, 0}, {1, 1, 1}};
+    float out[3 * 4];
+    int rc = cs_image_preprocess(&img, &cfg, out, &e);
+    CHECK_MSG(rc == 0, "CMYK preprocess: %s", e.msg);
+    for (int i = 0; rc == 0 && i < 4; i++)
+        for (int c = 0; c < 3; c++) {
+            int got = (int)lroundf(out[c * 4 + i] * 255.0f);
+            CHECK_MSG(got == want[i][c], "CMYK pixel %d channel %d: %d, want %d", i, c, got,
+                      want[i][c]);
+        }
+    cs_image_free(&img);
 }
 
 /* Decodes every file of a folder (the fuzz regressions): whatever the
@@ -449,6 +490,7 @@ int main(int argc, char **argv) {
     test_gif();
     test_tga();
     test_text_formats();
+    test_cmyk_order();
     for (int i = 1; i < argc; i++) decode_folder(argv[i]);
     if (devnull >= 0) close(devnull);
     return test_finish("test_decoders");
