@@ -1091,9 +1091,15 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
     case FMT_PNG:
         rc = check_png(d, len, label, &f, e);
         break;
-    case FMT_JPEG:
+    case FMT_JPEG: {
         rc = check_jpeg(d, len, label, e);
+        /* The size from the frame header, as libjpeg reads it: stb_image's
+         * header parser refuses some files libjpeg reads (0xFF 0x00 in a
+         * segment before the frame). */
+        int ncomp, progressive;
+        if (!rc && jpeg_frame(d, len, &f.w, &f.h, &ncomp, &progressive) != 1) f.w = f.h = 0;
         break;
+    }
     case FMT_GIF:
         rc = check_gif(d, len, label, &f, e);
         break;

@@ -21,6 +21,8 @@
 
 #include <gif_lib.h>
 
+#include "stb_image_write_impl.h"
+
 static int devnull = -1;
 
 /* Decodes bytes; on success hands every pixel to write(2) (valgrind checks
@@ -370,6 +372,34 @@ static void test_tga(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* JPEG: bytes between segments                                               */
+
+static void jpeg_out(void *ctx, void *data, int size) {
+    put(ctx, data, (size_t)size);
+}
+
+static void test_jpeg_junk(void) {
+    /* "FF 00 00 02" between two segments before the frame header (Pillow's
+     * jpeg_ff00_header.jpg has it after its Adobe segment): libjpeg skips
+     * it and so does Pillow; stb_image's header parser, asked for the size,
+     * refused the file. */
+    unsigned char px[16 * 8 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (unsigned char)(i * 7);
+    buf j = {{0}, 0};
+    CHECK(stbi_write_jpg_to_func(jpeg_out, &j, 16, 8, 3, px, 90));
+    size_t at = 4 + ((size_t)j.d[4] << 8 | j.d[5]); /* after SOI and APP0 */
+    buf b = {{0}, 0};
+    put(&b, j.d, at);
+    put(&b, "\xff\x00\x00\x02", 4);
+    put(&b, j.d + at, j.n - at);
+    cs_image img;
+    cs_error e;
+    int rc = decode("JPEG with junk between segments", b.d, b.n, &img, &e);
+    CHECK_MSG(rc == 0 && img.w == 16 && img.h == 8, "JPEG with junk between segments: %s", e.msg);
+    if (rc == 0) cs_image_free(&img);
+}
+
+/* ------------------------------------------------------------------------ */
 /* PNM                                                                        */
 
 static void test_pnm(void) {
@@ -491,6 +521,7 @@ int main(int argc, char **argv) {
     test_tga();
     test_text_formats();
     test_cmyk_order();
+    test_jpeg_junk();
     for (int i = 1; i < argc; i++) decode_folder(argv[i]);
     if (devnull >= 0) close(devnull);
     return test_finish("test_decoders");
