@@ -467,6 +467,13 @@ static int check_gif(const unsigned char *d, size_t n, const char *label, file_f
             if (pos >= n || !(pos = gif_skip_blocks(d, n, pos + 1))) break;
         } else if (b == 0x2c) { /* image descriptor */
             if (pos + 9 > n) break;
+            /* The canvas, as Pillow sizes it: the screen, grown to hold
+             * the first frame (a "decompression bomb" claims a huge one). */
+            unsigned sw = le16(d + 6), sh = le16(d + 8);
+            unsigned x1 = le16(d + pos) + le16(d + pos + 4),
+                     y1 = le16(d + pos + 2) + le16(d + pos + 6);
+            f->w = (int)(sw > x1 ? sw : x1);
+            f->h = (int)(sh > y1 ? sh : y1);
             int lflags = d[pos + 8];
             pos += 9;
             const unsigned char *pal = global;
@@ -1123,6 +1130,9 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
     default:
         break;
     }
+    /* A file both cut short and over the pixel limit (a decompression bomb
+     * is often both) is reported as over the limit. */
+    if (rc && f.w > 0 && check_limit(label, f.w, f.h, max_pixels, e)) return CLIPSCORE_ELIMIT;
     if (rc) return rc;
 
     /* The pixel limit, from the header, before any pixel is decoded. A PNG

@@ -345,6 +345,15 @@ static void test_gif(void) {
     gif_make(&b, 2, 2, pal, 4, -1, 0, 0, 2, 2, idx);
     b.n -= 4;
     expect_error("GIF cut", b.d, b.n, CLIPSCORE_EFORMAT, "truncated GIF");
+    /* A decompression bomb: a 2x2 screen, a first frame claiming
+     * 60000x60000, cut short: over the pixel limit, not "truncated". */
+    b.d[13 + 12 + 5] = 0x60, b.d[13 + 12 + 6] = 0xea; /* frame width 60000 */
+    b.d[13 + 12 + 7] = 0x60, b.d[13 + 12 + 8] = 0xea; /* frame height */
+    cs_image img;
+    cs_error e = {0};
+    int rc = cs_image_load_memory(b.d, b.n, "bomb.gif", 1000000, &img, &e);
+    CHECK_MSG(rc == CLIPSCORE_ELIMIT && strstr(e.msg, "60000x60000"), "GIF bomb: %d %s", rc, e.msg);
+    if (rc == 0) cs_image_free(&img);
 }
 
 /* ------------------------------------------------------------------------ */
