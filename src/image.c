@@ -4,13 +4,15 @@
  * pixel limit and a decode memory reservation are settled before the rest
  * is read, and the rest is read only as far as such an image can need; only
  * regular files are read at all), telling its format from the magic bytes
- * (and naming formats not read; WebP, TIFF, JPEG 2000, ICO, HEIF/AVIF and
- * PSD go to the decoders of image_formats.h), structural checks that
- * stb_image does not make (a truncated JPEG/PNG/GIF/BMP/PNM/TGA/PSD/HDR is
- * an error, not an image padded with grey), decoding with stb_image, and a
+ * (and naming formats not read; WebP, TIFF, JPEG 2000, ICO, HEIF/AVIF,
+ * PSD, BMP, PNM and GIF go to the decoders of image_formats.h), structural
+ * checks that stb_image does not make (a truncated JPEG/PNG/GIF/TGA/HDR is
+ * an error, not an image padded with grey), decoding PNG/TGA/HDR with
+ * stb_image (TGAs stored right to left mirrored, as Pillow does), and a
  * resampler that reproduces Pillow 9.4's
  * ImagingResample (antialiased bicubic, 8-bit fixed point, premultiplied
- * alpha) and its nearest-neighbour scaling for palette images, so that the
+ * alpha; CMYK resized as it is, then converted) and its nearest-neighbour
+ * scaling for palette images, so that the
  * preprocessed tensor matches torchvision's Resize/CenterCrop/ToTensor/
  * Normalize byte for byte on PNGs.
  * JPEGs go through libjpeg instead when the build provides it (see below).

@@ -134,6 +134,7 @@ static int walk_layers(const unsigned char *d, uint64_t n) {
                 int64_t ys = kept[l].y;
                 if (ys <= 0) { /* read(negative) reads the rest; no rows */
                     r.pos = r.pos > n ? r.pos : n;
+                    offset = r.pos;
                 } else {
                     const unsigned char *bc;
                     if (rd_take(&r, (uint64_t)ys * 2, &bc)) goto done;

@@ -177,6 +177,41 @@ static void test_psd(void) {
     put(&b, "\1\2\3", 3);
     expect_error("PSD layer channel 4", b.d, b.n, CLIPSCORE_EFORMAT, "corrupt PSD (layer records)");
 
+    /* A layer box with y0 > y1 and PackBits: Pillow's read of a negative
+     * count of row lengths takes the rest of the layer block, and the next
+     * channel's header is then missing (Pillow's
+     * negative_top_left_layer.psd): corrupt. With one channel it parses. */
+    for (int channels = 1; channels <= 3; channels += 2) {
+        b.n = 0;
+        psd_head(&b, 3, 1, 1, 3);
+        unsigned li = 2 + 16 + 2 + 6 * (unsigned)channels + 12 + 4 + 2 * (unsigned)channels + 4;
+        be32(&b, 4 + li);
+        be32(&b, li);
+        be16(&b, 1);
+        be32(&b, 10); /* y0 */
+        be32(&b, 0);  /* x0 */
+        be32(&b, 0);  /* y1 */
+        be32(&b, 1);  /* x1 */
+        be16(&b, (unsigned)channels);
+        for (int c = 0; c < channels; c++) {
+            be16(&b, (unsigned)c);
+            be32(&b, 0);
+        }
+        put(&b, "8BIMnorm\xff\0\0\0", 12);
+        be32(&b, 0); /* no extra data */
+        for (int c = 0; c < channels; c++) be16(&b, 1);
+        be32(&b, 0); /* padding: what the first channel's read takes */
+        be16(&b, 0);
+        put(&b, "\1\2\3", 3);
+        if (channels == 1) {
+            const unsigned char px[] = {1, 2, 3};
+            expect_pixels("PSD layer y0 > y1, one channel", b.d, b.n, 1, 1, 3, 0, px);
+        } else {
+            expect_error("PSD layer y0 > y1", b.d, b.n, CLIPSCORE_EFORMAT,
+                         "corrupt PSD (layer records)");
+        }
+    }
+
     /* The layer section claims more bytes than the file has. */
     b.n = 0;
     psd_head(&b, 3, 1, 1, 3);
