@@ -3,11 +3,14 @@
 of images (made for Pillow's own Tests/images, which is not in this
 repository: fetch python-pillow/Pillow and point --images at Tests/images).
 
-Each file goes, one at a time, through
+Each file goes, on its own, through
   * the reference: Pillow (Image.open, load), then OpenAI clip's transform
     Resize(R, bicubic) / CenterCrop(R) / convert("RGB") / ToTensor /
     Normalize with torchvision, as clip.load() builds it;
-  * `clipscore preprocess --model M -o OUT.npy FILE`.
+  * `clipscore preprocess --model M -o OUT.npy FILE...`, whose runs stop at
+    the first image that fails: that image gets the run's message and the
+    others are run again without it, so each image's verdict and pixels are
+    those of a run of its own (batches only save start-up time).
 and lands in one row of a table: both read it and agree (within the
 conformance check's tolerances: mean |d| <= 0.003, max |d| <= 0.05), both
 read it and differ, one reads it and the other refuses it (with the
@@ -78,20 +81,50 @@ def load_npy(path):
         return np.frombuffer(f.read(), dtype="<f4")
 
 
-def clipscore(binary, model, path, tmp):
+def clipscore_batch(binary, model, paths, tmp):
+    """{path: (tensor or None, reason)} for paths, through as few runs of
+    `clipscore preprocess` as give each image its own verdict: a run decodes
+    its images in order and stops at the first that fails (whose message it
+    prints), so the failing image gets that message, the ones before it are
+    run again without it, and the ones after it go on in a new run. The
+    result is what one run per image gives."""
     out = os.path.join(tmp, "px.npy")
-    if os.path.exists(out):
-        os.unlink(out)
-    try:
-        r = subprocess.run([binary, "preprocess", "--model", model, "-o", out, path],
-                           capture_output=True, text=True, errors="replace", timeout=120)
-    except subprocess.TimeoutExpired:
-        return None, "timeout (120 s)"
-    if r.returncode != 0 or not os.path.exists(out):
+    res, todo = {}, list(paths)
+    while todo:
+        if os.path.exists(out):
+            os.unlink(out)
+        try:
+            r = subprocess.run([binary, "preprocess", "--model", model, "-o", out] + todo,
+                               capture_output=True, text=True, errors="replace",
+                               timeout=60 + 30 * len(todo))
+        except subprocess.TimeoutExpired:
+            if len(todo) == 1:
+                res[todo[0]] = (None, "timeout")
+                return res
+            half = len(todo) // 2  # find the slow one by halves
+            res.update(clipscore_batch(binary, model, todo[:half], tmp))
+            todo = todo[half:]
+            continue
+        if r.returncode == 0 and os.path.exists(out):
+            px = load_npy(out).reshape(len(todo), -1)
+            for i, p in enumerate(todo):
+                res[p] = (px[i], "ok")
+            return res
         msg = r.stderr.strip().splitlines()
-        reason = msg[-1] if msg else f"exit {r.returncode}"
-        return None, reason.replace("clipscore: ", "").replace(path, "FILE")[:200]
-    return load_npy(out), "ok"
+        last = msg[-1] if msg else f"exit {r.returncode}"
+        bad = next((i for i, p in enumerate(todo) if p + ":" in last), None)
+        if bad is None:  # not an image's message: give each its own run
+            if len(todo) == 1:
+                res[todo[0]] = (None, last[:200])
+                return res
+            for p in todo:
+                res.update(clipscore_batch(binary, model, [p], tmp))
+            return res
+        res[todo[bad]] = (None, last.replace("clipscore: ", "").replace(todo[bad], "FILE")[:200])
+        if bad:
+            res.update(clipscore_batch(binary, model, todo[:bad], tmp))
+        todo = todo[bad + 1:]
+    return res
 
 
 # Pillow's words for a file that is truncated or corrupt (rather than of a
@@ -107,6 +140,8 @@ def main():
     ap.add_argument("--model", default=os.path.join(HERE, "..", "..", "shared", "conformance",
                                                    "model-hf"))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=24,
+                    help="images a clipscore run starts with (verdicts are per image anyway)")
     ap.add_argument("--markdown", action="store_true", help="print the summary as a table")
     a = ap.parse_args()
     size, mean, std = model_geometry(a.model)
@@ -114,22 +149,28 @@ def main():
     tmps = [tempfile.mkdtemp(prefix="pillow-compare-") for _ in range(a.jobs)]
     torch.set_num_threads(1)
 
-    def one(i_path):
-        i, path = i_path
-        ref, ref_why = reference(path, size, mean, std)
-        got, got_why = clipscore(a.bin, a.model, path, tmps[i % a.jobs])
-        rel = os.path.relpath(path, a.images)
-        if ref is not None and got is not None:
-            d = np.abs(ref.reshape(-1) - got)
-            return rel, "both", (float(d.mean()), float(d.max())), ref_why, got_why
-        if ref is not None:
-            return rel, "pillow only", None, ref_why, got_why
-        if got is not None:
-            return rel, "clipscore only", None, ref_why, got_why
-        return rel, "neither", None, ref_why, got_why
+    def chunk(i_paths):
+        i, paths = i_paths
+        got = clipscore_batch(a.bin, a.model, paths, tmps[i % a.jobs])
+        rows = []
+        for path in paths:
+            ref, ref_why = reference(path, size, mean, std)
+            g, got_why = got[path]
+            rel = os.path.relpath(path, a.images)
+            if ref is not None and g is not None:
+                d = np.abs(ref.reshape(-1) - g)
+                rows.append((rel, "both", (float(d.mean()), float(d.max())), ref_why, got_why))
+            elif ref is not None:
+                rows.append((rel, "pillow only", None, ref_why, got_why))
+            elif g is not None:
+                rows.append((rel, "clipscore only", None, ref_why, got_why))
+            else:
+                rows.append((rel, "neither", None, ref_why, got_why))
+        return rows
 
+    chunks = [files[k:k + a.batch] for k in range(0, len(files), a.batch)]
     with ThreadPoolExecutor(a.jobs) as ex:
-        results = list(ex.map(one, enumerate(files)))
+        results = [r for rows in ex.map(chunk, enumerate(chunks)) for r in rows]
 
     agree, differ, known, ponly, conly, neither = [], [], [], [], [], []
     for rel, kind, d, ref_why, got_why in results:
