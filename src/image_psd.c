@@ -51,6 +51,29 @@ static int rd_u16(psd_rd *r, unsigned *v) {
     return 0;
 }
 
+/* Reads up to k bytes, as a file's read() does: fewer at the end. */
+static uint64_t rd_plain(psd_rd *r, uint64_t k) {
+    uint64_t left = r->pos < r->n ? r->n - r->pos : 0, got = k < left ? k : left;
+    r->pos += got;
+    return got;
+}
+
+/* The resource blocks up to end, as PsdImagePlugin._open reads them. */
+static int walk_resources(psd_rd *r, uint64_t end) {
+    while (r->pos < end) {
+        unsigned id;
+        uint32_t size;
+        const unsigned char *p;
+        rd_plain(r, 4); /* signature */
+        if (rd_u16(r, &id) || rd_take(r, 1, &p)) return -1;
+        uint64_t name = rd_plain(r, *p);
+        if (!(name & 1)) rd_plain(r, 1);
+        if (rd_u32(r, &size)) return -1;
+        if (rd_plain(r, size) & 1) rd_plain(r, 1);
+    }
+    return 0;
+}
+
 /* Moves to an absolute position; past the end, every later read fails
  * (the exact position no longer matters then). */
 static void rd_seek(psd_rd *r, __int128 pos) {
@@ -226,8 +249,12 @@ int cs_psd_decode(const unsigned char *d, size_t n, const char *label, int64_t m
         return cs_fail(e, CLIPSCORE_EFORMAT, cut, label);
     if (palette && len != 768)
         return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PSD (indexed without a palette)", label);
-    if (rd_u32(&r, &len) || rd_take(&r, len, NULL))
-        return cs_fail(e, CLIPSCORE_EFORMAT, cut, label);
+    /* Image resources, block by block as Pillow reads them: it does not
+     * seek to the section's end, so a last block running past it moves
+     * where the layer section is read. */
+    if (rd_u32(&r, &len)) return cs_fail(e, CLIPSCORE_EFORMAT, cut, label);
+    if (len && (rc = walk_resources(&r, (uint64_t)r.pos + len)))
+        return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PSD (image resources)", label);
     /* layer and mask information */
     if (rd_u32(&r, &len)) return cs_fail(e, CLIPSCORE_EFORMAT, cut, label);
     uint64_t end = r.pos + len;

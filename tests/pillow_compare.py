@@ -41,7 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MEAN_TOL, MAX_TOL = 0.003, 0.05
 # Read by both, different on purpose: 16-bit gray, which Pillow keeps as
 # mode "I" and saturates to white in convert("RGB"); clipscore scales it.
-KNOWN = {"16_bit_binary.pgm", "hopper_16bit.pgm", "i_trns.png", "16bit.cropped.tif",
+KNOWN = {"16_bit_binary.pgm", "hopper_16bit.pgm", "hopper_16bit_plain.pgm", "i_trns.png", "16bit.cropped.tif",
          "16bit.MM.cropped.tif", "16bit.MM.deflate.tif", "16bit.deflate.tif",
          "16bit.r.tif", "16bit.s.tif", "16_bit_binary_pgm.tiff", "16_bit_noise.tif",
          "12in16bit.tif", "uint16_1_4660.tif", "hopper_gray_16bit.png", "16bit.cropped.j2k",
@@ -127,10 +127,17 @@ def clipscore_batch(binary, model, paths, tmp):
     return res
 
 
-# Pillow's words for a file that is truncated or corrupt (rather than of a
-# format or mode it does not read).
-BROKEN_WORDS = ("truncat", "broken", "corrupt", "cannot extend", "buffer is not large",
-                "not enough", "too short", "invalid", "error", "decoder", "bad ", "exceeds")
+def pillow_says_broken(path, why):
+    """Whether Pillow's refusal says the file is truncated or corrupt, rather
+    than of a mode its RGB conversion lacks ("image has wrong mode": 16-bit
+    gray, which clipscore scales) or a format Pillow 9.4 does not read
+    (AVIF/HEIF, which clipscore reads with libheif)."""
+    if "wrong mode" in why or "Decompressed Data Too Large" in why:
+        return False  # the latter: a text chunk over Pillow's limit, pixels fine
+    if why.startswith("UnidentifiedImageError") and path.lower().endswith(
+            (".avif", ".avifs", ".heif", ".heic")):
+        return False
+    return True
 
 
 def main():
@@ -185,14 +192,14 @@ def main():
         else:
             neither.append((rel, ref_why, got_why))
     # Files Pillow refuses as broken but clipscore scores: the findings.
-    scored_broken = [(r, w) for r, w in conly if any(k in w.lower() for k in BROKEN_WORDS)]
+    scored_broken = [(r, w) for r, w in conly if pillow_says_broken(r, w)]
 
     print("# files not read by clipscore but read by Pillow:")
     for rel, ref_why, got_why in ponly:
         print(f"  {rel} [{ref_why}]: {got_why}")
-    print("# files read by clipscore but refused by Pillow:")
+    print("# files read by clipscore but refused by Pillow (* = as truncated or corrupt):")
     for rel, ref_why in conly:
-        print(f"  {rel}: {ref_why}")
+        print(f"  {'*' if pillow_says_broken(rel, ref_why) else ' '} {rel}: {ref_why}")
     print("# read by both, different (mean |d|, max |d|):")
     for rel, d, fmt in differ:
         print(f"  {rel} [{fmt}]: {d[0]:.4f} {d[1]:.4f}")
@@ -206,9 +213,9 @@ def main():
             ("read by both, 16-bit gray (scaled here, saturated by Pillow)", len(known)),
             ("read by Pillow only, in a format clipscore does not read", unsupported),
             ("read by Pillow only, other", len(ponly) - unsupported),
-            ("read by clipscore only (Pillow: unsupported mode or format)",
+            ("read by clipscore only (Pillow 9.4: 16-bit mode, AVIF/HEIF, text chunk limit)",
              len(conly) - len(scored_broken)),
-            ("read by clipscore only, Pillow says truncated/corrupt", len(scored_broken)),
+            ("read by clipscore only, Pillow refuses as truncated/corrupt", len(scored_broken)),
             ("refused by both", len(neither))]
     if a.markdown:
         print("\n| result | files |\n|---|---|")

@@ -485,6 +485,13 @@ static void test_text_formats(void) {
                                  0,    0,   0x20, 0x01, 0x7f, 0xc3, 'X',  1,    2};
     expect_error("PNG binary chunk name", png, sizeof png, CLIPSCORE_EFORMAT,
                  "ends inside a 0x7fc35801 chunk");
+    /* An IHDR naming a compression method other than 0 (deflate): Pillow
+     * refuses it; stb_image decoded it. */
+    unsigned char bad[sizeof png];
+    memcpy(bad, png, sizeof png);
+    bad[8 + 8 + 10] = 1;
+    expect_error("PNG compression method 1", bad, sizeof bad, CLIPSCORE_EFORMAT,
+                 "unknown compression method 1");
     const char xbm[] = "#define im_width 8\n#define im_height 1\nstatic char im_bits[] = {0x01};\n";
     expect_error("XBM", xbm, sizeof xbm - 1, CLIPSCORE_EUNSUPPORTED,
                  "XBM images are not supported");
