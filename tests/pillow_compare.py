@@ -27,6 +27,7 @@ see KNOWN) or a file Pillow refuses as truncated/corrupt is scored.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -153,12 +154,13 @@ def main():
     a = ap.parse_args()
     size, mean, std = model_geometry(a.model)
     files = sorted(os.path.join(d, f) for d, _, fs in os.walk(a.images) for f in fs)
-    tmps = [tempfile.mkdtemp(prefix="pillow-compare-") for _ in range(a.jobs)]
     torch.set_num_threads(1)
 
     def chunk(i_paths):
         i, paths = i_paths
-        got = clipscore_batch(a.bin, a.model, paths, tmps[i % a.jobs])
+        tmp = tempfile.mkdtemp(prefix="pillow-compare-")  # its own: chunks run at once
+        got = clipscore_batch(a.bin, a.model, paths, tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
         rows = []
         for path in paths:
             ref, ref_why = reference(path, size, mean, std)
