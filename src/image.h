@@ -18,10 +18,10 @@
 
 typedef struct cs_image {
     int w, h;
-    int channels;      /* 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA or CMYK: cmyk) */
-    unsigned char *px; /* w*h*channels bytes, row-major, owned */
-    int palette;       /* 1: palette or 1-bit file (Pillow mode "P" or "1"), which the
-                          reference resizes with nearest neighbour; 0 otherwise */
+    int channels;             /* 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA or CMYK: cmyk) */
+    unsigned char *px;        /* w*h*channels bytes, row-major, owned */
+    int palette;              /* 1: palette or 1-bit file (Pillow mode "P" or "1"), which the
+                                 reference resizes with nearest neighbour; 0 otherwise */
     cs_decode_budget *budget; /* where budget_bytes go back on cs_image_free (NULL: none) */
     int64_t budget_bytes;     /* reserved for px and what preprocessing it needs */
     int cmyk;                 /* 1: the 4 channels are C, M, Y, K (Pillow mode "CMYK": JPEG, TIFF),
