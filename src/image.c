@@ -307,7 +307,7 @@ static int check_png(const unsigned char *d, size_t n, const char *label, file_f
             if (w == 0 || h == 0 || w > INT_MAX || h > INT_MAX)
                 return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNG (size %ux%u)", label,
                                (unsigned)w, (unsigned)h);
-            if (body[10] != 0) /* Pillow: "unknown compression method" */
+            if (body[10] != 0) /* only deflate exists (stb_image refuses others too) */
                 return cs_fail(e, CLIPSCORE_EFORMAT,
                                "%s: corrupt PNG (unknown compression method %d)", label, body[10]);
             f->w = (int)w;

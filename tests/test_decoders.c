@@ -485,8 +485,9 @@ static void test_text_formats(void) {
                                  0,    0,   0x20, 0x01, 0x7f, 0xc3, 'X',  1,    2};
     expect_error("PNG binary chunk name", png, sizeof png, CLIPSCORE_EFORMAT,
                  "ends inside a 0x7fc35801 chunk");
-    /* An IHDR naming a compression method other than 0 (deflate): Pillow
-     * refuses it; stb_image decoded it. */
+    /* An IHDR naming a compression method other than 0 (deflate): refused
+     * before stb_image is asked (which refused it as "bad comp method"),
+     * naming the method. */
     unsigned char bad[sizeof png];
     memcpy(bad, png, sizeof png);
     bad[8 + 8 + 10] = 1;
