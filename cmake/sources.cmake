@@ -5,7 +5,8 @@
 set(CS_SOURCES_UTIL util.c tensor.c sha256.c npy.c)
 set(CS_SOURCES_TEXT text_clean.c html_entities.c mojibake.c mojibake_tables.c tokenizer.c)
 set(CS_SOURCES_IMAGE image.c decode_budget.c stb_image_impl.c image_webp.c image_tiff.c
-    image_jp2.c image_ico.c image_heif.c)
+    image_jp2.c image_ico.c image_heif.c image_psd.c
+    image_bmp.c image_pnm.c image_gif.c)
 set(CS_SOURCES_CSV csv_io.c)
 set(CS_SOURCES_SAFETENSORS safetensors.c)
 set(CS_SOURCES_MODEL_CONFIG model_config.c)
@@ -17,7 +18,10 @@ macro(cs_find_image_libraries)
   pkg_check_modules(TIFF REQUIRED IMPORTED_TARGET libtiff-4)
   pkg_check_modules(OPENJP2 REQUIRED IMPORTED_TARGET libopenjp2)
   pkg_check_modules(HEIF REQUIRED IMPORTED_TARGET libheif)
-  set(CS_IMAGE_LIBRARIES PkgConfig::WEBP PkgConfig::TIFF PkgConfig::OPENJP2 PkgConfig::HEIF)
+  # giflib has no pkg-config file: CMake's FindGIF.
+  find_package(GIF REQUIRED)
+  set(CS_IMAGE_LIBRARIES PkgConfig::WEBP PkgConfig::TIFF PkgConfig::OPENJP2 PkgConfig::HEIF
+                         GIF::GIF)
 endmacro()
 
 # libarchive, which reads webdataset tars (webdataset.c).

@@ -4,23 +4,24 @@
  * pixel limit and a decode memory reservation are settled before the rest
  * is read, and the rest is read only as far as such an image can need; only
  * regular files are read at all), telling its format from the magic bytes
- * (and naming formats not read; WebP, TIFF, JPEG 2000, ICO and HEIF/AVIF
- * go to the decoders of image_formats.h), structural checks that
- * stb_image does not make (a truncated JPEG/PNG/GIF/BMP/PNM/TGA/PSD/HDR is
- * an error, not an image padded with grey), decoding with stb_image, and a
+ * (and naming formats not read; WebP, TIFF, JPEG 2000, ICO, HEIF/AVIF,
+ * PSD, BMP, PNM and GIF go to the decoders of image_formats.h), structural
+ * checks that stb_image does not make (a truncated JPEG/PNG/GIF/TGA/HDR is
+ * an error, not an image padded with grey), decoding PNG/TGA/HDR with
+ * stb_image (TGAs stored right to left mirrored, as Pillow does), and a
  * resampler that reproduces Pillow 9.4's
  * ImagingResample (antialiased bicubic, 8-bit fixed point, premultiplied
- * alpha) and its nearest-neighbour scaling for palette images, so that the
+ * alpha; CMYK resized as it is, then converted) and its nearest-neighbour
+ * scaling for palette images, so that the
  * preprocessed tensor matches torchvision's Resize/CenterCrop/ToTensor/
  * Normalize byte for byte on PNGs.
  * JPEGs go through libjpeg instead when the build provides it (see below).
  * Leaves out: EXIF orientation and colour profiles (the reference ignores
  * both), animation (first frame only), Pillow's handling of 16-bit gray PNGs
  * (mode "I", which it saturates to white; here they are scaled to 8 bits,
- * v * 255 / 65535 rounded)
- * and of CMYK JPEGs (resized before conversion to RGB there, converted first
- * here), and measuring memory (decode costs are estimates, see
- * decode_cost()). */
+ * v * 255 / 65535 rounded), and measuring memory (decode costs are
+ * estimates, see decode_cost()). CMYK JPEGs stay CMYK through the resize, as
+ * in the reference, when libjpeg decodes them (stb_image converts first). */
 #include "image.h"
 #include "image_formats.h"
 
@@ -28,6 +29,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -55,9 +57,6 @@ static uint32_t be32(const unsigned char *p) {
 }
 static unsigned be16(const unsigned char *p) {
     return (unsigned)p[0] << 8 | p[1];
-}
-static uint32_t le32(const unsigned char *p) {
-    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
 }
 static unsigned le16(const unsigned char *p) {
     return (unsigned)p[0] | (unsigned)p[1] << 8;
@@ -185,10 +184,9 @@ static img_format sniff(const unsigned char *d, size_t n, const char **unsupport
     if (starts(d, n, "BM", 2) && n >= 18) return FMT_BMP;
     if (starts(d, n, "8BPS\x00\x01", 6)) return FMT_PSD;
     if (starts(d, n, "#?RADIANCE\n", 11) || starts(d, n, "#?RGBE\n", 7)) return FMT_HDR;
-    /* Any "P5"/"P6" start: stb_image's PNM reader takes it too (even with no
-     * space after the magic), so check_pnm() must see it first; its integer
-     * parser overflows on long numbers. */
-    if (n >= 3 && d[0] == 'P' && (d[1] == '5' || d[1] == '6')) return FMT_PNM;
+    /* Any "P1".."P6" start: image_pnm.c reads it (stb_image's PNM reader,
+     * whose integer parser overflows on long numbers, is never asked). */
+    if (n >= 3 && d[0] == 'P' && d[1] >= '1' && d[1] <= '6') return FMT_PNM;
 
     if (starts(d, n, "II*\0", 4) || starts(d, n, "MM\0*", 4)) return FMT_TIFF;
     if (starts(d, n, "RIFF", 4) && n >= 12 && !memcmp(d + 8, "WEBP", 4)) return FMT_WEBP;
@@ -228,8 +226,10 @@ static img_format sniff(const unsigned char *d, size_t n, const char **unsupport
         u = "JNG";
     else if (starts(d, n, "SIMPLE  =", 9))
         u = "FITS";
-    else if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '4')
-        u = "ASCII or 1-bit PNM";
+    else if (starts(d, n, "/* XPM */", 9))
+        u = "XPM";
+    else if (starts(d, n, "#define ", 8) && contains_ci(d, n, 256, "_width "))
+        u = "XBM";
     else if (starts(d, n, "P7\n", 3))
         u = "PAM";
     else if (starts(d, n, "PF\n", 3) || starts(d, n, "Pf\n", 3))
@@ -283,9 +283,21 @@ static int check_png(const unsigned char *d, size_t n, const char *label, file_f
         const unsigned char *type = d + pos + 4;
         if (len > 0x7fffffffu)
             return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNG (bad chunk length)", label);
-        if ((uint64_t)pos + 12 + len > n)
-            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PNG (ends inside a %.4s chunk)",
-                           label, (const char *)type);
+        if ((uint64_t)pos + 12 + len > n) {
+            /* The chunk's name when it is one (letters), else its bytes in
+             * hex: a corrupt file's bytes are no text for a message. */
+            char name[16];
+            int letters = 1;
+            for (int k = 0; k < 4; k++)
+                letters &= (type[k] | 0x20) >= 'a' && (type[k] | 0x20) <= 'z';
+            if (letters)
+                snprintf(name, sizeof name, "%.4s", (const char *)type);
+            else
+                snprintf(name, sizeof name, "0x%02x%02x%02x%02x", type[0], type[1], type[2],
+                         type[3]);
+            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PNG (ends inside a %s chunk)",
+                           label, name);
+        }
         const unsigned char *body = d + pos + 8;
         if (!seen_ihdr) {
             if (memcmp(type, "IHDR", 4) != 0 || len != 13)
@@ -295,6 +307,9 @@ static int check_png(const unsigned char *d, size_t n, const char *label, file_f
             if (w == 0 || h == 0 || w > INT_MAX || h > INT_MAX)
                 return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNG (size %ux%u)", label,
                                (unsigned)w, (unsigned)h);
+            if (body[10] != 0) /* only deflate exists (stb_image refuses others too) */
+                return cs_fail(e, CLIPSCORE_EFORMAT,
+                               "%s: corrupt PNG (unknown compression method %d)", label, body[10]);
             f->w = (int)w;
             f->h = (int)h;
             depth = body[8];
@@ -457,6 +472,13 @@ static int check_gif(const unsigned char *d, size_t n, const char *label, file_f
             if (pos >= n || !(pos = gif_skip_blocks(d, n, pos + 1))) break;
         } else if (b == 0x2c) { /* image descriptor */
             if (pos + 9 > n) break;
+            /* The canvas, as Pillow sizes it: the screen, grown to hold
+             * the first frame (a "decompression bomb" claims a huge one). */
+            unsigned sw = le16(d + 6), sh = le16(d + 8);
+            unsigned x1 = le16(d + pos) + le16(d + pos + 4),
+                     y1 = le16(d + pos + 2) + le16(d + pos + 6);
+            f->w = (int)(sw > x1 ? sw : x1);
+            f->h = (int)(sh > y1 ? sh : y1);
             int lflags = d[pos + 8];
             pos += 9;
             const unsigned char *pal = global;
@@ -479,90 +501,6 @@ static int check_gif(const unsigned char *d, size_t n, const char *label, file_f
         }
     }
     return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated GIF (first image incomplete)", label);
-}
-
-/* BMP: RLE/embedded variants, truncated pixel arrays, Pillow's palette modes. */
-static int check_bmp(const unsigned char *d, size_t n, const char *label, file_facts *f,
-                     cs_error *e) {
-    uint32_t offset = le32(d + 10), hsize = le32(d + 14);
-    int64_t w, h;
-    unsigned bpp, compression = 0, colors = 0, entry = 4;
-    if (hsize == 12 && n >= 26) {
-        w = le16(d + 18);
-        h = le16(d + 20);
-        bpp = le16(d + 24);
-        entry = 3;
-    } else if (hsize >= 40 && n >= 54) {
-        w = (int32_t)le32(d + 18);
-        h = (int32_t)le32(d + 22);
-        bpp = le16(d + 28);
-        compression = le32(d + 30);
-        colors = le32(d + 46);
-    } else {
-        return 0; /* let stb_image judge odd headers */
-    }
-    if (compression == 1 || compression == 2)
-        return cs_fail(e, CLIPSCORE_EUNSUPPORTED, "%s: RLE-compressed BMP is not supported", label);
-    if (compression == 4 || compression == 5)
-        return cs_fail(e, CLIPSCORE_EUNSUPPORTED, "%s: BMP with embedded %s is not supported",
-                       label, compression == 4 ? "JPEG" : "PNG");
-    if (w < 0) w = -w;
-    if (h < 0) h = -h;
-    if (compression == 0 || compression == 3 || compression == 6) {
-        uint64_t stride = ((uint64_t)w * bpp + 31) / 32 * 4;
-        if ((uint64_t)offset + stride * (uint64_t)h > n)
-            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated BMP (pixel data incomplete)",
-                           label);
-    }
-    /* Pillow reads 32-bit BI_RGB as RGB (the fourth byte is padding). */
-    if (bpp == 32 && compression == 0) f->req_comp = 3;
-    if (bpp <= 8) {
-        /* Pillow: a palette that is the gray ramp (0..colors-1, or black and
-         * white for two colours) gives mode "L" (or "1"); otherwise "P". */
-        if (colors == 0 || colors > 256) colors = 1u << bpp;
-        size_t pal = 14 + (size_t)hsize;
-        int gray = 1;
-        for (unsigned i = 0; i < colors && gray; i++) {
-            unsigned v = colors == 2 ? (i ? 255 : 0) : i;
-            size_t p = pal + (size_t)i * entry;
-            if (p + 3 > n || d[p] != v || d[p + 1] != v || d[p + 2] != v) gray = 0;
-        }
-        f->palette = !gray || colors == 2;
-    }
-    return 0;
-}
-
-/* PNM (binary P5/P6): stb_image does not notice a short pixel array. */
-static int check_pnm(const unsigned char *d, size_t n, const char *label, cs_error *e) {
-    size_t pos = 2;
-    uint64_t v[3];
-    for (int i = 0; i < 3; i++) {
-        for (;;) { /* whitespace and comments */
-            while (pos < n && (d[pos] == ' ' || d[pos] == '\t' || d[pos] == '\n' ||
-                               d[pos] == '\r' || d[pos] == '\f' || d[pos] == '\v'))
-                pos++;
-            if (pos < n && d[pos] == '#') {
-                while (pos < n && d[pos] != '\n' && d[pos] != '\r') pos++;
-                continue;
-            }
-            break;
-        }
-        if (pos >= n || d[pos] < '0' || d[pos] > '9')
-            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNM header", label);
-        v[i] = 0;
-        while (pos < n && d[pos] >= '0' && d[pos] <= '9' && v[i] < (1u << 30))
-            v[i] = v[i] * 10 + (uint64_t)(d[pos++] - '0');
-        if (pos < n && d[pos] >= '0' && d[pos] <= '9')
-            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNM header (number too large)",
-                           label);
-    }
-    pos++; /* the single whitespace byte before the pixels */
-    uint64_t need = v[0] * v[1] * (d[1] == '6' ? 3u : 1u) * (v[2] > 255 ? 2u : 1u);
-    if (v[0] == 0 || v[1] == 0 || v[2] == 0 || v[2] > 65535)
-        return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNM header (size or maxval)", label);
-    if (pos > n || n - pos < need)
-        return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PNM (pixel data incomplete)", label);
-    return 0;
 }
 
 /* TGA: colour-mapped files are mode "P" in Pillow; uncompressed ones must
@@ -742,7 +680,7 @@ static void jpeg_job_message(j_common_ptr c, int level) {
 }
 
 /* 0: decoded; 1: a libjpeg error (job->msg); 2: colour layout left to
- * stb_image (CMYK/YCCK); 3: out of memory. */
+ * stb_image (neither 1, 3 nor 4 components); 3: out of memory. */
 static int jpeg_job_run(jpeg_job *job, const unsigned char *d, size_t n) {
     if (setjmp(job->on_error)) return 1;
     jpeg_create_decompress(&job->cinfo);
@@ -753,6 +691,8 @@ static int jpeg_job_run(jpeg_job *job, const unsigned char *d, size_t n) {
         job->cinfo.out_color_space = JCS_GRAYSCALE;
     else if (job->cinfo.num_components == 3)
         job->cinfo.out_color_space = JCS_RGB;
+    else if (job->cinfo.num_components == 4) /* CMYK, or YCCK made CMYK */
+        job->cinfo.out_color_space = JCS_CMYK;
     else
         return 2;
     job->cinfo.dct_method = JDCT_ISLOW;
@@ -795,6 +735,13 @@ static int decode_libjpeg(const unsigned char *d, size_t n, const char *label, i
         img->h = job->h;
         img->channels = job->channels;
         img->px = job->px;
+        if (job->channels == 4) {
+            /* Pillow's "CMYK;I": Adobe's inverted CMYK assumed for every
+             * file; kept as CMYK until after the resize. */
+            size_t bytes = (size_t)job->w * (size_t)job->h * 4;
+            for (size_t i = 0; i < bytes; i++) img->px[i] = (unsigned char)(255 - img->px[i]);
+            img->cmyk = 1;
+        }
     } else {
         free(job->px);
         if (r == 1)
@@ -897,6 +844,15 @@ static int jpeg_frame(const unsigned char *d, size_t n, int *w, int *h, int *nco
     }
 }
 
+/* A PSD's size from its 26-byte header. 1: read; -1: a side 0 or over 2^24. */
+static int psd_size(const unsigned char *d, int *w, int *h) {
+    uint32_t ph = be32(d + 14), pw = be32(d + 18);
+    if (pw == 0 || ph == 0 || pw > (1u << 24) || ph > (1u << 24)) return -1;
+    *w = (int)pw;
+    *h = (int)ph;
+    return 1;
+}
+
 /* Room for what a file holds besides its pixels (metadata, colour
  * profiles, thumbnails, a palette, chunk and packet overhead). */
 #define META_SLACK ((int64_t)32 << 20)
@@ -943,8 +899,8 @@ static void decode_cost(img_format fmt, const unsigned char *d, size_t n, int w,
             ncomp = 4, progressive = 1;
         /* The output pixels; progressive files keep whole-image coefficient
          * arrays, 2 bytes a sample (measured: 6000x4000 4:2:0, 72 MB of
-         * pixels, 72 MB more when progressive). stb_image (no libjpeg, or
-         * CMYK) also keeps a plane per component. */
+         * pixels, 72 MB more when progressive). stb_image (no libjpeg)
+         * also keeps a plane per component; libjpeg's CMYK, 4 a pixel. */
         *peak = px * (ncomp == 1 ? 1 : 3) + (progressive ? 2 * px * ncomp : 0);
 #if defined(CLIPSCORE_HAVE_LIBJPEG)
         if (ncomp != 1 && ncomp != 3)
@@ -967,9 +923,10 @@ static void decode_cost(img_format fmt, const unsigned char *d, size_t n, int w,
         mf = 10 * (ch * px * bd + 2 * rows * ch);
         break;
     }
-    case FMT_PNM: /* 16-bit samples, then the 8-bit conversion */
-        *peak = 12 * px;
-        mf = 6 * px;
+    case FMT_PNM: /* the pixels (image_pnm.c decodes in place) */
+        *peak = 3 * px;
+        /* binary: 2 bytes a sample; plain (P1-P3): "65535 " a sample */
+        mf = n > 1 && d[1] >= '1' && d[1] <= '3' ? 18 * px : 6 * px;
         break;
     case FMT_BMP:
         *peak = 8 * px;
@@ -1042,16 +999,20 @@ static int probe_header(const unsigned char *d, size_t n, int complete, const ch
         r = cs_heif_probe(d, n, w, h);
     else if (*fmt == FMT_JPEG)
         r = jpeg_frame(d, n, w, h, &c, &unused[0]);
+    else if (*fmt == FMT_BMP)
+        r = cs_bmp_probe(d, n, w, h);
+    else if (*fmt == FMT_PNM)
+        r = cs_pnm_probe(d, n, w, h);
+    else if (*fmt == FMT_PSD) /* stb_image reads RGB ones only; image_psd.c all */
+        r = n < 26 ? 0 : psd_size(d, w, h);
     else /* stb_image's header parsers stop at the end of the buffer; only the
-          * text headers of PNM and HDR can be longer than a first read */
-        r = stbi_info_from_memory(d, (int)n, w, h, &c) ? 1
-            : *fmt == FMT_PNM || *fmt == FMT_HDR       ? 0
-                                                       : -1;
+          * text header of HDR can be longer than a first read */
+        r = stbi_info_from_memory(d, (int)n, w, h, &c) ? 1 : *fmt == FMT_HDR ? 0 : -1;
     if (r == 1) return 1;
     if (complete) return 2;
     if (r == 0) return 0;
     const char *why =
-        *fmt == FMT_PNG || *fmt == FMT_JPEG || *fmt >= FMT_WEBP ? NULL : stbi_failure_reason();
+        *fmt == FMT_GIF || *fmt == FMT_HDR || *fmt == FMT_TGA ? stbi_failure_reason() : NULL;
     return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt %s header (%s)", label, format_name(*fmt),
                    why && *why ? why : "unreadable");
 }
@@ -1162,23 +1123,31 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
     case FMT_PNG:
         rc = check_png(d, len, label, &f, e);
         break;
-    case FMT_JPEG:
+    case FMT_JPEG: {
         rc = check_jpeg(d, len, label, e);
+        /* The size from the frame header, as libjpeg reads it: stb_image's
+         * header parser refuses some files libjpeg reads (0xFF 0x00 in a
+         * segment before the frame). */
+        int ncomp, progressive;
+        if (!rc && jpeg_frame(d, len, &f.w, &f.h, &ncomp, &progressive) != 1) f.w = f.h = 0;
         break;
+    }
     case FMT_GIF:
         rc = check_gif(d, len, label, &f, e);
         break;
-    case FMT_BMP:
-        rc = check_bmp(d, len, label, &f, e);
+    case FMT_BMP: /* cs_bmp_decode checks its own structure */
+        if (cs_bmp_probe(d, len, &f.w, &f.h) != 1)
+            return cs_bmp_decode(d, len, label, max_pixels, img, e); /* its message */
         break;
-    case FMT_PNM:
-        rc = check_pnm(d, len, label, e);
+    case FMT_PNM: /* cs_pnm_decode checks its own structure */
+        if (cs_pnm_probe(d, len, &f.w, &f.h) != 1)
+            return cs_pnm_decode(d, len, label, max_pixels, img, e); /* its message */
         break;
     case FMT_TGA:
         rc = check_tga(d, len, label, &f, e);
         break;
-    case FMT_PSD:
-        rc = check_psd(d, len, label, e);
+    case FMT_PSD: /* cs_psd_decode checks its own structure */
+        if (len >= 26) psd_size(d, &f.w, &f.h);
         break;
     case FMT_HDR:
         rc = check_hdr(d, len, label, e);
@@ -1186,6 +1155,9 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
     default:
         break;
     }
+    /* A file both cut short and over the pixel limit (a decompression bomb
+     * is often both) is reported as over the limit. */
+    if (rc && f.w > 0 && check_limit(label, f.w, f.h, max_pixels, e)) return CLIPSCORE_ELIMIT;
     if (rc) return rc;
 
     /* The pixel limit, from the header, before any pixel is decoded. A PNG
@@ -1206,6 +1178,17 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
         if ((rc = reserve(res, (int64_t)len + peak, label, e))) return rc;
     }
 
+    if (fmt == FMT_BMP) return cs_bmp_decode(d, len, label, max_pixels, img, e);
+    if (fmt == FMT_PNM) return cs_pnm_decode(d, len, label, max_pixels, img, e);
+    if (fmt == FMT_GIF) return cs_gif_decode(d, len, label, max_pixels, img, e);
+    if (fmt == FMT_PSD) {
+        /* Pillow's reading, not stb_image's (which removes a "white matte"
+         * from 4-channel files, with float casts that overflow); stb_image
+         * only for the 16-bit RGB files Pillow does not read. */
+        rc = cs_psd_decode(d, len, label, max_pixels, img, e);
+        if (rc <= 0) return rc;
+        if ((rc = check_psd(d, len, label, e))) return rc;
+    }
 #if defined(CLIPSCORE_HAVE_LIBJPEG)
     if (fmt == FMT_JPEG) {
         rc = decode_libjpeg(d, len, label, min_side, img, e);
@@ -1245,6 +1228,19 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
         stbi_image_free(px);
         return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt %s (decodes to %dx%d, %d channels)",
                        label, format_name(fmt), w, h, channels);
+    }
+    if (fmt == FMT_TGA && len > 17 && (d[17] & 0x10)) {
+        /* Right-to-left pixel order (descriptor bit 4): stb_image honours
+         * only the vertical bit; Pillow flips these left to right. */
+        for (int y = 0; y < h; y++) {
+            unsigned char *row = px + (size_t)y * (size_t)w * (size_t)channels;
+            for (int a = 0, b = w - 1; a < b; a++, b--)
+                for (int c = 0; c < channels; c++) {
+                    unsigned char t = row[(size_t)a * channels + c];
+                    row[(size_t)a * channels + c] = row[(size_t)b * channels + c];
+                    row[(size_t)b * channels + c] = t;
+                }
+        }
     }
     img->w = w;
     img->h = h;
@@ -1783,7 +1779,7 @@ static int resize_window(const cs_image *img, int out_w, int out_h, int x0, int 
         return 0;
     }
     if (nearest) return nearest_window(img, out_w, out_h, x0, y0, cw, chh, dst, e);
-    if (ch == 1 || ch == 3)
+    if (ch == 1 || ch == 3 || img->cmyk) /* CMYK has no alpha to premultiply by */
         return resample_window(img->px, img->w, img->h, ch, out_w, out_h, x0, y0, cw, chh, dst, e);
     unsigned char *pm = premultiply(img, e);
     if (!pm) return CLIPSCORE_ENOMEM;
@@ -1807,6 +1803,7 @@ int cs_image_resize(const cs_image *src, int w, int h, cs_image *dst, cs_error *
         return rc;
     }
     if ((rc = cs_image_alloc(dst, w, h, src->channels, e))) return rc;
+    dst->cmyk = src->cmyk;
     rc = resize_window(src, w, h, 0, 0, w, h, 0, dst->px, e);
     if (rc) cs_image_free(dst);
     return rc;
@@ -1819,6 +1816,7 @@ int cs_image_resize_nearest(const cs_image *src, int w, int h, cs_image *dst, cs
         return rc;
     }
     if ((rc = cs_image_alloc(dst, w, h, src->channels, e))) return rc;
+    dst->cmyk = src->cmyk;
     rc = resize_window(src, w, h, 0, 0, w, h, 1, dst->px, e);
     if (rc)
         cs_image_free(dst);
@@ -1887,7 +1885,10 @@ int cs_image_preprocess(const cs_image *img, const cs_preprocess_cfg *cfg, float
     for (int c = 0; c < 3; c++)
         for (int v = 0; v < 256; v++) lut[c][v] = ((float)v / 255.0f - cfg->mean[c]) / cfg->std[c];
     size_t plane = (size_t)r * r;
-    /* convert("RGB"): gray is replicated, alpha dropped. */
+    /* convert("RGB"): CMYK converted (in place: 3 of every 4 bytes), gray
+     * replicated, alpha dropped. */
+    if (img->cmyk)
+        for (size_t i = 0; i < plane; i++) cs_cmyk_to_rgb(win + 4 * i, win + 4 * i);
     for (int c = 0; c < 3; c++) {
         int src_c = ch >= 3 ? c : 0;
         const unsigned char *p = win + src_c;
@@ -1929,6 +1930,11 @@ int cs_image_thumbnail(const cs_image *img, int max_side, cs_image *thumb, cs_er
     size_t n = (size_t)tw * th;
     const unsigned char *s = sized.px;
     unsigned char *o = thumb->px;
+    if (img->cmyk) {
+        for (size_t i = 0; i < n; i++) cs_cmyk_to_rgb(s + 4 * i, o + 3 * i);
+        cs_image_free(&sized);
+        return 0;
+    }
     for (size_t i = 0; i < n; i++, s += ch, o += 3) {
         int gray = ch < 3;
         unsigned a = ch == 2 || ch == 4 ? s[ch - 1] : 255;

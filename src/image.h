@@ -1,15 +1,13 @@
 /* image.h - image decoding and CLIP preprocessing.
  *
- * Covers: reading JPEG/PNG/BMP/GIF(first frame)/PSD/TGA/PNM/HDR files
- * (libjpeg, stb_image) and WebP, TIFF, JPEG 2000, ICO, HEIF/AVIF
- * (image_formats.h), with a pixel limit checked from the header before the
- * image is decoded (and, but for TIFF and HEIF, read) whole, an optional
- * decode memory budget shared by decode threads, clear errors for formats
- * not read (JPEG XL, BigTIFF, SVG, ...),
- * Pillow-compatible antialiased bicubic resize (separable convolution whose
- * support scales with the downscale factor, RGBA premultiplied), centre
- * crop, normalisation; thumbnails for the figures.
- * Leaves out: EXIF orientation (the reference ignores it too). */
+ * Covers: reading JPEG/PNG/GIF(first frame)/TGA/HDR files (libjpeg,
+ * stb_image), BMP/PSD/PNM (readers of its own, as Pillow reads them) and WebP, TIFF, JPEG 2000,
+ * ICO, HEIF/AVIF (image_formats.h), with a pixel limit checked from the header before the image is
+ * decoded (and, but for TIFF and HEIF, read) whole, an optional decode memory budget shared by
+ * decode threads, clear errors for formats not read (JPEG XL, BigTIFF, SVG, ...), Pillow-compatible
+ * antialiased bicubic resize (separable convolution whose support scales with the downscale factor,
+ * RGBA premultiplied), centre crop, normalisation; thumbnails for the figures. Leaves out: EXIF
+ * orientation (the reference ignores it too). */
 #ifndef CLIPSCORE_IMAGE_H
 #define CLIPSCORE_IMAGE_H
 
@@ -20,12 +18,15 @@
 
 typedef struct cs_image {
     int w, h;
-    int channels;      /* 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA), as stored in the file */
-    unsigned char *px; /* w*h*channels bytes, row-major, owned */
-    int palette;       /* 1: palette or 1-bit file (Pillow mode "P" or "1"), which the
-                          reference resizes with nearest neighbour; 0 otherwise */
+    int channels;             /* 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA or CMYK: cmyk) */
+    unsigned char *px;        /* w*h*channels bytes, row-major, owned */
+    int palette;              /* 1: palette or 1-bit file (Pillow mode "P" or "1"), which the
+                                 reference resizes with nearest neighbour; 0 otherwise */
     cs_decode_budget *budget; /* where budget_bytes go back on cs_image_free (NULL: none) */
     int64_t budget_bytes;     /* reserved for px and what preprocessing it needs */
+    int cmyk;                 /* 1: the 4 channels are C, M, Y, K (Pillow mode "CMYK": JPEG, TIFF),
+                                 resized as they are and converted to RGB after, as the reference
+                                 does; 0 otherwise (4 channels are RGBA) */
 } cs_image;
 
 typedef struct cs_preprocess_cfg {
@@ -68,8 +69,9 @@ int cs_image_load(const char *path, int64_t max_pixels, cs_image *img, cs_error 
  *        (6000x4000: 72 MB of pixels, peak 83 MB baseline, 154 MB
  *        progressive, file included), + a plane per component when
  *        stb_image decodes it (CMYK, or builds without libjpeg);
- *   GIF 13, HDR 16, PNM 12, BMP/TGA/PSD 8 bytes a pixel (stb_image's
- *        buffers, from its source);
+ *   GIF 13, HDR 16, BMP/TGA/PSD 8 bytes a pixel (stb_image's buffers,
+ *        from its source; a bound for clipscore's own BMP and PSD readers
+ *        too), PNM 3 (its own reader: the pixels);
  *   WebP 12, HEIF 12, ICO 16, TIFF 4 + 2 a sample, JPEG 2000 4 + 8 a
  *        component bytes a pixel (the libraries' buffers as documented,
  *        not measured);
@@ -131,7 +133,8 @@ int cs_image_crop_offset(int total, int crop);
 
 /* The reference preprocessing: resize shorter side to R (longer side
  * int(R * long / short)), centre crop R x R (offsets round((size - R) / 2)),
- * drop alpha / expand gray to RGB, scale to 0..1, normalise.
+ * drop alpha / expand gray to RGB / convert CMYK (Pillow's cmyk2rgb, after
+ * the resize as there), scale to 0..1, normalise.
  * Palette images (img->palette) are resized with nearest neighbour, as
  * Pillow does for modes "P" and "1"; a same-size resize is a plain copy.
  * An aspect ratio whose long side would exceed 2^24 is CLIPSCORE_ELIMIT.
@@ -140,7 +143,7 @@ int cs_image_preprocess(const cs_image *img, const cs_preprocess_cfg *cfg, float
 
 /* An RGB (3-channel) copy fitting in max_side x max_side, aspect kept, for figures:
  * the longer side becomes max_side (small images are enlarged), bicubic as above,
- * transparent parts composited over white. */
+ * transparent parts composited over white, CMYK converted. */
 int cs_image_thumbnail(const cs_image *img, int max_side, cs_image *thumb, cs_error *e);
 
 #endif

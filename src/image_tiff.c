@@ -4,15 +4,15 @@
  * unsigned samples: bilevel (mode "1", resized nearest as Pillow does),
  * gray, gray+alpha, RGB, RGBA (associated alpha unpremultiplied as Pillow's
  * "RGBa" unpacker does; ExtraSamples 0 is padding, "RGBX"), palette ("P",
- * colour map >> 8), CMYK (converted to RGB with Pillow's cmyk2rgb), YCbCr
+ * colour map >> 8), CMYK (kept as CMYK, img->cmyk: the reference resizes
+ * it before converting to RGB), YCbCr
  * (JPEG-compressed ones read as RGB as Pillow asks libtiff; others through
  * libtiff's RGBA interface); 16-bit gray scaled to 8 bits (see
  * cs_gray16_to_8), other 16-bit samples take their high byte as Pillow's
  * ";16" unpackers do.
  * Leaves out: pages after the first, float and signed samples, CIELab and
- * other photometrics (EUNSUPPORTED), Orientation (Pillow ignores it too),
- * and Pillow's order for CMYK (it resizes in CMYK, then converts; converting
- * first differs by at most two levels on a few pixels). */
+ * other photometrics (EUNSUPPORTED), and Orientation (Pillow ignores it
+ * too). */
 #include "image_formats.h"
 
 #include <limits.h>
@@ -239,12 +239,6 @@ static unsigned to8(unsigned v, int bps) {
     }
 }
 
-/* Pillow's MULDIV255: a * b / 255, rounded. */
-static unsigned muldiv255(unsigned a, unsigned b) {
-    unsigned t = a * b + 128;
-    return ((t >> 8) + t) >> 8;
-}
-
 /* Pillow's "RGBa"/"La" unpacking: 255 * c / a, clipped; alpha 0 is black. */
 static unsigned unpremul(unsigned c, unsigned a) {
     if (a == 0) return 0;
@@ -300,10 +294,13 @@ static int convert(TIFF *tif, const tiff_layout *L, const unsigned char *planes,
             alpha = color && L->spp == 4;
         assoc = alpha && nextra > 0 && extra && extra[0] == EXTRASAMPLE_ASSOCALPHA;
     }
-    int ch = (ph == PHOTOMETRIC_MINISBLACK || ph == PHOTOMETRIC_MINISWHITE) ? 1 : 3;
+    int ch = (ph == PHOTOMETRIC_MINISBLACK || ph == PHOTOMETRIC_MINISWHITE) ? 1
+             : ph == PHOTOMETRIC_SEPARATED                                  ? 4
+                                                                            : 3;
     ch += alpha;
     int rc = cs_image_alloc(img, (int)L->w, (int)L->h, ch, e);
     if (rc) return rc;
+    img->cmyk = ph == PHOTOMETRIC_SEPARATED; /* converted after the resize */
     uint16_t *cr = NULL, *cg = NULL, *cb = NULL;
     if (ph == PHOTOMETRIC_PALETTE) {
         if (!TIFFGetField(tif, TIFFTAG_COLORMAP, &cr, &cg, &cb) || !cr || !cg || !cb) {
@@ -335,13 +332,10 @@ static int convert(TIFF *tif, const tiff_layout *L, const unsigned char *planes,
                 o[2] = (unsigned char)(cb[v] >> 8);
                 break;
             }
-            case PHOTOMETRIC_SEPARATED: {
-                unsigned k = to8(sample(L, planes, x, y, 3), bps), nk = 255 - k;
-                for (int c = 0; c < 3; c++)
-                    o[c] =
-                        (unsigned char)(nk - muldiv255(to8(sample(L, planes, x, y, c), bps), nk));
+            case PHOTOMETRIC_SEPARATED: /* Pillow's mode "CMYK" */
+                for (int c = 0; c < 4; c++)
+                    o[c] = (unsigned char)to8(sample(L, planes, x, y, c), bps);
                 break;
-            }
             default:
                 for (int c = 0; c < 3; c++)
                     o[c] = (unsigned char)to8(sample(L, planes, x, y, c), bps);

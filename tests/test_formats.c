@@ -13,6 +13,7 @@
  * (the conformance check). */
 #include "test.h"
 #include "image.h"
+#include "image_formats.h"
 
 #include <stdint.h>
 #include <unistd.h>
@@ -491,7 +492,7 @@ static void test_tiff(void) {
         free(t.d);
     }
 
-    /* CMYK, converted as Pillow 9.4 converts CMYK to RGB: */
+    /* CMYK, and RGB as Pillow 9.4 converts it: */
     static const unsigned char cmyk[] = {0,   0,   0,   0,   255, 0,  0,   0,   10,  200, 128, 60,
                                          255, 255, 255, 255, 37,  91, 173, 201, 128, 128, 128, 1};
     static const unsigned char cmyk_rgb[] = {255, 255, 255, 0,  255, 255, 187, 42,  97,
@@ -510,7 +511,18 @@ static void test_tiff(void) {
                     INKSET_CMYK};
     p = tmp_path("cmyk.tif");
     write_tiff(p, &sc, cmyk);
-    expect_pixels("CMYK TIFF", p, 6, 1, 3, 0, cmyk_rgb);
+    /* Kept as CMYK (the reference resizes in CMYK, then converts). */
+    expect_pixels("CMYK TIFF", p, 6, 1, 4, 0, cmyk);
+    {
+        cs_image img;
+        if (load(p, 0, &img) == 0) {
+            CHECK_MSG(img.cmyk == 1, "CMYK TIFF: cmyk flag %d", img.cmyk);
+            unsigned char rgb[18];
+            for (int i = 0; i < 6; i++) cs_cmyk_to_rgb(img.px + 4 * i, rgb + 3 * i);
+            CHECK_MSG(!memcmp(rgb, cmyk_rgb, sizeof rgb), "CMYK TIFF: Pillow's cmyk2rgb differs");
+            cs_image_free(&img);
+        }
+    }
 
     /* RGBA: unassociated kept; associated unpremultiplied as Pillow's
      * "RGBa" unpacker does (values from Pillow 9.4); ExtraSamples 0 is
