@@ -140,6 +140,10 @@ for n, how in ((3, "whole inputs"), (6, "row ranges")):
         for a, b in zip(mo[1:], out[1:]))
     check(rc == 3 and mo[0] == out[0] and same, f"merge of {n} parts equals the single run", (rc, err[-300:]))
     mj = json.load(open(os.path.join(d, "merged", "run.json")))
+    rep = os.path.join(d, "merged", "report.html")
+    html = open(rep, encoding="utf-8").read() if os.path.exists(rep) else ""
+    check(mj.get("report") is True and "report.html" in mj.get("outputs", []) and "<html" in html
+          and f"{total} rows" in html, f"merge of {n} parts writes report.html of all rows", mj.get("report"))
     check(mj["rows"] == total and mj["failed"] == 3 and len(mj["parts"]) == n
           and abs(mj["mean_similarity"] - j["mean_similarity"]) < 1e-6,
           f"merged run.json: summed counts, mean, each part", {k: mj.get(k) for k in ("rows", "failed", "mean_similarity")})
