@@ -15,6 +15,7 @@ journal's cost relative to no journal. See bench/README.md.
 """
 import argparse
 import io
+import json
 import os
 import statistics
 import sys
@@ -76,13 +77,19 @@ def main():
 
     ways = {"csv": cmd([pairs_csv]), "tars": cmd(tars), "no-journal": cmd([pairs_csv], ["--no-resume"])}
     walls = {k: [] for k in ways}
+    stages = {k: [] for k in ways}  # run.json's own timings: noise-free shares of a run
     for rep in range(a.repeat):
         for k, c in ways.items():
             m = bench.run_measured(c, os.path.join(a.work, f"inputs-{k}.log"))
             if m["rc"] not in (0, 3):
                 sys.exit(f"{k}: clipscore failed, see {a.work}/inputs-{k}.log")
             walls[k].append(m["wall"])
+            with open(os.path.join(a.work, "out-inputs", "run.json")) as f:
+                t = json.load(f)["seconds"]
+            stages[k].append(t)
             print(f"run {rep + 1} {k:10s} {m['wall']:7.2f} s  {a.pairs / m['wall']:6.2f} pairs/s  "
+                  f"read {t['read']:.2f} s, encoders waiting for decode {t['wait_for_decode']:.2f} s, "
+                  f"journal {t.get('journal', 0):.3f} s of {t['total']:.1f} s "
                   f"(others used {m['others']:.1f} CPU-s meanwhile)", flush=True)
     print(f"\n| way | fastest s | median s | pairs/s (fastest) |\n|---|---|---|---|")
     for k, w in walls.items():
@@ -93,6 +100,14 @@ def main():
           f"{statistics.median(walls['csv']) / statistics.median(walls['tars']):.3f})")
     print(f"journal's cost: {100 * journal:+.2f}% of the run (fastest runs; medians "
           f"{100 * (statistics.median(walls['csv']) / statistics.median(walls['no-journal']) - 1):+.2f}%)")
+    for k in ways:
+        t = stages[k]
+        print(f"{k}: read stage {statistics.median(x['read'] for x in t):.2f} s, encoders waiting for "
+              f"decode {statistics.median(x['wait_for_decode'] for x in t):.2f} s, journal "
+              f"{statistics.median(x.get('journal', 0) for x in t):.3f} s, of "
+              f"{statistics.median(x['total'] for x in t):.1f} s (medians of run.json's timings)")
+    jt = [x["journal"] / x["total"] for x in stages["csv"]]
+    print(f"journal's share of the CSV runs, measured inside clipscore: {100 * max(jt):.2f}% at most")
 
 
 if __name__ == "__main__":

@@ -687,12 +687,18 @@ static int write_batch(run *r, batch *b) {
         if (!rc) rc = write_row(r, r->npy_out, &sr);
         if (!rc) rc = write_row(r, r->fig_out, &sr);
         if (!rc) rc = write_row(r, r->report_out, &sr);
-        if (!rc && r->journal)
+        if (!rc && r->journal) {
+            double tj = cs_now();
             rc = cs_journal_add(r->journal, &sr, ut ? ut->flags : 0u,
                                 r->npy_out || w->index < r->fig_limit, r->e);
+            r->rec.t.journal += cs_now() - tj;
+        }
     }
-    if (!rc && r->journal)
+    if (!rc && r->journal) {
+        double tj = cs_now();
         rc = cs_journal_batch_done(r->journal, (r->batches_written + 1) % EPOCH_BATCHES == 0, r->e);
+        r->rec.t.journal += cs_now() - tj;
+    }
     r->batches_written++;
     r->rec.t.write += cs_now() - t0;
     return rc;

@@ -164,6 +164,7 @@ static int json_finish(cs_writer *w, const cs_run_record *r, cs_commit *c, cs_er
     cJSON_AddNumberToObject(t, "text_encoder", r->t.text);
     cJSON_AddNumberToObject(t, "image_encoder", r->t.image);
     cJSON_AddNumberToObject(t, "write", r->t.write);
+    cJSON_AddNumberToObject(t, "journal", r->t.journal);
     cJSON_AddNumberToObject(t, "figures", r->t.figures);
     cJSON_AddNumberToObject(t, "report", r->t.report);
     cJSON_AddNumberToObject(t, "total", r->t.total);

@@ -52,6 +52,7 @@ typedef struct cs_scored_row {
 /* Per-stage wall times of a run, in seconds. */
 typedef struct cs_stage_times {
     double read, wait, decode_cpu, text, image, write, figures, report, total;
+    double journal; /* of write: appending to the resume journal, syncs included */
 } cs_stage_times;
 
 /* What run.json records; filled in by the scorer before the finish calls. */
