@@ -74,19 +74,6 @@ def tensor_specs(s):
     if "resnet_layers" in s:
         return resnet_specs(s) + text_specs(s)
     out = []
-
-    def blocks(prefix, w, layers):
-        for i in range(layers):
-            p = f"{prefix}transformer.resblocks.{i}."
-            out.extend([
-                (p + "ln_1.weight", [w], "one"), (p + "ln_1.bias", [w], "zero"),
-                (p + "attn.in_proj_weight", [3 * w, w], "w"), (p + "attn.in_proj_bias", [3 * w], "zero"),
-                (p + "attn.out_proj.weight", [w, w], "w"), (p + "attn.out_proj.bias", [w], "zero"),
-                (p + "ln_2.weight", [w], "one"), (p + "ln_2.bias", [w], "zero"),
-                (p + "mlp.c_fc.weight", [4 * w, w], "w"), (p + "mlp.c_fc.bias", [4 * w], "zero"),
-                (p + "mlp.c_proj.weight", [w, 4 * w], "w"), (p + "mlp.c_proj.bias", [w], "zero"),
-            ])
-
     vw, pt, g = s["vision_width"], s["patch_size"], s["image_size"] // s["patch_size"]
     out.extend([
         ("visual.conv1.weight", [vw, 3, pt, pt], "w"),
@@ -94,7 +81,7 @@ def tensor_specs(s):
         ("visual.positional_embedding", [g * g + 1, vw], "pos"),
         ("visual.ln_pre.weight", [vw], "one"), ("visual.ln_pre.bias", [vw], "zero"),
     ])
-    blocks("visual.", vw, s["vision_layers"])
+    out.extend(transformer_blocks("visual.", vw, s["vision_layers"]))
     out.extend([
         ("visual.ln_post.weight", [vw], "one"), ("visual.ln_post.bias", [vw], "zero"),
         ("visual.proj", [vw, s["embed_dim"]], "w"),
@@ -102,7 +89,7 @@ def tensor_specs(s):
     return out + text_specs(s)
 
 
-def text_blocks(prefix, w, layers):
+def transformer_blocks(prefix, w, layers):
     out = []
     for i in range(layers):
         p = f"{prefix}transformer.resblocks.{i}."
@@ -122,7 +109,7 @@ def text_specs(s):
     tw = s["text_width"]
     return ([("token_embedding.weight", [s["vocab_size"], tw], "w"),
              ("positional_embedding", [s["context_length"], tw], "pos")]
-            + text_blocks("", tw, s["text_layers"])
+            + transformer_blocks("", tw, s["text_layers"])
             + [("ln_final.weight", [tw], "one"), ("ln_final.bias", [tw], "zero"),
                ("text_projection", [tw, s["embed_dim"]], "w"), ("logit_scale", [], "logit")])
 
