@@ -53,12 +53,6 @@ struct cs_inputs {
     char *path, *id, *error;
 };
 
-static int is_blank(const char *s) {
-    for (; *s; s++)
-        if (!strchr(" \t\r\n\v\f", *s)) return 0;
-    return 1;
-}
-
 /* ------------------------------------------------------------ opening */
 
 static int open_csv_columns(cs_inputs *in, input *x, cs_error *e) {
@@ -392,8 +386,8 @@ static int csv_row(cs_inputs *in, const input *x, const cs_csv_record *rec, int 
         return set_error(in, e, "row has %d fields, the header has %d", rec->n, x->n_header);
     if (strlen(image) != in->clen[x->col_img] || strlen(caption) != in->clen[x->col_cap])
         return set_error(in, e, "%s", "field contains a NUL byte");
-    if (is_blank(image)) return set_error(in, e, "%s", "empty image path");
-    if (is_blank(caption)) return set_error(in, e, "%s", "empty caption");
+    if (cs_is_blank(image)) return set_error(in, e, "%s", "empty image path");
+    if (cs_is_blank(caption)) return set_error(in, e, "%s", "empty caption");
     if (strncmp(image, "http://", 7) == 0 || strncmp(image, "https://", 8) == 0)
         return set_error(in, e, "%s: images are read from local files; download them first", image);
     free(in->path);
@@ -412,7 +406,7 @@ static int sample_row(cs_inputs *in, const input *x, const cs_wds_sample *s, cs_
     row->fields = in->f;
     row->lens = in->len;
     if (s->error) return set_error(in, e, "%s", s->error);
-    if (!s->caption || is_blank(s->caption)) return set_error(in, e, "%s", "empty caption");
+    if (!s->caption || cs_is_blank(s->caption)) return set_error(in, e, "%s", "empty caption");
     if (strlen(s->caption) != s->caption_len)
         return set_error(in, e, "%s", "caption contains a NUL byte");
     row->caption = in->f[3];

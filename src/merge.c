@@ -79,7 +79,7 @@ static const cJSON *item(const cJSON *j, const char *key) {
     return cJSON_GetObjectItemCaseSensitive(j, key);
 }
 
-static int read_part(merge *m, part *pt, cs_error *e) {
+static int read_part(part *pt, cs_error *e) {
     if (!cs_is_dir(pt->dir)) return cs_fail(e, CLIPSCORE_EIO, "part %s: no such folder", pt->dir);
     if (cs_journal_exists(pt->dir))
         return cs_fail(e, CLIPSCORE_EARG,
@@ -122,7 +122,6 @@ static int read_part(merge *m, part *pt, cs_error *e) {
         pt->k >= pt->n)
         return cs_fail(e, CLIPSCORE_EFORMAT, "part %s: run.json lacks its counts or shard",
                        pt->dir);
-    (void)m;
     return 0;
 }
 
@@ -196,7 +195,6 @@ static int merge_csv(merge *m, const char *dest) {
     cs_atomic_file out;
     memset(&out, 0, sizeof out);
     int rc = cs_atomic_open(&out, dest, e);
-    cs_csv_record first_header = {0};
     char **hdr = NULL;
     int n_hdr = 0;
     for (int i = 0; !rc && i < m->n; i++) {
@@ -245,7 +243,6 @@ static int merge_csv(merge *m, const char *dest) {
         cs_csv_close(r);
         free(path);
     }
-    (void)first_header;
     for (int k = 0; hdr && k < n_hdr; k++) free(hdr[k]);
     free(hdr);
     if (!rc && !m->sim_column)
@@ -612,7 +609,7 @@ static int run_merge(merge *m, clipscore_score_summary *s) {
     int rc = 0;
     for (int i = 0; !rc && i < m->n; i++) {
         m->parts[i].dir = p->parts[i];
-        rc = read_part(m, &m->parts[i], e);
+        rc = read_part(&m->parts[i], e);
     }
     if (!rc) rc = check_parts(m);
     for (int i = 0; !rc && i < m->n; i++) {

@@ -134,21 +134,6 @@ static int load_image(const cJSON *run, const fig_rows *f, int i, int64_t max_pi
     return rc;
 }
 
-static char *apply_template(const char *tpl, const char *caption) {
-    const char *hole = tpl ? strstr(tpl, "{}") : NULL;
-    char *s = NULL;
-    if (!hole) return strdup(caption);
-    if (asprintf(&s, "%.*s%s%s", (int)(hole - tpl), tpl, caption, hole + 2) < 0) return NULL;
-    return s;
-}
-
-static void normalise(float *v, int d) {
-    double s = 0;
-    for (int k = 0; k < d; k++) s += (double)v[k] * v[k];
-    s = sqrt(s);
-    for (int k = 0; k < d; k++) v[k] = s > 0 ? (float)(v[k] / s) : NAN;
-}
-
 static int draw(clipscore_context *ctx, const cJSON *run, const fig_rows *f, const char *out_dir,
                 int limit, int64_t total_rows, cs_commit *c, cs_error *e) {
     const cs_preprocess_cfg *pp = cs_ctx_preprocess(ctx);
@@ -163,7 +148,7 @@ static int draw(clipscore_context *ctx, const cJSON *run, const fig_rows *f, con
                  ? 0
                  : cs_fail(e, CLIPSCORE_ENOMEM, "out of memory");
     for (int i = 0; !rc && i < n; i++) {
-        if (!(texts[i] = apply_template(str(run, "template"), f->caption[i])))
+        if (!(texts[i] = cs_apply_template(str(run, "template"), f->caption[i], NULL)))
             rc = cs_fail(e, CLIPSCORE_ENOMEM, "out of memory");
         if (rc || f->error[i]) continue; /* failed rows are drawn with their error */
         cs_image img;
@@ -186,8 +171,8 @@ static int draw(clipscore_context *ctx, const cJSON *run, const fig_rows *f, con
     if (!rc) rc = cs_figures_writer_new(out_dir, limit, D, &w, e);
     for (int i = 0; !rc && i < n; i++) {
         float *ie = img_emb + (size_t)i * D, *te = txt_emb + (size_t)i * D;
-        normalise(ie, D);
-        normalise(te, D);
+        cs_l2_normalise(ie, D, ie);
+        cs_l2_normalise(te, D, te);
         if (f->error[i])
             for (int k = 0; k < D; k++) ie[k] = te[k] = NAN;
         cs_scored_row sr = {.index = i,

@@ -268,19 +268,6 @@ static int row_fail(row *w, const char *fmt, ...) {
     return w->error ? 0 : CLIPSCORE_ENOMEM;
 }
 
-static int is_blank(const char *s) {
-    for (; *s; s++)
-        if (!strchr(" \t\r\n\v\f", *s)) return 0;
-    return 1;
-}
-
-/* The caption with the template applied ("{}" replaced by it, once). */
-static char *apply_template(const char *tpl, const char *caption, cs_error *e) {
-    const char *hole = strstr(tpl, "{}");
-    if (!hole) return cs_strdup(caption, e);
-    return cs_asprintf(e, "%.*s%s%s", (int)(hole - tpl), tpl, caption, hole + 2);
-}
-
 /* ------------------------------------------------------------ stage: read */
 
 static int add_image(run *r, batch *b, const cs_input_row *in, int want_thumb, int *idx) {
@@ -332,8 +319,8 @@ static int read_references(run *r, batch *b, row *w) {
     for (int k = 0; k < r->n_ref; k++) {
         w->ref[k] = -1;
         const char *cell = w->f[r->col_ref[k]];
-        if (is_blank(cell) || strlen(cell) != w->len[r->col_ref[k]]) continue;
-        char *text = apply_template(r->sp->caption_template, cell, r->e);
+        if (cs_is_blank(cell) || strlen(cell) != w->len[r->col_ref[k]]) continue;
+        char *text = cs_apply_template(r->sp->caption_template, cell, r->e);
         if (!text) return CLIPSCORE_ENOMEM;
         int rc = add_text(r, b, text, &w->ref[k]);
         if (rc) return rc;
@@ -363,7 +350,7 @@ static int read_row(run *r, batch *b, row *w, const cs_input_row *in) {
     if (in->error) return row_fail(w, "%s", in->error);
     int rc = add_image(r, b, in, w->index < r->fig_limit, &w->img);
     if (rc) return rc;
-    char *text = apply_template(r->sp->caption_template, in->caption, r->e);
+    char *text = cs_apply_template(r->sp->caption_template, in->caption, r->e);
     if (!text) return CLIPSCORE_ENOMEM;
     rc = add_text(r, b, text, &w->txt);
     return rc ? rc : read_references(r, b, w);
@@ -571,11 +558,6 @@ static double cosine(const float *a, const float *b, int d) {
     return n > 0 ? dot / n : NAN;
 }
 
-static void normalised(const float *v, int d, float *out) {
-    double n = norm(v, d);
-    for (int i = 0; i < d; i++) out[i] = n > 0 ? (float)(v[i] / n) : NAN;
-}
-
 /* RefCLIPScore (Hessel et al., 2021, section 3): the harmonic mean of
  * CLIP-S = 2.5 max(cos(image, caption), 0) and max(max over references r
  * of cos(caption, r), 0); 0 when both are 0; NaN when the row has no
@@ -660,8 +642,8 @@ static int write_batch(run *r, batch *b) {
         if (w->error) {
             for (int k = 0; k < r->D; k++) r->nimg[k] = r->ntxt[k] = NAN;
         } else {
-            normalised(b->img[w->img].emb, r->D, r->nimg);
-            normalised(b->txt[w->txt].emb, r->D, r->ntxt);
+            cs_l2_normalise(b->img[w->img].emb, r->D, r->nimg);
+            cs_l2_normalise(b->txt[w->txt].emb, r->D, r->ntxt);
         }
         const uimage *ui = w->img >= 0 ? &b->img[w->img] : NULL;
         cs_scored_row sr = {

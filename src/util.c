@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -327,4 +328,23 @@ void cs_utc_timestamp(char out[32]) {
     time_t now = time(NULL);
     struct tm tmv;
     if (!gmtime_r(&now, &tmv) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tmv)) out[0] = '\0';
+}
+
+int cs_is_blank(const char *s) {
+    for (; *s; s++)
+        if (!strchr(" \t\r\n\v\f", *s)) return 0;
+    return 1;
+}
+
+char *cs_apply_template(const char *tpl, const char *caption, cs_error *e) {
+    const char *hole = tpl ? strstr(tpl, "{}") : NULL;
+    if (!hole) return cs_strdup(caption, e);
+    return cs_asprintf(e, "%.*s%s%s", (int)(hole - tpl), tpl, caption, hole + 2);
+}
+
+void cs_l2_normalise(const float *v, int d, float *out) {
+    double s = 0;
+    for (int i = 0; i < d; i++) s += (double)v[i] * v[i];
+    s = sqrt(s);
+    for (int i = 0; i < d; i++) out[i] = s > 0 ? (float)(v[i] / s) : NAN;
 }

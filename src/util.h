@@ -79,6 +79,14 @@ int cs_write_file_atomic(const char *path, const void *data, size_t len, cs_erro
  * byte count (1 to 4). */
 size_t cs_utf8_put(uint32_t c, char out[4]);
 
+/* 1 when s holds nothing but ASCII whitespace (an empty cell). */
+int cs_is_blank(const char *s);
+/* A caption with the template applied: "{}" in tpl replaced by it, once
+ * (tpl NULL or without "{}": the caption itself). Caller frees. */
+char *cs_apply_template(const char *tpl, const char *caption, cs_error *e);
+/* out[0..d) = v / |v|, all NaN when v has zero length (v == out allowed). */
+void cs_l2_normalise(const float *v, int d, float *out);
+
 /* The current UTC time as "YYYY-MM-DDTHH:MM:SSZ" (run.json's timestamps). */
 void cs_utc_timestamp(char out[32]);
 
