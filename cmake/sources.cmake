@@ -21,7 +21,7 @@ macro(cs_find_image_libraries)
   # giflib has no pkg-config file: CMake's FindGIF.
   find_package(GIF REQUIRED)
   set(CS_IMAGE_LIBRARIES PkgConfig::WEBP PkgConfig::TIFF PkgConfig::OPENJP2 PkgConfig::HEIF
-                         GIF::GIF)
+                         GIF::GIF ZLIB::ZLIB)
 endmacro()
 
 # libarchive, which reads webdataset tars (webdataset.c).

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include <stb_image.h>
+#include <zlib.h>
 
 /* Optional: JPEGs through libjpeg(-turbo), the decoder Pillow uses, which
  * makes them identical to the reference (stb_image's IDCT and colour
@@ -269,11 +270,106 @@ typedef struct file_facts {
     int gray16;   /* 16-bit gray PNG: scaled to 8 bits here (cs_gray16_to_8) */
 } file_facts;
 
-/* Walks the PNG chunks up to IEND; notes the IHDR facts. */
+/* A chunk's name for a message: its letters, or its bytes in hex (a corrupt
+ * file's bytes are no text for a message). */
+static void png_chunk_name(const unsigned char *type, char name[16]) {
+    int letters = 1;
+    for (int k = 0; k < 4; k++) letters &= (type[k] | 0x20) >= 'a' && (type[k] | 0x20) <= 'z';
+    if (letters)
+        snprintf(name, 16, "%.4s", (const char *)type);
+    else
+        snprintf(name, 16, "0x%02x%02x%02x%02x", type[0], type[1], type[2], type[3]);
+}
+
+/* Pillow's rule for a chunk name (its is_cid: four "word" characters). */
+static int png_word_name(const unsigned char *type) {
+    for (int k = 0; k < 4; k++) {
+        int c = type[k];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+/* The APNG state Pillow 9.4 keeps while it reads the chunks. */
+typedef struct apng_state {
+    int frames_set;  /* a valid acTL was read (its frame count is Pillow's im_n_frames) */
+    uint32_t frames; /* that count */
+    int64_t seq;     /* the last fcTL/fdAT sequence number, -1 before the first */
+    int bbox;        /* an fcTL came before the first IDAT */
+    int animated;    /* decided at the first IDAT: more than one frame */
+} apng_state;
+
+/* What Pillow 9.4's PNG chunk handlers refuse in a chunk's body
+ * (PngImagePlugin's chunk_*): the APNG chunks' lengths and sequence
+ * numbers, and ancillary chunks too short for the fields it unpacks or
+ * naming a compression method other than deflate. The reference cannot
+ * open such a file, so neither does clipscore, although stb_image would
+ * skip the chunk. w, h: the IHDR size; color: its colour type. */
+static int png_chunk_pillow(const unsigned char *type, const unsigned char *b, uint32_t len,
+                            uint32_t w, uint32_t h, int color, apng_state *st, const char *label,
+                            cs_error *e) {
+    const char *why = NULL;
+    if (!memcmp(type, "acTL", 4)) {
+        if (len < 8)
+            why = "APNG with a truncated acTL chunk";
+        else if (st->frames_set)
+            st->frames_set = 0; /* a second acTL: no longer an APNG */
+        else if (be32(b) != 0 && be32(b) <= 0x80000000u) {
+            st->frames_set = 1;
+            st->frames = be32(b);
+        }
+    } else if (!memcmp(type, "fcTL", 4)) {
+        if (len < 26) {
+            why = "APNG with a truncated fcTL chunk";
+        } else if ((int64_t)be32(b) != st->seq + 1) {
+            why = "APNG with frame sequence errors";
+        } else {
+            st->seq = be32(b);
+            if ((uint64_t)be32(b + 12) + be32(b + 4) > w ||
+                (uint64_t)be32(b + 16) + be32(b + 8) > h)
+                why = "APNG with a frame outside the image";
+        }
+    } else if (!memcmp(type, "fdAT", 4)) {
+        if (len < 4)
+            why = "APNG with a truncated fdAT chunk";
+        else if (st->seq < 0 || (int64_t)be32(b) != st->seq + 1)
+            why = "APNG with frame sequence errors";
+        else
+            st->seq = be32(b);
+    } else if (!memcmp(type, "pHYs", 4) && len < 9) {
+        why = "truncated pHYs chunk";
+    } else if (!memcmp(type, "gAMA", 4) && len < 4) {
+        why = "truncated gAMA chunk";
+    } else if (!memcmp(type, "sRGB", 4) && len < 1) {
+        why = "truncated sRGB chunk";
+    } else if (!memcmp(type, "tRNS", 4) && ((color == 0 && len < 2) || (color == 2 && len < 6))) {
+        why = "truncated tRNS chunk";
+    } else if (!memcmp(type, "iCCP", 4)) {
+        /* Pillow takes the byte at the keyword's NUL as the compression
+         * method, so only a chunk without that NUL fails there. */
+        if (len == 0 || !memchr(b, 0, len)) why = "iCCP chunk without a profile name";
+    } else if (!memcmp(type, "zTXt", 4)) {
+        /* keyword, NUL, compression method (0: deflate), text */
+        const unsigned char *nul = len ? memchr(b, 0, len) : NULL;
+        if (nul && (size_t)(nul - b) + 1 < len && nul[1] != 0)
+            why = "unknown compression method in a zTXt chunk";
+    }
+    if (!why) return 0;
+    return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNG (%s)", label, why);
+}
+
+/* Walks the PNG chunks up to IEND; notes the IHDR facts. Checks what
+ * Pillow 9.4 checks when it opens and loads a PNG: the CRC of every chunk
+ * before the first IDAT (not after: it reads those without checking), chunk
+ * names, and the chunk bodies png_chunk_pillow looks at, up to IEND or, in
+ * an animated PNG, up to the next frame's fcTL. */
 static int check_png(const unsigned char *d, size_t n, const char *label, file_facts *f,
                      cs_error *e) {
     size_t pos = 8;
-    int seen_ihdr = 0, trns = 0, color = 0, depth = 0;
+    int seen_ihdr = 0, trns = 0, color = 0, depth = 0, seen_idat = 0, pillow_done = 0;
+    apng_state apng = {.seq = -1};
     for (;;) {
         if (pos + 8 > n) {
             return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PNG (no IEND chunk at the end)",
@@ -284,21 +380,41 @@ static int check_png(const unsigned char *d, size_t n, const char *label, file_f
         if (len > 0x7fffffffu)
             return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNG (bad chunk length)", label);
         if ((uint64_t)pos + 12 + len > n) {
-            /* The chunk's name when it is one (letters), else its bytes in
-             * hex: a corrupt file's bytes are no text for a message. */
             char name[16];
-            int letters = 1;
-            for (int k = 0; k < 4; k++)
-                letters &= (type[k] | 0x20) >= 'a' && (type[k] | 0x20) <= 'z';
-            if (letters)
-                snprintf(name, sizeof name, "%.4s", (const char *)type);
-            else
-                snprintf(name, sizeof name, "0x%02x%02x%02x%02x", type[0], type[1], type[2],
-                         type[3]);
+            png_chunk_name(type, name);
             return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated PNG (ends inside a %s chunk)",
                            label, name);
         }
         const unsigned char *body = d + pos + 8;
+        if (!png_word_name(type) && !seen_idat) {
+            char name[16];
+            png_chunk_name(type, name);
+            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNG (chunk named %s)", label, name);
+        }
+        if (!png_word_name(type) && seen_idat) pillow_done = 1; /* Pillow stops reading there */
+        int image_data = !memcmp(type, "IDAT", 4) || (!memcmp(type, "fdAT", 4) && !seen_idat);
+        if (!seen_idat && !image_data &&
+            (uint32_t)crc32(crc32(0L, type, 4), body, (uInt)len) != be32(body + len)) {
+            char name[16];
+            png_chunk_name(type, name);
+            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNG (bad CRC in its %s chunk)", label,
+                           name);
+        }
+        if (seen_idat && apng.animated && !memcmp(type, "fcTL", 4)) pillow_done = 1;
+        if (seen_ihdr && !pillow_done && memcmp(type, "IDAT", 4) && memcmp(type, "IEND", 4)) {
+            int rc = png_chunk_pillow(type, body, len, (uint32_t)f->w, (uint32_t)f->h, color, &apng,
+                                      label, e);
+            if (rc) return rc;
+        }
+        if (image_data && !seen_idat) {
+            /* Pillow's frame count: the acTL's, plus the default image when
+             * no fcTL came first (it is then no frame of the animation). */
+            uint64_t frames = apng.frames_set ? apng.frames : 1;
+            if (apng.frames_set && !apng.bbox) frames++;
+            apng.animated = frames > 1;
+            seen_idat = 1;
+        }
+        if (!memcmp(type, "fcTL", 4) && !seen_idat) apng.bbox = 1;
         if (!seen_ihdr) {
             if (memcmp(type, "IHDR", 4) != 0 || len != 13)
                 return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt PNG (first chunk is not IHDR)",
@@ -349,11 +465,67 @@ static int check_png(const unsigned char *d, size_t n, const char *label, file_f
     return 0;
 }
 
+/* What Pillow 9.4's JPEG opener makes of an APPn segment (JpegImagePlugin
+ * APP), for the segments that make it refuse the file: a JFIF or Adobe
+ * segment too short for the version it reads unguarded, and an EXIF
+ * segment whose TIFF header is cut short. Pillow parses the first EXIF
+ * segment after each APPn marker while no JFIF segment (units 1) has given
+ * it a resolution, to find one there; its TIFF reader then needs the
+ * whole 8-byte header of a TIFF prefix (a little-endian BigTIFF prefix
+ * always fails: it reads the offset past those 8 bytes). A header that is
+ * no TIFF prefix, or an absent one, it shrugs off (72 dpi). Deeper EXIF
+ * faults that also stop it (an empty resolution tag) are not followed. */
+typedef struct jpeg_app_state {
+    int have_dpi;
+    const unsigned char *exif; /* the first "Exif\0" segment's bytes */
+    size_t exif_len;
+} jpeg_app_state;
+
+static int jpeg_app(jpeg_app_state *st, int marker, const unsigned char *s, size_t len,
+                    const char *label, cs_error *e) {
+    if (marker == 0xe0 && len >= 4 && !memcmp(s, "JFIF", 4)) {
+        if (len < 7)
+            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt JPEG (JFIF segment of %zu bytes)",
+                           label, len);
+        if (len >= 12 && s[7] == 1) st->have_dpi = 1;
+    } else if (marker == 0xe1 && len >= 5 && !memcmp(s, "Exif", 5)) {
+        if (!st->exif) {
+            st->exif = s;
+            st->exif_len = len;
+        }
+    } else if (marker == 0xee && len >= 5 && !memcmp(s, "Adobe", 5) && len < 7) {
+        return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt JPEG (Adobe segment of %zu bytes)", label,
+                       len);
+    }
+    if (st->have_dpi || !st->exif) return 0;
+    const unsigned char *t = st->exif;
+    size_t tn = st->exif_len;
+    if (tn >= 6 && t[5] == 0) { /* "Exif\0\0" is dropped; else the whole segment is read */
+        t += 6;
+        tn -= 6;
+    }
+    static const char prefixes[6][4] = {"MM\0*", "II*\0", "MM*\0", "II\0*", "MM\0+", "II+\0"};
+    int tiff = 0;
+    for (int i = 0; tn >= 4 && i < 6; i++) tiff |= !memcmp(t, prefixes[i], 4);
+    if (tiff && tn < 8)
+        return cs_fail(e, CLIPSCORE_EFORMAT,
+                       "%s: corrupt JPEG (EXIF segment cut short: %zu bytes of its 8-byte TIFF "
+                       "header)",
+                       label, tn);
+    if (tiff && t[2] == '+')
+        return cs_fail(e, CLIPSCORE_EFORMAT,
+                       "%s: corrupt JPEG (EXIF segment with a BigTIFF header)", label);
+    st->have_dpi = 1; /* Pillow found a resolution or settled on 72 dpi */
+    return 0;
+}
+
 /* Walks the JPEG markers through every scan up to EOI. Also names the
- * JPEG variants stb_image does not decode. */
+ * JPEG variants stb_image does not decode, and refuses what Pillow's
+ * opener refuses in the segments before the first scan (jpeg_app). */
 static int check_jpeg(const unsigned char *d, size_t n, const char *label, cs_error *e) {
     size_t pos = 2;
-    int seen_sof = 0;
+    int seen_sof = 0, seen_sos = 0;
+    jpeg_app_state app = {0};
     for (;;) {
         /* Skip anything that is not a marker (libjpeg tolerates it too). */
         while (pos < n && d[pos] != 0xff) pos++;
@@ -403,8 +575,13 @@ static int check_jpeg(const unsigned char *d, size_t n, const char *label, cs_er
                 p += 17 + sum;
             }
         }
+        if (m >= 0xe0 && m <= 0xef && !seen_sos) {
+            int rc = jpeg_app(&app, m, d + pos + 2, len - 2, label, e);
+            if (rc) return rc;
+        }
         pos += len;
         if (m == 0xda) {
+            seen_sos = 1;
             if (!seen_sof)
                 return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt JPEG (scan before frame header)",
                                label);

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <gif_lib.h>
 
@@ -444,6 +445,268 @@ static void test_jpeg_junk(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* PNG chunks and JPEG segments Pillow refuses (or lets pass)                */
+
+/* Appends a PNG chunk; crc_ok 0 spoils its CRC. */
+static void png_chunk(buf *b, const char *type, const void *body, uint32_t len, int crc_ok) {
+    be32(b, len);
+    put(b, type, 4);
+    if (len) put(b, body, len);
+    uint32_t crc = (uint32_t)crc32(crc32(0L, (const unsigned char *)type, 4), body, (uInt)len);
+    be32(b, crc_ok ? crc : crc ^ 1);
+}
+
+/* The parts of a small PNG stb_image_write makes: its IHDR chunk and its
+ * IDAT chunk, whole (length, name, body, CRC). */
+typedef struct png_parts {
+    buf file;
+    size_t ihdr_at, ihdr_n, idat_at, idat_n;
+} png_parts;
+
+static void png_parts_make(png_parts *p) {
+    unsigned char px[4 * 2 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (unsigned char)(i * 29);
+    memset(&p->file, 0, sizeof p->file);
+    CHECK(stbi_write_png_to_func(jpeg_out, &p->file, 4, 2, 3, px, 12));
+    size_t pos = 8;
+    while (pos + 12 <= p->file.n) {
+        size_t len = (size_t)p->file.d[pos] << 24 | (size_t)p->file.d[pos + 1] << 16 |
+                     (size_t)p->file.d[pos + 2] << 8 | p->file.d[pos + 3];
+        if (!memcmp(p->file.d + pos + 4, "IHDR", 4)) p->ihdr_at = pos, p->ihdr_n = 12 + len;
+        if (!memcmp(p->file.d + pos + 4, "IDAT", 4)) p->idat_at = pos, p->idat_n = 12 + len;
+        pos += 12 + len;
+    }
+    CHECK(p->ihdr_n == 25 && p->idat_n > 12);
+}
+
+/* A PNG of: signature, IHDR, `before` (chunks), IDAT, `after`, IEND. */
+static void png_compose(const png_parts *p, const buf *before, const buf *after, buf *out) {
+    memset(out, 0, sizeof *out);
+    put(out, "\x89PNG\r\n\x1a\n", 8);
+    put(out, p->file.d + p->ihdr_at, p->ihdr_n);
+    if (before) put(out, before->d, before->n);
+    put(out, p->file.d + p->idat_at, p->idat_n);
+    if (after) put(out, after->d, after->n);
+    png_chunk(out, "IEND", "", 0, 1);
+}
+
+/* An fcTL body: sequence number, a frame of w x h at (x, y). */
+static void fctl(buf *b, uint32_t seq, uint32_t w, uint32_t h, uint32_t x, uint32_t y) {
+    buf c = {{0}, 0};
+    be32(&c, seq);
+    be32(&c, w);
+    be32(&c, h);
+    be32(&c, x);
+    be32(&c, y);
+    be16(&c, 1);
+    be16(&c, 10);
+    put8(&c, 0);
+    put8(&c, 0);
+    png_chunk(b, "fcTL", c.d, (uint32_t)c.n, 1);
+}
+
+static void actl(buf *b, uint32_t frames) {
+    buf c = {{0}, 0};
+    be32(&c, frames);
+    be32(&c, 0);
+    png_chunk(b, "acTL", c.d, (uint32_t)c.n, 1);
+}
+
+static void fdat(buf *b, uint32_t seq) {
+    /* the frame's data does not matter: Pillow refuses on the number */
+    unsigned char c[8] = {(unsigned char)(seq >> 24),
+                          (unsigned char)(seq >> 16),
+                          (unsigned char)(seq >> 8),
+                          (unsigned char)seq,
+                          0x78,
+                          0x9c,
+                          3,
+                          0};
+    png_chunk(b, "fdAT", c, sizeof c, 1);
+}
+
+static void expect_png_ok(const char *what, const buf *f) {
+    cs_image img;
+    cs_error e;
+    int rc = decode(what, f->d, f->n, &img, &e);
+    CHECK_MSG(rc == 0 && img.w == 4 && img.h == 2, "%s: %s", what, e.msg);
+    if (rc == 0) cs_image_free(&img);
+}
+
+static void test_png_chunks(void) {
+    png_parts p;
+    png_parts_make(&p);
+    buf f, before, after;
+    png_compose(&p, NULL, NULL, &f);
+    expect_png_ok("PNG as written", &f);
+
+    /* Pillow checks the CRC of every chunk before the image data (Pillow's
+     * unknown_compression_method.png: a bad iCCP CRC) and none after. */
+    memset(&before, 0, sizeof before);
+    png_chunk(&before, "tEXt", "Title\0x", 7, 0);
+    png_compose(&p, &before, NULL, &f);
+    expect_error("PNG, bad CRC before IDAT", f.d, f.n, CLIPSCORE_EFORMAT,
+                 "bad CRC in its tEXt chunk");
+    png_compose(&p, NULL, &before, &f);
+    expect_png_ok("PNG, bad CRC after IDAT", &f);
+    memcpy(f.d + 8 + 21, "\0\0\0\0", 4); /* IHDR's own CRC */
+    expect_error("PNG, bad IHDR CRC", f.d, f.n, CLIPSCORE_EFORMAT, "bad CRC in its IHDR chunk");
+
+    /* Chunk names: four letters, digits or '_' before the image data. */
+    memset(&before, 0, sizeof before);
+    png_chunk(&before, "ab-d", "x", 1, 1);
+    png_compose(&p, &before, NULL, &f);
+    expect_error("PNG, chunk name with '-'", f.d, f.n, CLIPSCORE_EFORMAT, "chunk named 0x61622d64");
+    png_compose(&p, NULL, &before, &f);
+    expect_png_ok("PNG, chunk name with '-' after IDAT", &f);
+
+    /* APNG frame numbers (Pillow's apng/chunk_no_fctl.png: an fdAT with no
+     * fcTL before it). */
+    memset(&before, 0, sizeof before);
+    memset(&after, 0, sizeof after);
+    actl(&before, 1);
+    fdat(&after, 0);
+    png_compose(&p, &before, &after, &f);
+    expect_error("APNG, fdAT without fcTL", f.d, f.n, CLIPSCORE_EFORMAT, "frame sequence errors");
+    memset(&before, 0, sizeof before);
+    fctl(&before, 1, 4, 2, 0, 0);
+    png_compose(&p, &before, NULL, &f);
+    expect_error("APNG, first fcTL numbered 1", f.d, f.n, CLIPSCORE_EFORMAT,
+                 "frame sequence errors");
+    memset(&before, 0, sizeof before);
+    fctl(&before, 0, 4, 2, 1, 0);
+    png_compose(&p, &before, NULL, &f);
+    expect_error("APNG, frame past the image", f.d, f.n, CLIPSCORE_EFORMAT,
+                 "frame outside the image");
+    /* Animated: Pillow stops at the second frame's fcTL, whatever follows. */
+    memset(&before, 0, sizeof before);
+    memset(&after, 0, sizeof after);
+    actl(&before, 2);
+    fctl(&before, 0, 4, 2, 0, 0);
+    fctl(&after, 1, 4, 2, 0, 0);
+    fdat(&after, 7);
+    png_compose(&p, &before, &after, &f);
+    expect_png_ok("APNG, second frame misnumbered", &f);
+    /* Not animated (one frame): it reads on, and refuses the misnumbered fdAT. */
+    memset(&before, 0, sizeof before);
+    actl(&before, 1);
+    fctl(&before, 0, 4, 2, 0, 0);
+    png_compose(&p, &before, &after, &f);
+    expect_error("APNG of one frame, misnumbered fdAT after", f.d, f.n, CLIPSCORE_EFORMAT,
+                 "frame sequence errors");
+    memset(&after, 0, sizeof after);
+    fdat(&after, 1);
+    png_compose(&p, &before, &after, &f);
+    expect_png_ok("APNG of one frame, fdAT numbered 1", &f);
+    memset(&before, 0, sizeof before);
+    png_chunk(&before, "acTL", "\0\0\0\1", 4, 1);
+    png_compose(&p, &before, NULL, &f);
+    expect_error("APNG, short acTL", f.d, f.n, CLIPSCORE_EFORMAT, "truncated acTL");
+
+    /* Chunks too short for what Pillow unpacks, and compression methods. */
+    static const struct {
+        const char *type, *body;
+        uint32_t len;
+        const char *needle; /* NULL: read */
+    } cases[] = {
+        {"pHYs", "\0\0\0\1\0\0\0\1", 8, "truncated pHYs"},
+        {"pHYs", "\0\0\0\1\0\0\0\1\1", 9, NULL},
+        {"gAMA", "\0\0\1", 3, "truncated gAMA"},
+        {"sRGB", "", 0, "truncated sRGB"},
+        {"tRNS", "\0\1\0\2\0", 5, "truncated tRNS"}, /* RGB needs 6 bytes */
+        {"tRNS", "\0\1\0\2\0\3", 6, NULL},
+        {"iCCP", "name", 4, "iCCP chunk without a profile name"},
+        {"iCCP", "name\0\1", 6, NULL}, /* Pillow reads the NUL as the method */
+        {"zTXt", "key\0\1x", 6, "unknown compression method in a zTXt"},
+        {"zTXt", "key", 3, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "PNG, %s of %u bytes", cases[i].type, (unsigned)cases[i].len);
+        /* Before and after IDAT (Pillow reads a sound tRNS after IDAT too,
+         * but stb_image refuses it there, as the PNG standard does). */
+        int places = !memcmp(cases[i].type, "tRNS", 4) && !cases[i].needle ? 1 : 2;
+        for (int where = 0; where < places; where++) {
+            memset(&before, 0, sizeof before);
+            png_chunk(&before, cases[i].type, cases[i].body, cases[i].len, 1);
+            png_compose(&p, where ? NULL : &before, where ? &before : NULL, &f);
+            if (cases[i].needle)
+                expect_error(what, f.d, f.n, CLIPSCORE_EFORMAT, cases[i].needle);
+            else
+                expect_png_ok(what, &f);
+        }
+    }
+}
+
+/* A JPEG with `seg` (whole segments) in place of its JFIF segment. */
+static void jpeg_with(const buf *seg, buf *out) {
+    unsigned char px[8 * 8 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (unsigned char)(i * 5);
+    buf j = {{0}, 0};
+    CHECK(stbi_write_jpg_to_func(jpeg_out, &j, 8, 8, 3, px, 90));
+    size_t at = 4 + ((size_t)j.d[4] << 8 | j.d[5]); /* after SOI and APP0 */
+    memset(out, 0, sizeof *out);
+    put(out, "\xff\xd8", 2);
+    put(out, seg->d, seg->n);
+    put(out, j.d + at, j.n - at);
+}
+
+static void jpeg_segment(buf *b, unsigned marker, const void *body, size_t n) {
+    put8(b, 0xff);
+    put8(b, marker);
+    be16(b, (unsigned)n + 2);
+    put(b, body, n);
+}
+
+static void test_jpeg_segments(void) {
+    /* Pillow reads the first EXIF segment for a resolution while no JFIF
+     * segment with units 1 gave one, and fails on a TIFF header cut short
+     * (Pillow's truncated_exif_dpi.jpg: 7 bytes of it). */
+    static const unsigned char jfif_dpi[14] = {'J', 'F', 'I', 'F', 0, 1, 1, 1, 0, 72, 0, 72, 0, 0};
+    static const unsigned char jfif_none[14] = {'J', 'F', 'I', 'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0};
+    static const struct {
+        const void *jfif;
+        const char *exif;
+        size_t exif_n;
+        const char *needle;
+    } cases[] = {
+        {NULL, "Exif\0\0MM\0*\0\0\0", 13, "EXIF segment cut short: 7 bytes"},
+        {jfif_none, "Exif\0\0MM\0*\0\0\0", 13, "EXIF segment cut short"},
+        {jfif_dpi, "Exif\0\0MM\0*\0\0\0", 13, NULL},
+        {NULL, "Exif\0\0MM\0*\0\0\0\x08", 14, NULL},
+        {NULL, "Exif\0\0XX\0*\0\0", 12, NULL}, /* no TIFF header: Pillow shrugs */
+        {NULL, "Exif\0\0", 6, NULL},
+        {NULL, "Exif\0\0II+\0\x08\0\0\0\0\0\0\0", 18, "BigTIFF"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "JPEG, EXIF case %zu", i);
+        buf seg = {{0}, 0}, f;
+        if (cases[i].jfif) jpeg_segment(&seg, 0xe0, cases[i].jfif, 14);
+        jpeg_segment(&seg, 0xe1, cases[i].exif, cases[i].exif_n);
+        jpeg_with(&seg, &f);
+        if (cases[i].needle) {
+            expect_error(what, f.d, f.n, CLIPSCORE_EFORMAT, cases[i].needle);
+        } else {
+            cs_image img;
+            cs_error e;
+            int rc = decode(what, f.d, f.n, &img, &e);
+            CHECK_MSG(rc == 0 && img.w == 8, "%s: %s", what, e.msg);
+            if (rc == 0) cs_image_free(&img);
+        }
+    }
+    /* JFIF and Adobe segments too short for the version Pillow reads. */
+    buf seg = {{0}, 0}, f;
+    jpeg_segment(&seg, 0xe0, "JFIF\0\1", 6);
+    jpeg_with(&seg, &f);
+    expect_error("JPEG, JFIF of 6 bytes", f.d, f.n, CLIPSCORE_EFORMAT, "JFIF segment of 6 bytes");
+    memset(&seg, 0, sizeof seg);
+    jpeg_segment(&seg, 0xee, "Adobe\0", 6);
+    jpeg_with(&seg, &f);
+    expect_error("JPEG, Adobe of 6 bytes", f.d, f.n, CLIPSCORE_EFORMAT, "Adobe segment of 6 bytes");
+}
+
+/* ------------------------------------------------------------------------ */
 /* PNM                                                                        */
 
 static void test_pnm(void) {
@@ -478,11 +741,18 @@ static void test_pnm(void) {
 
 /* XBM and XPM are named, not called text files; a PNG cut inside a chunk
  * whose name is binary has it in hex. */
+/* Writes the CRC of the IHDR chunk of a PNG in memory (d: the file). */
+static void ihdr_crc(unsigned char *d) {
+    uint32_t crc = (uint32_t)crc32(0L, d + 12, 17);
+    for (int k = 0; k < 4; k++) d[29 + k] = (unsigned char)(crc >> (24 - 8 * k));
+}
+
 static void test_text_formats(void) {
-    const unsigned char png[] = {0x89, 'P', 'N',  'G',  '\r', '\n', 0x1a, '\n', 0, 0, 0,
-                                 13,   'I', 'H',  'D',  'R',  0,    0,    0,    1, 0, 0,
-                                 0,    1,   8,    2,    0,    0,    0,    0,    0, 0, 0,
-                                 0,    0,   0x20, 0x01, 0x7f, 0xc3, 'X',  1,    2};
+    unsigned char png[] = {0x89, 'P', 'N',  'G',  '\r', '\n', 0x1a, '\n', 0, 0, 0,
+                           13,   'I', 'H',  'D',  'R',  0,    0,    0,    1, 0, 0,
+                           0,    1,   8,    2,    0,    0,    0,    0,    0, 0, 0,
+                           0,    0,   0x20, 0x01, 0x7f, 0xc3, 'X',  1,    2};
+    ihdr_crc(png);
     expect_error("PNG binary chunk name", png, sizeof png, CLIPSCORE_EFORMAT,
                  "ends inside a 0x7fc35801 chunk");
     /* An IHDR naming a compression method other than 0 (deflate): refused
@@ -491,6 +761,7 @@ static void test_text_formats(void) {
     unsigned char bad[sizeof png];
     memcpy(bad, png, sizeof png);
     bad[8 + 8 + 10] = 1;
+    ihdr_crc(bad);
     expect_error("PNG compression method 1", bad, sizeof bad, CLIPSCORE_EFORMAT,
                  "unknown compression method 1");
     const char xbm[] = "#define im_width 8\n#define im_height 1\nstatic char im_bits[] = {0x01};\n";
@@ -574,6 +845,8 @@ int main(int argc, char **argv) {
     test_text_formats();
     test_cmyk_order();
     test_jpeg_junk();
+    test_png_chunks();
+    test_jpeg_segments();
     for (int i = 1; i < argc; i++) decode_folder(argv[i]);
     if (devnull >= 0) close(devnull);
     return test_finish("test_decoders");
