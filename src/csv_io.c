@@ -611,3 +611,11 @@ int cs_csv_write_record(FILE *fp, const char *const *fields, const size_t *lens,
                        strerror(errno ? errno : EIO));
     return 0;
 }
+
+int cs_csv_column_named(const cs_csv_record *header, const char *name, int prefix) {
+    for (int k = 0; name && k < header->n; k++)
+        if (prefix ? strncmp(header->fields[k], name, strlen(name)) == 0
+                   : strcmp(header->fields[k], name) == 0)
+            return k;
+    return -1;
+}

@@ -46,6 +46,10 @@ size_t cs_csv_memory_bytes(const cs_csv_reader *r);
 int cs_csv_find_column(const cs_csv_record *header, const char *path, const char *want,
                        const char *const *candidates, const char *what, cs_error *e);
 
+/* The first column named exactly `name` (prefix 1: whose name starts with
+ * it), or -1; NULL name: -1. No message: for files clipscore wrote itself. */
+int cs_csv_column_named(const cs_csv_record *header, const char *name, int prefix);
+
 /* Default candidate names, NULL-terminated. */
 extern const char *const cs_csv_image_columns[];
 extern const char *const cs_csv_caption_columns[];

@@ -389,14 +389,6 @@ static int merge_figures(merge *m, const char *merged_csv, cs_error *e) {
 
 /* ------------------------------------------------------------ report.html */
 
-static int col_named(const cs_csv_record *h, const char *name, int prefix) {
-    for (int k = 0; name && k < h->n; k++)
-        if (prefix ? strncmp(h->fields[k], name, strlen(name)) == 0
-                   : strcmp(h->fields[k], name) == 0)
-            return k;
-    return -1;
-}
-
 static double cell_num(const cs_csv_record *r, int k) {
     if (k < 0 || k >= r->n || !r->lens[k]) return NAN;
     char *end;
@@ -430,14 +422,16 @@ static int merge_report(merge *m, const char *merged_csv, const clipscore_score_
     cs_csv_reader *r = NULL;
     if (!rc) rc = cs_csv_open(merged_csv, &r, e);
     const cs_csv_record *h = r ? cs_csv_header(r) : NULL;
-    int c_img =
-        h ? col_named(h, sample ? "key" : cJSON_GetStringValue(item(run, "image_column")), 0) : -1;
+    int c_img = h ? cs_csv_column_named(
+                        h, sample ? "key" : cJSON_GetStringValue(item(run, "image_column")), 0)
+                  : -1;
     int c_cap =
-        h ? col_named(h, sample ? "caption" : cJSON_GetStringValue(item(run, "caption_column")), 0)
+        h ? cs_csv_column_named(
+                h, sample ? "caption" : cJSON_GetStringValue(item(run, "caption_column")), 0)
           : -1;
-    int c_src = h && sample ? col_named(h, "source", 0) : -1;
-    int c_sim = h ? col_named(h, "similarity", 1) : -1;
-    int c_ref = h ? col_named(h, "refclipscore", 1) : -1;
+    int c_src = h && sample ? cs_csv_column_named(h, "source", 0) : -1;
+    int c_sim = h ? cs_csv_column_named(h, "similarity", 1) : -1;
+    int c_ref = h ? cs_csv_column_named(h, "refclipscore", 1) : -1;
     int c_err = -1;
     for (int k = 0; h && k < h->n; k++)
         if (strncmp(h->fields[k], "error", 5) == 0) c_err = k;

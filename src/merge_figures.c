@@ -48,12 +48,6 @@ static void rows_free(fig_rows *f) {
     free(f->sim);
 }
 
-static int find_col(const cs_csv_record *h, const char *name) {
-    for (int k = 0; name && k < h->n; k++)
-        if (strcmp(h->fields[k], name) == 0) return k;
-    return -1;
-}
-
 static char *field(const cs_csv_record *r, int k) {
     return strdup(k >= 0 && k < r->n ? r->fields[k] : "");
 }
@@ -64,9 +58,9 @@ static int read_rows(const char *csv, const cJSON *run, int limit, fig_rows *f, 
     if (rc) return rc;
     const cs_csv_record *h = cs_csv_header(r);
     int sample = strcmp(str(run, "columns") ? str(run, "columns") : "", "input") != 0;
-    int c_key = find_col(h, sample ? "key" : str(run, "image_column"));
-    int c_src = sample ? find_col(h, "source") : -1;
-    int c_cap = find_col(h, sample ? "caption" : str(run, "caption_column"));
+    int c_key = cs_csv_column_named(h, sample ? "key" : str(run, "image_column"), 0);
+    int c_src = sample ? cs_csv_column_named(h, "source", 0) : -1;
+    int c_cap = cs_csv_column_named(h, sample ? "caption" : str(run, "caption_column"), 0);
     int c_sim = -1, c_err = -1;
     for (int k = 0; k < h->n; k++) {
         if (c_sim < 0 && strncmp(h->fields[k], "similarity", 10) == 0) c_sim = k;

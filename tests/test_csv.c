@@ -524,6 +524,18 @@ static void test_columns(void) {
     cs_error e = {0};
     const char *const *img = cs_csv_image_columns, *const *cap = cs_csv_caption_columns;
 
+    /* Exact lookups of columns clipscore wrote itself (the merge). */
+    {
+        char *hw[] = {"key", "similarity_2", "similarity", "caption"};
+        size_t lw[4];
+        cs_csv_record h = make_header(hw, lw, 4);
+        CHECK_EQ_INT(cs_csv_column_named(&h, "similarity", 0), 2);
+        CHECK_EQ_INT(cs_csv_column_named(&h, "similarity", 1), 1); /* the first with the prefix */
+        CHECK_EQ_INT(cs_csv_column_named(&h, "Key", 0), -1);       /* case matters */
+        CHECK_EQ_INT(cs_csv_column_named(&h, NULL, 0), -1);
+        CHECK_EQ_INT(cs_csv_column_named(&h, "source", 1), -1);
+    }
+
     char *h1[] = {" Image ", "CAPTION", "other", "#2"};
     CHECK_EQ_INT(find(h1, 4, NULL, img, "image", &e), 0);
     CHECK_EQ_INT(find(h1, 4, NULL, cap, "caption", &e), 1);
