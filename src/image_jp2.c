@@ -13,13 +13,14 @@
  * bytes), the signed offset, the shift to 8 bits (16 for I;16) rounded and
  * then truncated to the pixel's width (so 9-bit white wraps to 0 as it does
  * in Pillow), subsampled components repeated with Pillow's own indexing;
- * I;16 scaled to 8 bits (cs_gray16_to_8, documented). A truncated
+ * I;16 scaled to 8 bits (cs_gray16_to_8, documented); Pillow's refusal of
+ * tiles whose running total of sample bytes passes 4 GiB. YCbCr (3 or 4
+ * components whose second or third is subsampled, as Pillow guesses) is
+ * converted to RGB as Pillow converts it, to within one level. A truncated
  * codestream is an error (openjp2's strict mode), not a partial image.
- * YCbCr (3 or 4 components whose second or third is subsampled, as Pillow
- * guesses) converted to RGB as Pillow converts it, to within one level.
- * Leaves out: the JP2 palette, channel definitions and colour boxes (Pillow applies
- * none of them), reduced resolutions and quality layers (all are decoded),
- * colour profiles. */
+ * Leaves out: the JP2 palette, channel definitions and colour boxes
+ * (Pillow applies none of them), reduced resolutions and quality layers
+ * (all are decoded), colour profiles. */
 #include "image_formats.h"
 
 #include <limits.h>
