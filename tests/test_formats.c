@@ -1,7 +1,9 @@
 /* test_formats.c - tests of the decoders behind image_formats.h: WebP
  * (still, lossless with alpha, lossy, animated), TIFF (strips, tiles, LZW,
  * planar, gray 1/4/8/16 bits, WhiteIsZero, palette, RGBA associated and
- * not, RGBX, CMYK), JPEG 2000 (JP2 and J2K, RGB, 16-bit gray), ICO (PNG and
+ * not, RGBX, CMYK), JPEG 2000 (JP2 and J2K, RGB, 16-bit gray; as Pillow 9.4
+ * reads it: precision shifts, signed samples, tiles, subsampling, YCbCr,
+ * the header's mode, JP2 header boxes it refuses), ICO (PNG and
  * DIB entries, the entry Pillow picks, alpha and AND masks), HEIF and AVIF
  * (against heif-convert's PNG when that tool is installed), 16-bit gray
  * PNG; for each format the pixel limit from the header, truncated and
@@ -678,6 +680,257 @@ static void test_jp2(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* JPEG 2000 as Pillow 9.4 reads it (issue 15)                               */
+
+/* A lossless codestream or JP2 file (by name's extension), kept in the
+ * test's folder as name: nc components of prec bits (signed
+ * when sgnd), component c subsampled sub[2c] x sub[2c+1] (NULL: none),
+ * tiles of tile x tile (0: one), component c's samples in v[c] (each
+ * ceil(w/dx) x ceil(h/dy)). Returns the file's bytes (malloc'd). */
+static unsigned char *jp2_encode(const char *name, int w, int h, int nc, int prec, int sgnd,
+                                 const int *sub, int tile, const int *const *v, size_t *len) {
+    opj_image_cmptparm_t cp[4];
+    memset(cp, 0, sizeof cp);
+    for (int c = 0; c < nc; c++) {
+        cp[c].dx = (OPJ_UINT32)(sub ? sub[2 * c] : 1);
+        cp[c].dy = (OPJ_UINT32)(sub ? sub[2 * c + 1] : 1);
+        cp[c].w = ((OPJ_UINT32)w + cp[c].dx - 1) / cp[c].dx;
+        cp[c].h = ((OPJ_UINT32)h + cp[c].dy - 1) / cp[c].dy;
+        cp[c].prec = (OPJ_UINT32)prec;
+        cp[c].sgnd = (OPJ_UINT32)sgnd;
+    }
+    opj_image_t *im = opj_image_create((OPJ_UINT32)nc, cp, OPJ_CLRSPC_UNSPECIFIED);
+    im->x1 = (OPJ_UINT32)w;
+    im->y1 = (OPJ_UINT32)h;
+    for (int c = 0; c < nc; c++) memcpy(im->comps[c].data, v[c], sizeof(int) * cp[c].w * cp[c].h);
+    opj_cparameters_t p;
+    opj_set_default_encoder_parameters(&p);
+    p.tcp_numlayers = 1;
+    p.tcp_rates[0] = 0;
+    p.cp_disto_alloc = 1;
+    p.numresolution = 1;
+    if (tile) {
+        p.tile_size_on = OPJ_TRUE;
+        p.cp_tdx = p.cp_tdy = tile;
+    }
+    const char *path = tmp_path(name);
+    int j2k = strstr(name, ".j2k") != NULL;
+    opj_codec_t *codec = opj_create_compress(j2k ? OPJ_CODEC_J2K : OPJ_CODEC_JP2);
+    opj_stream_t *s = opj_stream_create_default_file_stream(path, OPJ_FALSE);
+    CHECK(codec && s && opj_setup_encoder(codec, &p, im));
+    CHECK(opj_start_compress(codec, im, s) && opj_encode(codec, s) && opj_end_compress(codec, s));
+    opj_stream_destroy(s);
+    opj_destroy_codec(codec);
+    opj_image_destroy(im);
+    return read_bytes(path, len);
+}
+
+/* Decodes bytes and compares with the expected pixels, each within tol. */
+static void jp2_expect(const char *what, const unsigned char *d, size_t n, int w, int h, int ch,
+                       const unsigned char *want, int tol) {
+    cs_error e = {0};
+    cs_image img;
+    int rc = cs_image_load_memory(d, n, what, 0, &img, &e);
+    CHECK_MSG(rc == 0, "%s: %s", what, e.msg);
+    if (rc) return;
+    CHECK_MSG(img.w == w && img.h == h && img.channels == ch, "%s: %dx%d, %d channels", what, img.w,
+              img.h, img.channels);
+    if (img.w == w && img.h == h && img.channels == ch) {
+        size_t i = 0, k = (size_t)w * h * ch;
+        while (i < k && abs(img.px[i] - want[i]) <= tol) i++;
+        CHECK_MSG(i == k, "%s: byte %zu is %d, expected %d", what, i, i < k ? img.px[i] : 0,
+                  i < k ? want[i] : 0);
+    }
+    cs_image_free(&img);
+}
+
+/* Refused with EFORMAT and a message holding needle. */
+static void jp2_refused(const char *what, const unsigned char *d, size_t n, const char *needle) {
+    cs_error e = {0};
+    cs_image img;
+    int rc = cs_image_load_memory(d, n, what, 0, &img, &e);
+    CHECK_MSG(rc == CLIPSCORE_EFORMAT && strstr(e.msg, needle), "%s: got %d (%s), expected \"%s\"",
+              what, rc, e.msg, needle);
+    if (!rc) cs_image_free(&img);
+}
+
+static void jp2_box(buf *b, const char *type, const void *payload, size_t n) {
+    unsigned char h[8] = {(unsigned char)((n + 8) >> 24), (unsigned char)((n + 8) >> 16),
+                          (unsigned char)((n + 8) >> 8), (unsigned char)(n + 8)};
+    memcpy(h + 4, type, 4);
+    put(b, h, 8);
+    put(b, payload, n);
+}
+
+/* A JP2 file around a codestream, written here box by box: ihdr for
+ * nc components of bpc + 1 bits, and `extra` (whole boxes) after it in
+ * jp2h. */
+static buf jp2_wrap(const unsigned char *cs, size_t csn, uint32_t w, uint32_t h, unsigned nc,
+                    unsigned bpc, const buf *extra) {
+    buf b = {0};
+    put(&b, "\0\0\0\x0cjP  \r\n\x87\n", 12);
+    jp2_box(&b, "ftyp", "jp2 \0\0\0\0jp2 ", 12);
+    unsigned char ihdr[14] = {(unsigned char)(h >> 24),
+                              (unsigned char)(h >> 16),
+                              (unsigned char)(h >> 8),
+                              (unsigned char)h,
+                              (unsigned char)(w >> 24),
+                              (unsigned char)(w >> 16),
+                              (unsigned char)(w >> 8),
+                              (unsigned char)w,
+                              0,
+                              (unsigned char)nc,
+                              (unsigned char)bpc,
+                              7,
+                              0,
+                              0};
+    buf head = {0};
+    jp2_box(&head, "ihdr", ihdr, sizeof ihdr);
+    jp2_box(&head, "colr", "\x01\0\0\0\0\0\x11", 7);
+    if (extra) put(&head, extra->d, extra->n);
+    jp2_box(&b, "jp2h", head.d, head.n);
+    jp2_box(&b, "jp2c", cs, csn);
+    free(head.d);
+    return b;
+}
+
+static void test_jp2_pillow(void) {
+    /* The expected pixels of every case below are what Pillow 9.4 gives for
+     * the file written here (checked with Debian's python3-pil).
+     * Precision shift, as Pillow's unpackers do it: 9 bits to 8 is
+     * (v + 1) >> 1 kept to 8 bits, so white (511) wraps to black... */
+    static const int g9[8] = {0, 1, 2, 255, 256, 509, 510, 511};
+    const int *v[4] = {g9};
+    size_t n;
+    unsigned char *d = jp2_encode("g9.j2k", 8, 1, 1, 9, 0, NULL, 0, v, &n);
+    static const unsigned char g9want[8] = {0, 1, 1, 128, 128, 255, 255, 0};
+    jp2_expect("9-bit gray J2K (mode L)", d, n, 8, 1, 1, g9want, 0);
+    free(d);
+    /* ... and a JP2 with 9 bits is L too (its ihdr holds 8 = bits - 1). */
+    d = jp2_encode("g9.jp2", 8, 1, 1, 9, 0, NULL, 0, v, &n);
+    jp2_expect("9-bit gray JP2 (mode L)", d, n, 8, 1, 1, g9want, 0);
+    free(d);
+    /* 10 bits and more, one component: "I;16", v << (16 - prec), which
+     * clipscore scales to 8 bits (v * 255 / 65535 rounded). */
+    static const int g10[4] = {0, 1, 512, 1023};
+    v[0] = g10;
+    d = jp2_encode("g10.j2k", 4, 1, 1, 10, 0, NULL, 0, v, &n);
+    static const unsigned char g10want[4] = {0, 0, 128, 255};
+    jp2_expect("10-bit gray J2K (mode I;16)", d, n, 4, 1, 1, g10want, 0);
+    free(d);
+    /* 12-bit RGB: (v + 8) >> 4, 4088 and up wrap to 0. */
+    static const int r12[4] = {0, 8, 4087, 4088}, g12[4] = {4095, 2048, 23, 24},
+                     b12[4] = {100, 200, 300, 400};
+    const int *rgb12[3] = {r12, g12, b12};
+    d = jp2_encode("rgb12.j2k", 4, 1, 3, 12, 0, NULL, 0, rgb12, &n);
+    static const unsigned char rgb12want[12] = {0, 0, 6, 1, 128, 13, 255, 1, 19, 0, 2, 25};
+    jp2_expect("12-bit RGB J2K", d, n, 4, 1, 3, rgb12want, 0);
+    free(d);
+    /* Signed: offset by half the range, then the same shift (12 bits: -2048
+     * is 0, -1 rounds to 128, 2047 wraps); 4-bit gray and alpha (LA). */
+    static const int s12[4] = {-2048, -1, 0, 2047};
+    const int *srgb[3] = {s12, s12, s12};
+    d = jp2_encode("srgb12.j2k", 4, 1, 3, 12, 1, NULL, 0, srgb, &n);
+    static const unsigned char s12want[12] = {0, 0, 0, 128, 128, 128, 128, 128, 128, 0, 0, 0};
+    jp2_expect("signed 12-bit RGB J2K", d, n, 4, 1, 3, s12want, 0);
+    free(d);
+    static const int s4[4] = {-8, -1, 0, 7}, a4[4] = {-8, 7, 0, -1};
+    const int *la4[2] = {s4, a4};
+    d = jp2_encode("sla4.j2k", 4, 1, 2, 4, 1, NULL, 0, la4, &n);
+    static const unsigned char la4want[8] = {0, 0, 112, 240, 128, 128, 240, 112};
+    jp2_expect("signed 4-bit LA J2K", d, n, 4, 1, 2, la4want, 0);
+    free(d);
+
+    /* Tiles (3x3 tiles of 4x4 on a 10x9 image), and RGB with all
+     * components subsampled 2x2 (repeated), against the source. */
+    int tw = 10, th = 9, pl[3][90];
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < tw * th; i++) pl[c][i] = (i * 37 + c * 91) % 256;
+    const int *tiled[3] = {pl[0], pl[1], pl[2]};
+    d = jp2_encode("tiled.j2k", tw, th, 3, 8, 0, NULL, 4, tiled, &n);
+    unsigned char tiledwant[270];
+    for (int i = 0; i < tw * th * 3; i++) tiledwant[i] = (unsigned char)pl[i % 3][i / 3];
+    jp2_expect("tiled RGB J2K", d, n, tw, th, 3, tiledwant, 0);
+    free(d);
+    static const int sub2[6] = {2, 2, 2, 2, 2, 2};
+    d = jp2_encode("sub2.j2k", 4, 4, 3, 8, 0, sub2, 0, tiled, &n); /* 2x2 of each plane */
+    unsigned char sub2want[48];
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 4; x++)
+            for (int c = 0; c < 3; c++)
+                sub2want[(y * 4 + x) * 3 + c] = (unsigned char)pl[c][(y / 2) * 2 + x / 2];
+    jp2_expect("RGB J2K subsampled 2x2", d, n, 4, 4, 3, sub2want, 0);
+    free(d);
+    /* Chroma subsampled (4:2:0): YCbCr, converted (Pillow 9.4 gives these
+     * colours; within one level, see ycc_to_rgb). */
+    static const int yy[4] = {76, 150, 29, 128}, cb[1] = {85}, cr[1] = {255};
+    const int *ycc[3] = {yy, cb, cr};
+    static const int s420[6] = {1, 1, 2, 2, 2, 2};
+    d = jp2_encode("ycc420.j2k", 2, 2, 3, 8, 0, s420, 0, ycc, &n);
+    static const unsigned char yccwant[12] = {254, 0, 0, 255, 74, 73, 207, 0, 0, 255, 52, 51};
+    jp2_expect("YCbCr 4:2:0 J2K", d, n, 2, 2, 3, yccwant, 1);
+    free(d);
+
+    /* Gray with a subsampled component: Pillow has no unpacker for it
+     * ("broken data stream"). */
+    static const int z[16] = {0};
+    const int *zz[2] = {z, z};
+    static const int subg[2] = {2, 1}, subla[4] = {1, 1, 1, 2};
+    d = jp2_encode("subgray.j2k", 4, 4, 1, 8, 0, subg, 0, zz, &n);
+    jp2_refused("subsampled gray J2K", d, n, "component 0 subsampled 2x1");
+    free(d);
+    d = jp2_encode("subla.jp2", 4, 4, 2, 8, 0, subla, 0, zz, &n);
+    jp2_refused("subsampled LA JP2", d, n, "component 1 subsampled 1x2");
+    free(d);
+
+    /* JP2 header boxes, written here around a codestream: Pillow reads the
+     * boxes of jp2h, and those of "res " up to resc, only when each fits in
+     * its parent. */
+    static const int g8[4] = {0, 1, 200, 255};
+    v[0] = g8;
+    d = jp2_encode("g8.j2k", 4, 1, 1, 8, 0, NULL, 0, v, &n);
+    unsigned char resc[10] = {0, 1, 0, 1, 0, 1, 0, 1, 0, 0}, res_ok[18], res_bad[18];
+    memcpy(res_ok, "\0\0\0\x12resc", 8);
+    memcpy(res_ok + 8, resc, 10);
+    memcpy(res_bad, res_ok, 18);
+    res_bad[3] = 0x13; /* resc one byte longer than "res " holds */
+    buf ok = {0}, bad = {0};
+    jp2_box(&ok, "res ", res_ok, 18);
+    jp2_box(&bad, "res ", res_bad, 18);
+    buf f = jp2_wrap(d, n, 4, 1, 1, 7, &ok);
+    jp2_expect("JP2 with a res box", f.d, f.n, 4, 1, 1, (const unsigned char[]){0, 1, 200, 255}, 0);
+    write_bytes(tmp_path("res_ok.jp2"), f.d, f.n);
+    free(f.d);
+    f = jp2_wrap(d, n, 4, 1, 1, 7, &bad);
+    jp2_refused("resc overrunning res", f.d, f.n, "invalid header length, box 'resc'");
+    write_bytes(tmp_path("res_bad.jp2"), f.d, f.n);
+    free(f.d);
+    /* An ihdr of 10 bytes (Pillow reads 11 from it). */
+    buf ihdr10 = {0};
+    jp2_box(&ihdr10, "ihdr", "\0\0\0\1\0\0\0\4\0\1", 10);
+    f = jp2_wrap(d, n, 4, 1, 1, 7, &ihdr10);
+    jp2_refused("short ihdr", f.d, f.n, "not enough data in header, box 'ihdr'");
+    write_bytes(tmp_path("ihdr10.jp2"), f.d, f.n);
+    free(f.d);
+    /* The header's mode rules: an ihdr saying RGB over a gray codestream
+     * gives gray as RGB (Pillow's gray_rgb unpacker); one saying LA over it
+     * has no unpacker. */
+    f = jp2_wrap(d, n, 4, 1, 3, 7, NULL);
+    static const unsigned char grgb[12] = {0, 0, 0, 1, 1, 1, 200, 200, 200, 255, 255, 255};
+    jp2_expect("RGB ihdr over gray", f.d, f.n, 4, 1, 3, grgb, 0);
+    write_bytes(tmp_path("rgb_over_gray.jp2"), f.d, f.n);
+    free(f.d);
+    f = jp2_wrap(d, n, 4, 1, 2, 7, NULL);
+    jp2_refused("LA ihdr over gray", f.d, f.n, "components that do not fit that mode");
+    write_bytes(tmp_path("la_over_gray.jp2"), f.d, f.n);
+    free(f.d);
+    free(ok.d);
+    free(bad.d);
+    free(ihdr10.d);
+    free(d);
+}
+
+/* ------------------------------------------------------------------------ */
 /* ICO                                                                       */
 
 /* A DIB entry: 24 or 32 bits from rgba (w x h), with the AND mask from
@@ -998,6 +1251,7 @@ int main(int argc, char **argv) {
     test_webp();
     test_tiff();
     test_jp2();
+    test_jp2_pillow();
     test_ico();
     test_heif();
     test_png_gray16();
