@@ -1783,7 +1783,7 @@ static int resize_window(const cs_image *img, int out_w, int out_h, int x0, int 
     }
     if (nearest) return nearest_window(img, out_w, out_h, x0, y0, cw, chh, dst, e);
     /* CMYK has no alpha to premultiply by; Pillow resamples "PA" as two
-     * numbers, as it does "LA" only after premultiplying. */
+     * plain numbers (it premultiplies "LA" and "RGBA" only). */
     if (ch == 1 || ch == 3 || img->cmyk || img->pal)
         return resample_window(img->px, img->w, img->h, ch, out_w, out_h, x0, y0, cw, chh, dst, e);
     unsigned char *pm = premultiply(img, e);
