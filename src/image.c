@@ -11,7 +11,9 @@
  * stb_image (TGAs stored right to left mirrored, as Pillow does), and a
  * resampler that reproduces Pillow 9.4's
  * ImagingResample (antialiased bicubic, 8-bit fixed point, premultiplied
- * alpha; CMYK resized as it is, then converted) and its nearest-neighbour
+ * alpha; CMYK resized as it is, then converted; a TIFF's "PA" resized as
+ * index and alpha numbers, the index then a gray level as in Pillow 9.4)
+ * and its nearest-neighbour
  * scaling for palette images, so that the
  * preprocessed tensor matches torchvision's Resize/CenterCrop/ToTensor/
  * Normalize byte for byte on PNGs.
@@ -79,6 +81,7 @@ int cs_image_alloc(cs_image *img, int w, int h, int channels, cs_error *e) {
 void cs_image_free(cs_image *img) {
     if (!img) return;
     free(img->px);
+    free(img->pal);
     if (img->budget) cs_decode_budget_release(img->budget, img->budget_bytes);
     memset(img, 0, sizeof *img);
 }
@@ -1956,7 +1959,9 @@ static int resize_window(const cs_image *img, int out_w, int out_h, int x0, int 
         return 0;
     }
     if (nearest) return nearest_window(img, out_w, out_h, x0, y0, cw, chh, dst, e);
-    if (ch == 1 || ch == 3 || img->cmyk) /* CMYK has no alpha to premultiply by */
+    /* CMYK has no alpha to premultiply by; Pillow resamples "PA" as two
+     * plain numbers (it premultiplies "LA" and "RGBA" only). */
+    if (ch == 1 || ch == 3 || img->cmyk || img->pal)
         return resample_window(img->px, img->w, img->h, ch, out_w, out_h, x0, y0, cw, chh, dst, e);
     unsigned char *pm = premultiply(img, e);
     if (!pm) return CLIPSCORE_ENOMEM;
@@ -1981,7 +1986,12 @@ int cs_image_resize(const cs_image *src, int w, int h, cs_image *dst, cs_error *
     }
     if ((rc = cs_image_alloc(dst, w, h, src->channels, e))) return rc;
     dst->cmyk = src->cmyk;
-    rc = resize_window(src, w, h, 0, 0, w, h, 0, dst->px, e);
+    if (src->pal && !(dst->pal = cs_malloc(256, 3, e))) rc = CLIPSCORE_ENOMEM;
+    if (dst->pal && w == src->w && h == src->h) /* Pillow copies the image */
+        memcpy(dst->pal, src->pal, 256 * 3);
+    else if (dst->pal) /* Pillow's resampled "PA" has the default palette */
+        for (int i = 0; i < 256 * 3; i++) dst->pal[i] = (unsigned char)(i / 3);
+    if (!rc) rc = resize_window(src, w, h, 0, 0, w, h, 0, dst->px, e);
     if (rc) cs_image_free(dst);
     return rc;
 }
@@ -1994,7 +2004,9 @@ int cs_image_resize_nearest(const cs_image *src, int w, int h, cs_image *dst, cs
     }
     if ((rc = cs_image_alloc(dst, w, h, src->channels, e))) return rc;
     dst->cmyk = src->cmyk;
-    rc = resize_window(src, w, h, 0, 0, w, h, 1, dst->px, e);
+    if (src->pal && !(dst->pal = cs_malloc(256, 3, e))) rc = CLIPSCORE_ENOMEM;
+    if (dst->pal) memcpy(dst->pal, src->pal, 256 * 3);
+    if (!rc) rc = resize_window(src, w, h, 0, 0, w, h, 1, dst->px, e);
     if (rc)
         cs_image_free(dst);
     else
@@ -2063,14 +2075,21 @@ int cs_image_preprocess(const cs_image *img, const cs_preprocess_cfg *cfg, float
         for (int v = 0; v < 256; v++) lut[c][v] = ((float)v / 255.0f - cfg->mean[c]) / cfg->std[c];
     size_t plane = (size_t)r * r;
     /* convert("RGB"): CMYK converted (in place: 3 of every 4 bytes), gray
-     * replicated, alpha dropped. */
+     * replicated, alpha dropped. "PA" looks its index up in its palette
+     * only when the resize was a copy: Pillow 9.4's resampled image gets
+     * the default palette, a gray ramp, so the resampled index is a gray
+     * level. */
     if (img->cmyk)
         for (size_t i = 0; i < plane; i++) cs_cmyk_to_rgb(win + 4 * i, win + 4 * i);
+    const unsigned char *pal = rw == img->w && rh == img->h ? img->pal : NULL;
     for (int c = 0; c < 3; c++) {
         int src_c = ch >= 3 ? c : 0;
         const unsigned char *p = win + src_c;
         float *o = out + (size_t)c * plane;
-        for (size_t i = 0; i < plane; i++, p += ch) o[i] = lut[c][*p];
+        if (pal)
+            for (size_t i = 0; i < plane; i++, p += ch) o[i] = lut[c][pal[3 * *p + c]];
+        else
+            for (size_t i = 0; i < plane; i++, p += ch) o[i] = lut[c][*p];
     }
     free(win);
     return 0;
@@ -2096,8 +2115,11 @@ int cs_image_thumbnail(const cs_image *img, int max_side, cs_image *thumb, cs_er
     }
     if (tw < 1) tw = 1;
     if (th < 1) th = 1;
+    /* "PA" is resized nearest, so that every index stays one of the
+     * palette's (the figure shows its colours, not the reference's gray). */
     cs_image sized;
-    int rc = cs_image_resize(img, tw, th, &sized, e);
+    int rc = img->pal ? cs_image_resize_nearest(img, tw, th, &sized, e)
+                      : cs_image_resize(img, tw, th, &sized, e);
     if (rc) return rc;
     if ((rc = cs_image_alloc(thumb, tw, th, 3, e))) {
         cs_image_free(&sized);
@@ -2116,7 +2138,7 @@ int cs_image_thumbnail(const cs_image *img, int max_side, cs_image *thumb, cs_er
         int gray = ch < 3;
         unsigned a = ch == 2 || ch == 4 ? s[ch - 1] : 255;
         for (int c = 0; c < 3; c++) {
-            unsigned v = s[gray ? 0 : c];
+            unsigned v = img->pal ? img->pal[3 * s[0] + c] : s[gray ? 0 : c];
             /* Transparent parts are shown over white. */
             o[c] = (unsigned char)((v * a + 255u * (255u - a) + 127u) / 255u);
         }

@@ -7,7 +7,8 @@
  * decode threads, clear errors for formats not read (JPEG XL, BigTIFF, SVG, ...), Pillow-compatible
  * antialiased bicubic resize (separable convolution whose support scales with the downscale factor,
  * RGBA premultiplied), centre crop, normalisation; thumbnails for the figures. Leaves out: EXIF
- * orientation (the reference ignores it too). */
+ * orientation (the reference ignores it too; a TIFF's own Orientation tag is applied, as Pillow
+ * does). */
 #ifndef CLIPSCORE_IMAGE_H
 #define CLIPSCORE_IMAGE_H
 
@@ -27,6 +28,12 @@ typedef struct cs_image {
     int cmyk;                 /* 1: the 4 channels are C, M, Y, K (Pillow mode "CMYK": JPEG, TIFF),
                                  resized as they are and converted to RGB after, as the reference
                                  does; 0 otherwise (4 channels are RGBA) */
+    unsigned char *pal;       /* Pillow mode "PA" (TIFF): 256 RGB entries (768 bytes, owned) and
+                                 2 channels, palette index and alpha, which the reference resizes
+                                 bicubic as plain numbers (neither nearest nor premultiplied);
+                                 NULL otherwise. Pillow 9.4 gives the resized image its default
+                                 palette, a gray ramp: only an image left at its size is looked
+                                 up in its own */
 } cs_image;
 
 typedef struct cs_preprocess_cfg {
@@ -119,9 +126,12 @@ const char *cs_image_jpeg_decoder(void);
 int cs_image_alloc(cs_image *img, int w, int h, int channels, cs_error *e);
 
 /* Pillow-compatible bicubic (antialiased) resize to w x h. Channels are kept;
- * 2 and 4 channel images are resized with premultiplied alpha as Pillow does. */
+ * 2 and 4 channel images are resized with premultiplied alpha as Pillow does
+ * (but "PA", img->pal, whose index and alpha are resized as they are; dst
+ * gets Pillow's gray ramp for a palette, or a copy at the same size). */
 int cs_image_resize(const cs_image *src, int w, int h, cs_image *dst, cs_error *e);
-/* Pillow's nearest-neighbour resize (what it uses for palette images). */
+/* Pillow's nearest-neighbour resize (what it uses for palette images; a
+ * "PA" palette is copied). */
 int cs_image_resize_nearest(const cs_image *src, int w, int h, cs_image *dst, cs_error *e);
 
 /* The reference's geometry: the size w x h becomes when its shorter side is
@@ -134,7 +144,9 @@ int cs_image_crop_offset(int total, int crop);
 /* The reference preprocessing: resize shorter side to R (longer side
  * int(R * long / short)), centre crop R x R (offsets round((size - R) / 2)),
  * drop alpha / expand gray to RGB / convert CMYK (Pillow's cmyk2rgb, after
- * the resize as there), scale to 0..1, normalise.
+ * the resize as there; "PA" as gray levels of its resized index, as
+ * Pillow 9.4's resize leaves it, or looked up when the resize is a copy),
+ * scale to 0..1, normalise.
  * Palette images (img->palette) are resized with nearest neighbour, as
  * Pillow does for modes "P" and "1"; a same-size resize is a plain copy.
  * An aspect ratio whose long side would exceed 2^24 is CLIPSCORE_ELIMIT.
@@ -143,7 +155,8 @@ int cs_image_preprocess(const cs_image *img, const cs_preprocess_cfg *cfg, float
 
 /* An RGB (3-channel) copy fitting in max_side x max_side, aspect kept, for figures:
  * the longer side becomes max_side (small images are enlarged), bicubic as above,
- * transparent parts composited over white, CMYK converted. */
+ * transparent parts composited over white, CMYK converted ("PA" resized
+ * nearest and looked up in its palette: the figure shows its colours). */
 int cs_image_thumbnail(const cs_image *img, int max_side, cs_image *thumb, cs_error *e);
 
 #endif

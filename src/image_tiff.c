@@ -4,15 +4,22 @@
  * unsigned samples: bilevel (mode "1", resized nearest as Pillow does),
  * gray, gray+alpha, RGB, RGBA (associated alpha unpremultiplied as Pillow's
  * "RGBa" unpacker does; ExtraSamples 0 is padding, "RGBX"), palette ("P",
- * colour map >> 8), CMYK (kept as CMYK, img->cmyk: the reference resizes
- * it before converting to RGB), YCbCr
- * (JPEG-compressed ones read as RGB as Pillow asks libtiff; others through
- * libtiff's RGBA interface); 16-bit gray scaled to 8 bits (see
- * cs_gray16_to_8), other 16-bit samples take their high byte as Pillow's
- * ";16" unpackers do.
+ * colour map >> 8), palette with alpha ("PA": index and alpha kept beside
+ * the palette, img->pal, as the reference resizes them), CMYK (kept as
+ * CMYK, img->cmyk: the reference resizes it before converting to RGB),
+ * YCbCr (JPEG-compressed ones read as RGB as Pillow asks libtiff; others
+ * through libtiff's RGBA interface, a strip or tile row a call as Pillow
+ * calls it); 16-bit gray scaled to 8 bits (see cs_gray16_to_8), other
+ * 16-bit samples take their high byte as Pillow's ";16" unpackers do; the
+ * Orientation tag, applied after decoding as Pillow's load_end does; and
+ * refusing what Pillow refuses of what libtiff reads: a layout tag given
+ * twice with different values (libtiff reads the first, Pillow the last),
+ * uncompressed separate planes with more strips than the planes hold, a
+ * RowsPerStrip its libtiff decoder cannot hold (ifd_scan, pillow_refuses).
  * Leaves out: pages after the first, float and signed samples, CIELab and
- * other photometrics (EUNSUPPORTED), and Orientation (Pillow ignores it
- * too). */
+ * other photometrics (EUNSUPPORTED), and other layouts where Pillow's own
+ * reader of uncompressed files and libtiff disagree (uncompressed YCbCr,
+ * which Pillow reads as RGBX; extra strips of contiguous files). */
 #include "image_formats.h"
 
 #include <limits.h>
@@ -59,6 +66,174 @@ int cs_tiff_probe(const unsigned char *d, size_t n, int *w, int *h, int *ncomp) 
     *h = (int)th;
     if (ncomp) *ncomp = spp >= 1 && spp <= 16 ? (int)spp : 4;
     return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The first directory as Pillow reads it                                    */
+
+/* libtiff keeps the first of two entries with the same tag; Pillow keeps
+ * the last one whose data it can read. What Pillow makes of a file beyond
+ * libtiff's view, from the raw entries. */
+typedef struct ifd_view {
+    unsigned orientation;                 /* the Orientation Pillow applies (0: none) */
+    uint32_t strip_offsets, tile_offsets; /* values in those entries (Pillow's) */
+    int has_strips;                       /* a StripOffsets entry (Pillow prefers it) */
+    int has_rps;                          /* a RowsPerStrip entry: rps */
+    uint32_t rps, tile_w, tile_h;         /* first values of those (0: no entry) */
+    unsigned conflict;                    /* a layout tag the two read differently */
+} ifd_view;
+
+/* Bytes of one value of a classic TIFF type (0: a type Pillow skips). */
+static unsigned type_size(unsigned type) {
+    switch (type) {
+    case 1:
+    case 2:
+    case 6:
+    case 7: /* BYTE, ASCII, SBYTE, UNDEFINED */
+        return 1;
+    case 3:
+    case 8: /* SHORT, SSHORT */
+        return 2;
+    case 4:
+    case 9:
+    case 11:
+    case 13: /* LONG, SLONG, FLOAT, IFD */
+        return 4;
+    case 5:
+    case 10:
+    case 12: /* RATIONAL, SRATIONAL, DOUBLE */
+        return 8;
+    default:
+        return 0;
+    }
+}
+
+static int is_integer_type(unsigned type) {
+    return type == 1 || type == 3 || type == 4 || type == 6 || type == 8 || type == 9;
+}
+
+/* One entry's data, where it lies in the file (NULL when past the end). */
+typedef struct ifd_entry {
+    unsigned tag, type;
+    uint32_t count;
+    const unsigned char *data;
+} ifd_entry;
+
+static ifd_entry read_entry(const unsigned char *d, size_t n, const unsigned char *t, int le) {
+    ifd_entry x = {rd16(t, le), rd16(t + 2, le), rd32(t + 4, le), NULL};
+    uint64_t size = (uint64_t)x.count * type_size(x.type);
+    if (size <= 4)
+        x.data = t + 8;
+    else if (rd32(t + 8, le) + size <= n)
+        x.data = d + rd32(t + 8, le);
+    return x;
+}
+
+/* Value i of an integer entry. */
+static uint32_t entry_value(const ifd_entry *x, uint32_t i, int le) {
+    switch (type_size(x->type)) {
+    case 1:
+        return x->data[i];
+    case 2:
+        return rd16(x->data + 2 * i, le);
+    default:
+        return rd32(x->data + 4 * i, le);
+    }
+}
+
+static int same_value(const ifd_entry *a, const ifd_entry *b, int le) {
+    if (a->count != b->count) return 0;
+    if (is_integer_type(a->type) && is_integer_type(b->type)) {
+        for (uint32_t i = 0; i < a->count; i++)
+            if (entry_value(a, i, le) != entry_value(b, i, le)) return 0;
+        return 1;
+    }
+    return a->type == b->type && !memcmp(a->data, b->data, (size_t)a->count * type_size(a->type));
+}
+
+/* The tags both readers build the pixel layout from. */
+static const char *layout_tag(unsigned tag) {
+    switch (tag) {
+    case 256:
+        return "ImageWidth";
+    case 257:
+        return "ImageLength";
+    case 258:
+        return "BitsPerSample";
+    case 259:
+        return "Compression";
+    case 262:
+        return "PhotometricInterpretation";
+    case 266:
+        return "FillOrder";
+    case 273:
+        return "StripOffsets";
+    case 277:
+        return "SamplesPerPixel";
+    case 278:
+        return "RowsPerStrip";
+    case 279:
+        return "StripByteCounts";
+    case 284:
+        return "PlanarConfiguration";
+    case 320:
+        return "ColorMap";
+    case 322:
+        return "TileWidth";
+    case 323:
+        return "TileLength";
+    case 324:
+        return "TileOffsets";
+    case 325:
+        return "TileByteCounts";
+    case 338:
+        return "ExtraSamples";
+    case 339:
+        return "SampleFormat";
+    default:
+        return NULL;
+    }
+}
+
+/* Reads the first directory's entries (libtiff has opened it already, so
+ * its header and entries lie within the buffer). */
+static void ifd_scan(const unsigned char *d, size_t n, ifd_view *v) {
+    memset(v, 0, sizeof *v);
+    if (n < 8) return;
+    int le = d[0] == 'I';
+    uint32_t ifd = rd32(d + 4, le);
+    if ((uint64_t)ifd + 2 > n) return;
+    unsigned count = rd16(d + ifd, le);
+    if ((uint64_t)ifd + 2 + 12u * count > n) count = (unsigned)((n - ifd - 2) / 12);
+    const unsigned char *ents = d + ifd + 2;
+    for (unsigned i = 0; i < count; i++) {
+        ifd_entry x = read_entry(d, n, ents + 12u * i, le);
+        /* Pillow skips an entry of an unknown type, empty, or past the end. */
+        if (!type_size(x.type) || x.count == 0 || !x.data) continue;
+        if (x.tag == 274) /* a list keeps its first value; other types: none */
+            v->orientation = is_integer_type(x.type) ? entry_value(&x, 0, le) : 0;
+        if (x.tag == 273) {
+            v->strip_offsets = x.count;
+            v->has_strips = 1;
+        }
+        if (x.tag == 324) v->tile_offsets = x.count;
+        if (is_integer_type(x.type)) {
+            if (x.tag == 278) {
+                v->rps = entry_value(&x, 0, le);
+                v->has_rps = 1;
+            }
+            if (x.tag == 322) v->tile_w = entry_value(&x, 0, le);
+            if (x.tag == 323) v->tile_h = entry_value(&x, 0, le);
+        }
+        if (v->conflict || !layout_tag(x.tag)) continue;
+        for (unsigned j = 0; j < i; j++) /* libtiff's: the first with this tag */
+            if (rd16(ents + 12u * j, le) == x.tag) {
+                ifd_entry first = read_entry(d, n, ents + 12u * j, le);
+                if (!first.data || !type_size(first.type) || !same_value(&first, &x, le))
+                    v->conflict = x.tag;
+                break;
+            }
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -247,29 +422,104 @@ static unsigned unpremul(unsigned c, unsigned a) {
     return v > 255 ? 255 : v;
 }
 
-/* Decodes through libtiff's RGBA interface (YCbCr not JPEG-compressed). */
+/* Decodes through libtiff's RGBA interface (YCbCr not JPEG-compressed), a
+ * block of rows (a strip's or a tile row's) a call, as Pillow does: with an
+ * Orientation that flips, libtiff flips each block on its own (Pillow then
+ * transposes the whole image as well, see orient()). */
 static int decode_rgba(TIFF *tif, const tiff_layout *L, mem_file *m, const char *label,
                        cs_image *img, cs_error *e) {
     char emsg[1024] = "";
-    if (!TIFFRGBAImageOK(tif, emsg))
+    uint32_t block = 0;
+    if (!TIFFGetFieldDefaulted(tif, TIFFIsTiled(tif) ? TIFFTAG_TILELENGTH : TIFFTAG_ROWSPERSTRIP,
+                               &block) ||
+        block == UINT32_MAX || block == 0)
+        block = L->h;
+    /* Pillow's buffer of a block, 4 bytes a pixel, stays under 2^31 (when
+     * it asks libtiff: uncompressed files it reads itself). */
+    if (L->compression != COMPRESSION_NONE &&
+        (L->w > INT_MAX / 4 || (uint32_t)(INT_MAX / (4 * L->w)) < block))
+        return cs_fail(e, CLIPSCORE_EFORMAT,
+                       "%s: unreadable TIFF (%u rows a %s, too many for a %u-pixel row)", label,
+                       block, TIFFIsTiled(tif) ? "tile" : "strip", L->w);
+    TIFFRGBAImage ri;
+    if (!TIFFRGBAImageOK(tif, emsg) || !TIFFRGBAImageBegin(&ri, tif, 0, emsg))
         return cs_fail(e, CLIPSCORE_EUNSUPPORTED, "%s: TIFF variant not supported (%s)", label,
                        emsg);
-    uint32_t *raster = cs_malloc((size_t)L->w * L->h, sizeof *raster, e);
-    if (!raster) return CLIPSCORE_ENOMEM;
-    int rc = 0;
-    if (!TIFFReadRGBAImageOriented(tif, L->w, L->h, raster, ORIENTATION_TOPLEFT, 1)) {
-        rc = cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated or corrupt TIFF (%s)", label,
-                     m->msg[0] ? m->msg : "RGBA decode failed");
-    } else if (!(rc = cs_image_alloc(img, (int)L->w, (int)L->h, 3, e))) {
-        size_t px = (size_t)L->w * L->h;
-        for (size_t i = 0; i < px; i++) {
-            img->px[3 * i] = (unsigned char)TIFFGetR(raster[i]);
-            img->px[3 * i + 1] = (unsigned char)TIFFGetG(raster[i]);
-            img->px[3 * i + 2] = (unsigned char)TIFFGetB(raster[i]);
+    ri.req_orientation = ORIENTATION_TOPLEFT;
+    ri.col_offset = 0;
+    uint32_t rows = block < L->h ? block : L->h;
+    uint32_t *raster = cs_malloc((size_t)L->w * rows, sizeof *raster, e);
+    int rc = raster ? cs_image_alloc(img, (int)L->w, (int)L->h, 3, e) : CLIPSCORE_ENOMEM;
+    for (uint32_t y = 0; !rc && y < L->h; y += rows) {
+        uint32_t k = L->h - y < rows ? L->h - y : rows;
+        ri.row_offset = (int)y;
+        if (!TIFFRGBAImageGet(&ri, raster, L->w, k)) {
+            rc = cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated or corrupt TIFF (%s)", label,
+                         m->msg[0] ? m->msg : "RGBA decode failed");
+            break;
+        }
+        unsigned char *o = img->px + (size_t)y * L->w * 3;
+        for (size_t i = 0; i < (size_t)L->w * k; i++, o += 3) {
+            o[0] = (unsigned char)TIFFGetR(raster[i]);
+            o[1] = (unsigned char)TIFFGetG(raster[i]);
+            o[2] = (unsigned char)TIFFGetB(raster[i]);
         }
     }
+    TIFFRGBAImageEnd(&ri);
     free(raster);
     return rc;
+}
+
+/* Pillow's load_end: the Orientation tag applied as a transpose of the
+ * decoded image, in every mode (2 mirrors, 3 turns 180 degrees, 4 flips,
+ * 5 transposes, 6 turns clockwise, 7 transverses, 8 turns anticlockwise). */
+static int orient(cs_image *img, unsigned orientation, cs_error *e) {
+    if (orientation < 2 || orientation > 8) return 0;
+    int w = img->w, h = img->h, ch = img->channels, swap = orientation >= 5;
+    int ow = swap ? h : w, oh = swap ? w : h;
+    unsigned char *out = cs_malloc((size_t)w * h, (size_t)ch, e);
+    if (!out) return CLIPSCORE_ENOMEM;
+    unsigned char *o = out;
+    for (int r = 0; r < oh; r++)
+        for (int c = 0; c < ow; c++, o += ch) {
+            int sr, sc; /* the source pixel of output (r, c) */
+            switch (orientation) {
+            case 2:
+                sr = r;
+                sc = w - 1 - c;
+                break;
+            case 3:
+                sr = h - 1 - r;
+                sc = w - 1 - c;
+                break;
+            case 4:
+                sr = h - 1 - r;
+                sc = c;
+                break;
+            case 5:
+                sr = c;
+                sc = r;
+                break;
+            case 6:
+                sr = h - 1 - c;
+                sc = r;
+                break;
+            case 7:
+                sr = h - 1 - c;
+                sc = w - 1 - r;
+                break;
+            default:
+                sr = c;
+                sc = w - 1 - r;
+                break;
+            }
+            memcpy(o, img->px + ((size_t)sr * w + sc) * ch, (size_t)ch);
+        }
+    free(img->px);
+    img->px = out;
+    img->w = ow;
+    img->h = oh;
+    return 0;
 }
 
 /* The mode Pillow opens the file in, as channels and what alpha means. */
@@ -294,8 +544,13 @@ static int convert(TIFF *tif, const tiff_layout *L, const unsigned char *planes,
             alpha = color && L->spp == 4;
         assoc = alpha && nextra > 0 && extra && extra[0] == EXTRASAMPLE_ASSOCALPHA;
     }
+    /* Pillow's "PA": 8-bit index and one unassociated alpha, kept as they
+     * are with the colour map beside them (see cs_image.pal). */
+    int pa = ph == PHOTOMETRIC_PALETTE && L->spp == 2 && bps == 8 && nextra == 1 && extra &&
+             extra[0] == EXTRASAMPLE_UNASSALPHA;
     int ch = (ph == PHOTOMETRIC_MINISBLACK || ph == PHOTOMETRIC_MINISWHITE) ? 1
              : ph == PHOTOMETRIC_SEPARATED                                  ? 4
+             : pa                                                           ? 2
                                                                             : 3;
     ch += alpha;
     int rc = cs_image_alloc(img, (int)L->w, (int)L->h, ch, e);
@@ -308,7 +563,25 @@ static int convert(TIFF *tif, const tiff_layout *L, const unsigned char *planes,
             return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt TIFF (palette without colour map)",
                            label);
         }
-        img->palette = 1;
+        img->palette = !pa; /* "P": resized nearest; "PA" bicubic */
+    }
+    if (pa) {
+        if (!(img->pal = cs_malloc(256, 3, e))) {
+            cs_image_free(img);
+            return CLIPSCORE_ENOMEM;
+        }
+        for (int i = 0; i < 256; i++) { /* Pillow's palette: the map's entries >> 8 */
+            img->pal[3 * i] = (unsigned char)(cr[i] >> 8);
+            img->pal[3 * i + 1] = (unsigned char)(cg[i] >> 8);
+            img->pal[3 * i + 2] = (unsigned char)(cb[i] >> 8);
+        }
+        for (uint32_t y = 0; y < L->h; y++)
+            for (uint32_t x = 0; x < L->w; x++) {
+                unsigned char *o = img->px + 2 * ((size_t)y * L->w + x);
+                o[0] = (unsigned char)sample(L, planes, x, y, 0);
+                o[1] = (unsigned char)sample(L, planes, x, y, 1);
+            }
+        return 0;
     }
     if ((ph == PHOTOMETRIC_MINISBLACK || ph == PHOTOMETRIC_MINISWHITE) && bps == 1)
         img->palette = 1; /* mode "1": Pillow resizes it with nearest neighbour */
@@ -350,8 +623,8 @@ static int convert(TIFF *tif, const tiff_layout *L, const unsigned char *planes,
     return 0;
 }
 
-static int decode_open(TIFF *tif, mem_file *m, const char *label, int64_t max_pixels, cs_image *img,
-                       cs_error *e) {
+static int decode_pixels(TIFF *tif, mem_file *m, const char *label, int64_t max_pixels,
+                         cs_image *img, cs_error *e) {
     tiff_layout L = {0};
     uint16_t fmt = SAMPLEFORMAT_UINT;
     if (!TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &L.w) ||
@@ -410,6 +683,66 @@ static int decode_open(TIFF *tif, mem_file *m, const char *label, int64_t max_pi
     rc = read_planes(tif, &L, planes, m, label, e);
     if (!rc) rc = convert(tif, &L, planes, label, img, e);
     free(planes);
+    return rc;
+}
+
+/* Layouts libtiff reads and Pillow refuses (v: Pillow's view of the tags).
+ * The RGBA path checks its own (decode_rgba). */
+static int pillow_refuses(TIFF *tif, const ifd_view *v, const char *label, cs_error *e) {
+    uint16_t compression = COMPRESSION_NONE, planar = PLANARCONFIG_CONTIG, spp = 1;
+    uint32_t w = 0, h = 0;
+    TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &compression);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
+    TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w);
+    TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h);
+    if (compression == COMPRESSION_NONE) {
+        /* Pillow reads these itself, a tile per offset, a plane's strips
+         * (tiles) after another's: with separate planes, an offset past
+         * the last plane's has no band to go to. */
+        if (planar != PLANARCONFIG_SEPARATE) return 0;
+        uint64_t per, count;
+        if (v->has_strips) {
+            uint32_t rps = v->has_rps ? v->rps : h;
+            if (rps == 0) return 0; /* every offset then lands on the first plane */
+            per = (h + (uint64_t)rps - 1) / rps;
+            count = v->strip_offsets;
+        } else {
+            if (v->tile_w == 0 || v->tile_h == 0) return 0;
+            per = ((w + (uint64_t)v->tile_w - 1) / v->tile_w) *
+                  ((h + (uint64_t)v->tile_h - 1) / v->tile_h);
+            count = v->tile_offsets;
+        }
+        if (count > per * spp)
+            return cs_fail(
+                e, CLIPSCORE_EFORMAT,
+                "%s: corrupt TIFF (%llu %s offsets, %llu expected for its separate planes)", label,
+                (unsigned long long)count, v->has_strips ? "strip" : "tile",
+                (unsigned long long)(per * spp));
+        return 0;
+    }
+    /* libtiff decodes the rest for Pillow, which keeps a strip's rows in
+     * an int. */
+    uint32_t rps = 0;
+    if (!TIFFIsTiled(tif) && TIFFGetField(tif, TIFFTAG_ROWSPERSTRIP, &rps) && rps != UINT32_MAX &&
+        rps > INT_MAX)
+        return cs_fail(e, CLIPSCORE_EFORMAT,
+                       "%s: unreadable TIFF (RowsPerStrip %u is over 2^31 - 1)", label, rps);
+    return 0;
+}
+
+static int decode_open(TIFF *tif, mem_file *m, const char *label, int64_t max_pixels, cs_image *img,
+                       cs_error *e) {
+    ifd_view v;
+    ifd_scan(m->d, m->n, &v);
+    /* The two would read different images: Pillow refuses the ones seen
+     * (its size or row length disagrees with libtiff's). */
+    if (v.conflict)
+        return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt TIFF (two different %s entries)", label,
+                       layout_tag(v.conflict));
+    int rc = pillow_refuses(tif, &v, label, e);
+    if (!rc) rc = decode_pixels(tif, m, label, max_pixels, img, e);
+    if (!rc) rc = orient(img, v.orientation, e);
     return rc;
 }
 

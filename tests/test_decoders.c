@@ -806,6 +806,314 @@ static void test_cmyk_order(void) {
     cs_image_free(&img);
 }
 
+/* ------------------------------------------------------------------------ */
+/* TIFF: Orientation, "PA", and layouts Pillow refuses                       */
+
+/* An IFD entry, SHORT (3) or LONG (4); StripOffsets and StripByteCounts
+ * with no values get the strips'. */
+typedef struct tiff_entry {
+    unsigned tag, type;
+    uint32_t count;
+    const uint32_t *v;
+} tiff_entry;
+#define TE(tag, type, ...)                                                                         \
+    {                                                                                              \
+        tag, type, sizeof((uint32_t[]){__VA_ARGS__}) / sizeof(uint32_t), (uint32_t[]) {            \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
+    }
+#define TE_STRIPS(tag)                                                                             \
+    { tag, 4, 0, NULL }
+
+/* One entry's values (count of them; StripOffsets/StripByteCounts with no
+ * values: the strips' offsets and lengths). */
+static void tiff_values(buf *b, const tiff_entry *t, uint32_t count, const uint32_t *off,
+                        const size_t *len) {
+    for (uint32_t k = 0; k < count; k++) {
+        uint32_t v = t->v ? t->v[k] : t->tag == 273 ? off[k] : (uint32_t)len[k];
+        if (t->type == 3)
+            le16(b, v);
+        else
+            le32(b, v);
+    }
+}
+
+/* A little-endian TIFF: header, the strips (len[i] bytes each, one after
+ * another in data), the entries in the order given, their longer values. */
+static void tiff_make(buf *b, const tiff_entry *t, int nt, const unsigned char *data,
+                      const size_t *len, int nstrips) {
+    uint32_t off[64];
+    b->n = 0;
+    put(b, "II*\0\0\0\0\0", 8);
+    for (int s = 0; s < nstrips; s++) {
+        off[s] = (uint32_t)b->n;
+        put(b, data, len[s]);
+        data += len[s];
+        if (b->n % 2) put8(b, 0);
+    }
+    uint32_t ifd = (uint32_t)b->n, at = ifd + 2 + 12u * (uint32_t)nt + 4;
+    for (int k = 0; k < 4; k++) b->d[4 + k] = (unsigned char)(ifd >> (8 * k));
+    le16(b, (unsigned)nt);
+    for (int i = 0; i < nt; i++) {
+        uint32_t count = t[i].v ? t[i].count : (uint32_t)nstrips;
+        uint32_t size = count * (t[i].type == 3 ? 2 : 4);
+        le16(b, t[i].tag);
+        le16(b, t[i].type);
+        le32(b, count);
+        if (size > 4) {
+            le32(b, at);
+            at += size;
+        } else {
+            tiff_values(b, &t[i], count, off, len);
+            for (; size < 4; size++) put8(b, 0);
+        }
+    }
+    le32(b, 0); /* no next directory */
+    for (int i = 0; i < nt; i++) {
+        uint32_t count = t[i].v ? t[i].count : (uint32_t)nstrips;
+        if (count * (t[i].type == 3 ? 2 : 4) > 4) tiff_values(b, &t[i], count, off, len);
+    }
+}
+
+/* PackBits of rows of n bytes, as literal runs. out gets the size. */
+static size_t packbits(unsigned char *out, const unsigned char *in, size_t n, int rows) {
+    size_t k = 0;
+    for (int r = 0; r < rows; r++)
+        for (size_t i = 0; i < n; i += 128) {
+            size_t run = n - i < 128 ? n - i : 128;
+            out[k++] = (unsigned char)(run - 1);
+            memcpy(out + k, in + (size_t)r * n + i, run);
+            k += run;
+        }
+    return k;
+}
+
+static void test_tiff(void) {
+    buf b;
+    char what[96];
+    /* Orientation, uncompressed (Pillow's own reader) and PackBits
+     * (libtiff's): Pillow 9.4 transposes after decoding either way. A 3x4
+     * gray image 10, 20, ..., 120; expected, per tag value, from Pillow. */
+    unsigned char g[12], pb[64];
+    for (int i = 0; i < 12; i++) g[i] = (unsigned char)(10 * (i + 1));
+    static const unsigned char turned[9][12] = {
+        {0},
+        {10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120},
+        {30, 20, 10, 60, 50, 40, 90, 80, 70, 120, 110, 100},
+        {120, 110, 100, 90, 80, 70, 60, 50, 40, 30, 20, 10},
+        {100, 110, 120, 70, 80, 90, 40, 50, 60, 10, 20, 30},
+        {10, 40, 70, 100, 20, 50, 80, 110, 30, 60, 90, 120},
+        {100, 70, 40, 10, 110, 80, 50, 20, 120, 90, 60, 30},
+        {120, 90, 60, 30, 110, 80, 50, 20, 100, 70, 40, 10},
+        {30, 60, 90, 120, 20, 50, 80, 110, 10, 40, 70, 100}};
+    for (unsigned o = 1; o <= 8; o++)
+        for (int packed = 0; packed < 2; packed++) {
+            size_t len[2] = {6, 6};
+            const unsigned char *data = g;
+            if (packed) {
+                len[0] = packbits(pb, g, 3, 2);
+                len[1] = packbits(pb + len[0], g + 6, 3, 2);
+                data = pb;
+            }
+            tiff_entry t[] = {
+                TE(256, 3, 3), TE(257, 3, 4),  TE(258, 3, 8), TE(259, 3, packed ? 32773 : 1),
+                TE(262, 3, 1), TE_STRIPS(273), TE(274, 3, o), TE(277, 3, 1),
+                TE(278, 3, 2), TE_STRIPS(279)};
+            tiff_make(&b, t, 10, data, len, 2);
+            snprintf(what, sizeof what, "TIFF orientation %u%s", o, packed ? " (PackBits)" : "");
+            int turn = o >= 5;
+            expect_pixels(what, b.d, b.n, turn ? 4 : 3, turn ? 3 : 4, 1, 0, turned[o]);
+        }
+    /* Every mode turns: RGB with 6 (clockwise), "PA" with 8, bilevel with 3. */
+    unsigned char rgb[18];
+    for (int i = 0; i < 18; i++) rgb[i] = (unsigned char)(i + 1);
+    size_t rlen = packbits(pb, rgb, 9, 2);
+    tiff_entry trgb[] = {TE(256, 3, 3), TE(257, 3, 2),  TE(258, 3, 8, 8, 8), TE(259, 3, 32773),
+                         TE(262, 3, 2), TE_STRIPS(273), TE(274, 3, 6),       TE(277, 3, 3),
+                         TE(278, 3, 2), TE_STRIPS(279)};
+    tiff_make(&b, trgb, 10, pb, &rlen, 1);
+    const unsigned char rgb6[] = {10, 11, 12, 1, 2, 3, 13, 14, 15, 4, 5, 6, 16, 17, 18, 7, 8, 9};
+    expect_pixels("RGB TIFF orientation 6", b.d, b.n, 2, 3, 3, 0, rgb6);
+    const unsigned char bits[] = {0xb0, 0x40, 0xe0, 0x20}; /* 10x2, 1 is black */
+    size_t blen = packbits(pb, bits, 2, 2);
+    tiff_entry tbits[] = {TE(256, 3, 10), TE(257, 3, 2),  TE(258, 3, 1), TE(259, 3, 32773),
+                          TE(262, 3, 0),  TE_STRIPS(273), TE(274, 3, 3), TE(277, 3, 1),
+                          TE(278, 3, 2),  TE_STRIPS(279)};
+    tiff_make(&b, tbits, 10, pb, &blen, 1);
+    const unsigned char bits3[] = {255, 255, 255, 255, 255, 255, 255, 0, 0,   0,
+                                   0,   255, 255, 255, 255, 255, 0,   0, 255, 0};
+    expect_pixels("bilevel TIFF orientation 3", b.d, b.n, 10, 2, 1, 1, bits3);
+
+    /* "PA": palette index and unassociated alpha. The colour map's entries
+     * are distinct, so that a lookup shows. */
+    static uint32_t cmap[768];
+    for (int i = 0; i < 256; i++) {
+        cmap[i] = (uint32_t)(i * 257 * 7) % 65536;
+        cmap[256 + i] = (uint32_t)(i * 257 * 3) % 65536;
+        cmap[512 + i] = 65535u - (uint32_t)i * 257;
+    }
+    const unsigned char pa[] = {5, 255, 6, 0, 7, 128, 8, 1, 9, 2, 10, 3}; /* 3x2 */
+    size_t palen = sizeof pa;
+    tiff_entry tpa[] = {TE(256, 3, 3), TE(257, 3, 2),  TE(258, 3, 8, 8),    TE(259, 3, 1),
+                        TE(262, 3, 3), TE_STRIPS(273), TE(274, 3, 8),       TE(277, 3, 2),
+                        TE(278, 3, 2), TE_STRIPS(279), {320, 3, 768, cmap}, TE(338, 3, 2)};
+    tiff_make(&b, tpa, 12, pa, &palen, 1);
+    const unsigned char pa8[] = {7, 128, 10, 3, 6, 0, 9, 2, 5, 255, 8, 1};
+    expect_pixels("PA TIFF orientation 8", b.d, b.n, 2, 3, 2, 0, pa8);
+
+    /* Through the preprocessing (mean 0, std 1: out * 255 is the level). A
+     * 4x2 "PA" at size 2 is left at its size (Pillow copies it, palette and
+     * all: colours); at size 1 it is resampled, and Pillow 9.4's resampled
+     * "PA" has its default palette, a gray ramp: the resampled index is the
+     * level. Expected from Pillow: Resize/CenterCrop/convert("RGB"). */
+    const unsigned char pa4[] = {0,  255, 40, 255, 200, 128, 255, 0,
+                                 10, 255, 90, 64,  120, 255, 30,  255};
+    size_t pa4len = packbits(pb, pa4, 8, 2);
+    tiff_entry tpa4[] = {TE(256, 3, 4),  TE(257, 3, 2),       TE(258, 3, 8, 8), TE(259, 3, 32773),
+                         TE(262, 3, 3),  TE_STRIPS(273),      TE(277, 3, 2),    TE(278, 3, 2),
+                         TE_STRIPS(279), {320, 3, 768, cmap}, TE(338, 3, 2)};
+    tiff_make(&b, tpa4, 11, pb, &pa4len, 1);
+    cs_image img;
+    cs_error e;
+    int rc = decode("PA TIFF 4x2", b.d, b.n, &img, &e);
+    CHECK_MSG(rc == 0 && img.channels == 2 && img.pal && !img.palette, "PA TIFF 4x2: %s", e.msg);
+    if (rc == 0) {
+        static const unsigned char want2[] = {25,  120, 215, 125, 90,  55,
+                                              120, 15,  165, 75,  105, 135};
+        static const unsigned char want1[] = {46, 46, 46};
+        for (int size = 2; size >= 1; size--) {
+            cs_preprocess_cfg cfg = {size, {0, 0, 0}, {1, 1, 1}};
+            float out[3 * 4];
+            const unsigned char *want = size == 2 ? want2 : want1;
+            CHECK(cs_image_preprocess(&img, &cfg, out, &e) == 0);
+            for (int i = 0; i < size * size; i++)
+                for (int c = 0; c < 3; c++) {
+                    int got = (int)lroundf(out[c * size * size + i] * 255.0f);
+                    CHECK_MSG(got == want[3 * i + c],
+                              "PA at %d: pixel %d channel %d is %d, want %d", size, i, c, got,
+                              want[3 * i + c]);
+                }
+        }
+        /* The thumbnail shows the palette's colours (nearest, then looked
+         * up, alpha over white): pixel 2 is index 200 at alpha 128. */
+        cs_image th;
+        CHECK(cs_image_thumbnail(&img, 4, &th, &e) == 0 && th.channels == 3);
+        if (th.px) {
+            const unsigned char *c200 = (const unsigned char[]){125, 90, 55};
+            for (int c = 0; c < 3; c++) {
+                int want = (c200[c] * 128 + 255 * 127 + 127) / 255;
+                CHECK_MSG(th.px[2 * 3 + c] == want, "PA thumbnail channel %d is %d, want %d", c,
+                          th.px[2 * 3 + c], want);
+            }
+            cs_image_free(&th);
+        }
+        cs_image_free(&img);
+    }
+
+    /* YCbCr, not JPEG: libtiff's RGBA reader, a strip a call as Pillow
+     * asks it. With an Orientation that flips, libtiff flips each strip
+     * and Pillow the whole image again: 4 (and 3) reverse the strips'
+     * order but not their rows. Y 10..80 and neutral chroma give gray. */
+    unsigned char ycc[24];
+    for (int i = 0; i < 8; i++) {
+        ycc[3 * i] = (unsigned char)(10 * (i + 1));
+        ycc[3 * i + 1] = ycc[3 * i + 2] = 128;
+    }
+    size_t ylen[2];
+    ylen[0] = packbits(pb, ycc, 6, 2);
+    ylen[1] = packbits(pb + ylen[0], ycc + 12, 6, 2);
+    for (unsigned o = 3; o <= 4; o++) {
+        tiff_entry ty[] = {TE(256, 3, 2), TE(257, 3, 4),  TE(258, 3, 8, 8, 8), TE(259, 3, 32773),
+                           TE(262, 3, 6), TE_STRIPS(273), TE(274, 3, o),       TE(277, 3, 3),
+                           TE(278, 3, 2), TE_STRIPS(279), TE(530, 3, 1, 1)};
+        tiff_make(&b, ty, 11, pb, ylen, 2);
+        unsigned char want[24];
+        const unsigned char levels[] = {50, 60, 70, 80, 10, 20, 30, 40};
+        for (int i = 0; i < 24; i++) want[i] = levels[i / 3];
+        snprintf(what, sizeof what, "YCbCr TIFF orientation %u", o);
+        expect_pixels(what, b.d, b.n, 2, 4, 3, 0, want);
+    }
+
+    /* Two ImageWidth (or BitsPerSample) entries that disagree: libtiff
+     * reads the first, Pillow the last, and refuses the file (Pillow's
+     * crash-74d2a784...tif, crash-0da013a1...tif). Agreeing ones are read. */
+    size_t glen = packbits(pb, g, 3, 4);
+    for (int k = 0; k < 3; k++) {
+        uint32_t second = k == 0 ? 3 : 6;
+        tiff_entry td[] = {
+            TE(256, 3, 3),  TE(257, 3, 4),
+            TE(258, 3, 8),  TE(259, 3, 32773),
+            TE(262, 3, 1),  TE_STRIPS(273),
+            TE(277, 3, 1),  TE(278, 3, 4),
+            TE_STRIPS(279), k == 2 ? (tiff_entry)TE(258, 3, 4) : (tiff_entry)TE(256, 4, second)};
+        tiff_make(&b, td, 10, pb, &glen, 1);
+        if (k == 0)
+            expect_pixels("TIFF with ImageWidth twice", b.d, b.n, 3, 4, 1, 0, turned[1]);
+        else
+            expect_error("TIFF with two different widths", b.d, b.n, CLIPSCORE_EFORMAT,
+                         k == 1 ? "two different ImageWidth entries"
+                                : "two different BitsPerSample entries");
+    }
+
+    /* Uncompressed with separate planes: Pillow gives each offset a band
+     * in turn and refuses one past the last plane (its
+     * tiff_overflow_rows_per_strip.tif: 39 offsets, 3 planes of one strip,
+     * RowsPerStrip 2^31 + 1). 2x2 RGB, a strip a plane. */
+    const unsigned char planes[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1, 2, 3, 4};
+    size_t plen[4] = {4, 4, 4, 4};
+    for (int extra = 0; extra < 2; extra++) {
+        tiff_entry tp[] = {
+            TE(256, 3, 2),  TE(257, 3, 2), TE(258, 3, 8, 8, 8),     TE(259, 3, 1),  TE(262, 3, 2),
+            TE_STRIPS(273), TE(277, 3, 3), TE(278, 4, 0x80000001u), TE_STRIPS(279), TE(284, 3, 2)};
+        tiff_make(&b, tp, 10, planes, plen, 3 + extra);
+        const unsigned char want[] = {1, 5, 9, 2, 6, 10, 3, 7, 11, 4, 8, 12};
+        if (extra)
+            expect_error("planar TIFF, a strip too many", b.d, b.n, CLIPSCORE_EFORMAT,
+                         "4 strip offsets, 3 expected");
+        else
+            expect_pixels("planar TIFF", b.d, b.n, 2, 2, 3, 0, want);
+    }
+
+    /* RowsPerStrip past 2^31 - 1 (but for 2^32 - 1, "all of them"):
+     * Pillow's libtiff decoder refuses it; its own reader of uncompressed
+     * files does not. */
+    const uint32_t rps[3] = {0x80000001u, 0xffffffffu, 0x80000001u};
+    for (int k = 0; k < 3; k++) {
+        int packed = k < 2;
+        size_t l = packed ? packbits(pb, g, 3, 4) : 12;
+        tiff_entry tr[] = {
+            TE(256, 3, 3), TE(257, 3, 4),  TE(258, 3, 8), TE(259, 3, packed ? 32773 : 1),
+            TE(262, 3, 1), TE_STRIPS(273), TE(277, 3, 1), TE(278, 4, rps[k]),
+            TE_STRIPS(279)};
+        tiff_make(&b, tr, 9, packed ? pb : g, &l, 1);
+        snprintf(what, sizeof what, "TIFF RowsPerStrip %u%s", rps[k], packed ? " (PackBits)" : "");
+        if (k == 0)
+            expect_error(what, b.d, b.n, CLIPSCORE_EFORMAT, "RowsPerStrip 2147483649");
+        else
+            expect_pixels(what, b.d, b.n, 3, 4, 1, 0, turned[1]);
+    }
+    /* Through libtiff's RGBA reader Pillow's limit is its buffer: 4 bytes a
+     * pixel times the rows of a strip under 2^31 (2 pixels wide: 268435455
+     * rows at most). */
+    for (int k = 0; k < 2; k++) {
+        tiff_entry ty[] = {TE(256, 3, 2),       TE(257, 3, 4),
+                           TE(258, 3, 8, 8, 8), TE(259, 3, 32773),
+                           TE(262, 3, 6),       TE_STRIPS(273),
+                           TE(277, 3, 3),       TE(278, 4, k ? 268435456u : 268435455u),
+                           TE_STRIPS(279),      TE(530, 3, 1, 1)};
+        size_t l = packbits(pb, ycc, 6, 4);
+        tiff_make(&b, ty, 10, pb, &l, 1);
+        if (k)
+            expect_error("YCbCr TIFF, long strips", b.d, b.n, CLIPSCORE_EFORMAT,
+                         "268435456 rows a strip");
+        else {
+            unsigned char want[24];
+            for (int i = 0; i < 24; i++) want[i] = (unsigned char)(10 * (i / 3 + 1));
+            expect_pixels("YCbCr TIFF", b.d, b.n, 2, 4, 3, 0, want);
+        }
+    }
+}
+
 /* Decodes every file of a folder (the fuzz regressions): whatever the
  * verdict, a decoded image must be a function of the file (valgrind). */
 static void decode_folder(const char *dir) {
@@ -847,6 +1155,7 @@ int main(int argc, char **argv) {
     test_jpeg_junk();
     test_png_chunks();
     test_jpeg_segments();
+    test_tiff();
     for (int i = 1; i < argc; i++) decode_folder(argv[i]);
     if (devnull >= 0) close(devnull);
     return test_finish("test_decoders");
