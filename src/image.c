@@ -2055,12 +2055,18 @@ int cs_image_preprocess(const cs_image *img, const cs_preprocess_cfg *cfg, float
         if (!(cfg->std[c] != 0.0f))
             return cs_fail(e, CLIPSCORE_EARG, "preprocess: std[%d] is zero", c);
     int r = cfg->size, rw, rh;
-    cs_image_resized_size(img->w, img->h, r, &rw, &rh);
+    /* The size the reference sizes its resize from: the image's own, or
+     * the one Pillow reported before load() turned it (cs_image.ref_w). */
+    int sw = img->ref_w > 0 ? img->ref_w : img->w, sh = img->ref_h > 0 ? img->ref_h : img->h;
+    cs_image_resized_size(sw, sh, r, &rw, &rh);
     if (rw > (1 << 24) || rh > (1 << 24))
         return cs_fail(e, CLIPSCORE_ELIMIT, "preprocess: %dx%d is too elongated to resize to %d",
                        img->w, img->h, r);
     int left = cs_image_crop_offset(rw, r), top = cs_image_crop_offset(rh, r);
     int ch = img->channels;
+    /* torchvision 0.14 asks Pillow to resize even to the same size (its
+     * check compares a tuple with a list), and Pillow then copies. */
+    int resized = rw != img->w || rh != img->h;
     unsigned char *win = cs_malloc((size_t)r * r, (size_t)ch, e);
     if (!win) return CLIPSCORE_ENOMEM;
     int rc = resize_window(img, rw, rh, left, top, r, r, img->palette, win, e);
@@ -2081,7 +2087,7 @@ int cs_image_preprocess(const cs_image *img, const cs_preprocess_cfg *cfg, float
      * level. */
     if (img->cmyk)
         for (size_t i = 0; i < plane; i++) cs_cmyk_to_rgb(win + 4 * i, win + 4 * i);
-    const unsigned char *pal = rw == img->w && rh == img->h ? img->pal : NULL;
+    const unsigned char *pal = resized ? NULL : img->pal;
     for (int c = 0; c < 3; c++) {
         int src_c = ch >= 3 ? c : 0;
         const unsigned char *p = win + src_c;

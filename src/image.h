@@ -34,6 +34,11 @@ typedef struct cs_image {
                                  NULL otherwise. Pillow 9.4 gives the resized image its default
                                  palette, a gray ramp: only an image left at its size is looked
                                  up in its own */
+    int ref_w, ref_h;         /* the size the reference's transform sizes its resize and crop
+                                 from, when it is not w x h (0, 0: it is): Pillow reports a
+                                 TIFF's size before load() turns it by its Orientation, and
+                                 torchvision's Resize reads that size, then resizes the turned
+                                 pixels to it (orientations 5-8 come out stretched) */
 } cs_image;
 
 typedef struct cs_preprocess_cfg {

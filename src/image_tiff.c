@@ -517,6 +517,12 @@ static int orient(cs_image *img, unsigned orientation, cs_error *e) {
         }
     free(img->px);
     img->px = out;
+    if (swap) {
+        /* The reference's Resize reads the size Pillow reported before
+         * load() turned the image (see cs_image.ref_w). */
+        img->ref_w = w;
+        img->ref_h = h;
+    }
     img->w = ow;
     img->h = oh;
     return 0;

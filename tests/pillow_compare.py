@@ -4,9 +4,12 @@ of images (made for Pillow's own Tests/images, which is not in this
 repository: fetch python-pillow/Pillow and point --images at Tests/images).
 
 Each file goes, on its own, through
-  * the reference: Pillow (Image.open, load), then OpenAI clip's transform
-    Resize(R, bicubic) / CenterCrop(R) / convert("RGB") / ToTensor /
-    Normalize with torchvision, as clip.load() builds it;
+  * the reference: OpenAI clip's transform Resize(R, bicubic) /
+    CenterCrop(R) / convert("RGB") / ToTensor / Normalize with torchvision,
+    as clip.load() builds it, on Image.open(path) as the original script
+    passes it: not loaded first, so Resize reads the size Pillow reports
+    before load() (a TIFF turned by its Orientation is resized to its
+    unturned size);
   * `clipscore preprocess --model M -o OUT.npy FILE...`, whose runs stop at
     the first image that fails: that image gets the run's message and the
     others are run again without it, so each image's verdict and pixels are
@@ -67,7 +70,6 @@ def reference(path, size, mean, std):
                     lambda im: im.convert("RGB"), T.ToTensor(), T.Normalize(mean, std)])
     try:
         with Image.open(path) as im:
-            im.load()
             return tf(im).numpy(), im.format
     except Exception as e:  # noqa: BLE001 - every refusal is a verdict here
         return None, f"{type(e).__name__}: {e}"[:160]

@@ -924,6 +924,42 @@ static void test_tiff(void) {
             int turn = o >= 5;
             expect_pixels(what, b.d, b.n, turn ? 4 : 3, turn ? 3 : 4, 1, 0, turned[o]);
         }
+    /* The reference's Resize reads the size Pillow reports before load()
+     * turns the image, and resizes the turned pixels to it: a 3x5 image
+     * with orientation 6 (5x3 once turned) is stretched back to 3x5 at
+     * size 3, and to 2x3 at size 2. Expected from Pillow 9.4 and
+     * torchvision 0.14: T.Resize / T.CenterCrop / convert("RGB") on
+     * Image.open() (no load() before, as the original script). */
+    {
+        unsigned char g15[15];
+        for (int i = 0; i < 15; i++) g15[i] = (unsigned char)(10 * (i + 1));
+        size_t len15 = 15;
+        tiff_entry t15[] = {TE(256, 3, 3), TE(257, 3, 5),  TE(258, 3, 8), TE(259, 3, 1),
+                            TE(262, 3, 1), TE_STRIPS(273), TE(274, 3, 6), TE(277, 3, 1),
+                            TE(278, 3, 5), TE_STRIPS(279)};
+        tiff_make(&b, t15, 10, g15, &len15, 1);
+        cs_image img;
+        cs_error e;
+        int rc = decode("TIFF orientation 6, 3x5", b.d, b.n, &img, &e);
+        CHECK_MSG(rc == 0 && img.w == 5 && img.h == 3 && img.ref_w == 3 && img.ref_h == 5,
+                  "TIFF orientation 6, 3x5: %dx%d, reported %dx%d (%s)", img.w, img.h, img.ref_w,
+                  img.ref_h, e.msg);
+        static const unsigned char want3[] = {122, 73, 24, 129, 80, 31, 136, 87, 38};
+        static const unsigned char want2[] = {104, 36, 114, 46};
+        for (int size = 3; rc == 0 && size >= 2; size--) {
+            cs_preprocess_cfg cfg = {size, {0, 0, 0}, {1, 1, 1}};
+            float out[3 * 9];
+            const unsigned char *want = size == 3 ? want3 : want2;
+            CHECK(cs_image_preprocess(&img, &cfg, out, &e) == 0);
+            for (int i = 0; i < size * size; i++) {
+                int got = (int)lroundf(out[i] * 255.0f);
+                CHECK_MSG(got == want[i], "orientation 6 at %d: pixel %d is %d, want %d", size, i,
+                          got, want[i]);
+            }
+        }
+        if (rc == 0) cs_image_free(&img);
+    }
+
     /* Every mode turns: RGB with 6 (clockwise), "PA" with 8, bilevel with 3. */
     unsigned char rgb[18];
     for (int i = 0; i < 18; i++) rgb[i] = (unsigned char)(i + 1);
