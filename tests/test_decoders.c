@@ -468,6 +468,10 @@ static void gif_write(gif_buf *b, const gif_spec *s, const uint16_t *px) {
          * every 4th from 2, every 2nd from 1. */
         static uint16_t order[8192];
         size_t n = 0;
+        if ((size_t)s->fw * (size_t)s->fh > sizeof order / sizeof order[0]) {
+            fprintf(stderr, "GIF test frame too large\n");
+            exit(2);
+        }
         static const int start[4] = {0, 4, 2, 1}, step[4] = {8, 8, 4, 2};
         for (int pass = 0; pass < (s->interlace ? 4 : 1); pass++)
             for (int y = s->interlace ? start[pass] : 0; y < s->fh;
@@ -515,6 +519,9 @@ static void test_gif(void) {
     static gif_buf b;
     static unsigned char want[72 * 72 * 3];
     const unsigned char pal[] = {255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255};
+    /* Most cases: 2x2, the palette above, minimum code size 2. */
+    const gif_spec small = {
+        .sw = 2, .sh = 2, .pal = pal, .colors = 4, .trns = -1, .fw = 2, .fh = 2, .bits = 2};
 
     /* Transparent index 1 (green): Pillow keeps its colour, in the frame
      * and in the canvas around it (filled with that index). */
@@ -543,8 +550,8 @@ static void test_gif(void) {
     const unsigned char ramp[] = {0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3};
     const uint16_t idx[] = {3, 0, 2, 1};
     const unsigned char idx8[] = {3, 0, 2, 1};
-    s = (gif_spec){
-        .sw = 2, .sh = 2, .pal = ramp, .colors = 4, .trns = -1, .fw = 2, .fh = 2, .bits = 2};
+    s = small;
+    s.pal = ramp;
     gif_write(&b, &s, idx);
     gif_expect("gray-ramp", &b, 2, 2, 1, idx8);
     /* No palette at all (stb_image refused it): "L" too. */
@@ -563,30 +570,16 @@ static void test_gif(void) {
     /* Sub-blocks split by zero-size blocks: Pillow's decoder reads on
      * through them (a terminator is no boundary while the frame is not
      * full). */
-    s = (gif_spec){.sw = 2,
-                   .sh = 2,
-                   .pal = pal,
-                   .colors = 4,
-                   .trns = -1,
-                   .fw = 2,
-                   .fh = 2,
-                   .bits = 2,
-                   .block = 1,
-                   .split = 1};
+    s = small;
+    s.block = 1;
+    s.split = 1;
     gif_write(&b, &s, idx);
     const unsigned char idx_rgb[] = {255, 255, 255, 255, 0, 0, 0, 0, 255, 0, 255, 0};
     gif_expect("terminators-inside-data", &b, 2, 2, 3, idx_rgb);
     /* The frame is complete at its last pixel: no end code, terminator or
      * trailer needed. */
-    s = (gif_spec){.sw = 2,
-                   .sh = 2,
-                   .pal = pal,
-                   .colors = 4,
-                   .trns = -1,
-                   .fw = 2,
-                   .fh = 2,
-                   .bits = 2,
-                   .no_end = 1};
+    s = small;
+    s.no_end = 1;
     gif_write(&b, &s, idx);
     gif_expect("no-end-code", &b, 2, 2, 3, idx_rgb);
     /* Cut inside the image data: truncated (Pillow: "image file is
@@ -632,16 +625,9 @@ static void test_gif(void) {
      * first code after a clear that is no pixel, a code past the next
      * free one. Pillow: "broken data stream". */
     const int not_pixel[] = {4, 3, 6, 3};
-    s = (gif_spec){.sw = 2,
-                   .sh = 2,
-                   .pal = pal,
-                   .colors = 4,
-                   .trns = -1,
-                   .fw = 2,
-                   .fh = 2,
-                   .bits = 2,
-                   .codes = not_pixel,
-                   .ncodes = 2};
+    s = small;
+    s.codes = not_pixel;
+    s.ncodes = 2;
     gif_write(&b, &s, NULL);
     gif_refused("first-code-not-a-pixel", &b, "corrupt GIF (LZW code 6");
     const int past_next[] = {4, 3, 1, 3, 7, 3};
@@ -673,14 +659,8 @@ static void test_gif(void) {
         noise[i] = (uint16_t)((r >> 16) & 0xff);
         memcpy(want + 3 * i, pal256 + 3 * noise[i], 3);
     }
-    s = (gif_spec){.sw = 72,
-                   .sh = 72,
-                   .pal = pal256,
-                   .colors = 256,
-                   .trns = -1,
-                   .fw = 72,
-                   .fh = 72,
-                   .keep_full = 1};
+    s = (gif_spec){.sw = 72, .sh = 72, .pal = pal256, .colors = 256, .trns = -1, .fw = 72};
+    s.fh = 72, s.keep_full = 1;
     gif_write(&b, &s, noise);
     gif_expect("full-table-kept", &b, 72, 72, 3, want);
     s.keep_full = 0;
@@ -689,8 +669,8 @@ static void test_gif(void) {
 
     /* Blocks Pillow's parser refuses: an empty graphic control block, a
      * NETSCAPE2.0 block without its data. */
-    s = (gif_spec){
-        .sw = 2, .sh = 2, .pal = pal, .colors = 4, .trns = 1, .fw = 2, .fh = 2, .bits = 2};
+    s = small;
+    s.trns = 1;
     gif_write(&b, &s, idx);
     b.d[13 + 12 + 2] = 0; /* the graphic control's block size */
     gif_refused("empty-graphic-control", &b, "graphic control");
@@ -704,8 +684,7 @@ static void test_gif(void) {
 
     /* A decompression bomb: a 2x2 screen, a first frame claiming
      * 60000x60000, cut short: over the pixel limit, not "truncated". */
-    s = (gif_spec){
-        .sw = 2, .sh = 2, .pal = pal, .colors = 4, .trns = -1, .fw = 2, .fh = 2, .bits = 2};
+    s = small;
     gif_write(&b, &s, idx);
     b.n -= 4;
     b.d[13 + 12 + 5] = 0x60, b.d[13 + 12 + 6] = 0xea; /* frame width 60000 */
