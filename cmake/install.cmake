@@ -45,7 +45,7 @@ string(REPLACE ";" " " CS_PC_REQUIRES "${CS_PC_REQUIRES}")
 # The image decoders' libraries are named directly too: the static closure
 # of libheif's and libtiff's .pc files (x265, numa, lzma, deflate, ...) asks
 # for archives Debian's -dev packages do not all install.
-set(CS_PC_LIBS_PRIVATE -lwebpdemux -lwebp -ltiff -lopenjp2 -lheif -lgif)
+set(CS_PC_LIBS_PRIVATE -lwebpdemux -lwebp -ltiff -lopenjp2 -lheif)
 # libarchive likewise (its .pc's static closure: nettle, acl, xml2, lz4...).
 list(APPEND CS_PC_LIBS_PRIVATE -larchive)
 # libtorch's libraries that libclipscore.so links (the CUDA ones if present).
@@ -115,7 +115,7 @@ set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_NAME libclipscore-dev)
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SECTION libdevel)
 set(CPACK_COMPONENT_DEVELOPMENT_DESCRIPTION "CLIP similarity of image/caption pairs: C header, pkg-config file, static library")
 set(CS_DEV_DEPENDS "clipscore (= ${PROJECT_VERSION})" "pkgconf | pkg-config" libcjson-dev libutf8proc-dev zlib1g-dev libssl-dev
-    libwebp-dev libtiff-dev libopenjp2-7-dev libheif-dev libarchive-dev libgif-dev)
+    libwebp-dev libtiff-dev libopenjp2-7-dev libheif-dev libarchive-dev)
 if(JPEG_FOUND)
   list(APPEND CS_DEV_DEPENDS libjpeg-dev)
 endif()

@@ -18,10 +18,8 @@ macro(cs_find_image_libraries)
   pkg_check_modules(TIFF REQUIRED IMPORTED_TARGET libtiff-4)
   pkg_check_modules(OPENJP2 REQUIRED IMPORTED_TARGET libopenjp2)
   pkg_check_modules(HEIF REQUIRED IMPORTED_TARGET libheif)
-  # giflib has no pkg-config file: CMake's FindGIF.
-  find_package(GIF REQUIRED)
   set(CS_IMAGE_LIBRARIES PkgConfig::WEBP PkgConfig::TIFF PkgConfig::OPENJP2 PkgConfig::HEIF
-                         GIF::GIF ZLIB::ZLIB)
+                         ZLIB::ZLIB)
 endmacro()
 
 # libarchive, which reads webdataset tars (webdataset.c).

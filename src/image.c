@@ -6,7 +6,7 @@
  * regular files are read at all), telling its format from the magic bytes
  * (and naming formats not read; WebP, TIFF, JPEG 2000, ICO, HEIF/AVIF,
  * PSD, BMP, PNM and GIF go to the decoders of image_formats.h), structural
- * checks that stb_image does not make (a truncated JPEG/PNG/GIF/TGA/HDR is
+ * checks that stb_image does not make (a truncated JPEG/PNG/TGA/HDR is
  * an error, not an image padded with grey), decoding PNG/TGA/HDR with
  * stb_image (TGAs stored right to left mirrored, as Pillow does), and a
  * resampler that reproduces Pillow 9.4's
@@ -614,73 +614,12 @@ static int check_jpeg(const unsigned char *d, size_t n, const char *label, cs_er
     return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated JPEG (no end-of-image marker)", label);
 }
 
-/* Pillow drops a GIF palette that is the identity gray ramp (mode "L"). */
-static int gif_palette_is_gray_ramp(const unsigned char *p, size_t entries) {
-    for (size_t i = 0; i < entries; i++)
-        if (p[3 * i] != i || p[3 * i + 1] != i || p[3 * i + 2] != i) return 0;
-    return 1;
-}
-
-/* Skips GIF data sub-blocks; returns the position after the terminator or 0. */
-static size_t gif_skip_blocks(const unsigned char *d, size_t n, size_t pos) {
-    for (;;) {
-        if (pos >= n) return 0;
-        size_t len = d[pos++];
-        if (len == 0) return pos;
-        pos += len;
-    }
-}
-
-/* Walks a GIF up to the end of its first image (the one decoded). */
-static int check_gif(const unsigned char *d, size_t n, const char *label, file_facts *f,
-                     cs_error *e) {
-    if (n < 13) return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated GIF (header)", label);
-    size_t pos = 13;
-    int flags = d[10];
-    const unsigned char *global = NULL;
-    size_t global_n = 0;
-    if (flags & 0x80) {
-        global_n = (size_t)2 << (flags & 7);
-        global = d + pos;
-        pos += 3 * global_n;
-        if (pos > n) return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated GIF (palette)", label);
-    }
-    for (;;) {
-        if (pos >= n) break;
-        int b = d[pos++];
-        if (b == 0x21) { /* extension: label, then sub-blocks */
-            if (pos >= n || !(pos = gif_skip_blocks(d, n, pos + 1))) break;
-        } else if (b == 0x2c) { /* image descriptor */
-            if (pos + 9 > n) break;
-            /* The canvas, as Pillow sizes it: the screen, grown to hold
-             * the first frame (a "decompression bomb" claims a huge one). */
-            unsigned sw = le16(d + 6), sh = le16(d + 8);
-            unsigned x1 = le16(d + pos) + le16(d + pos + 4),
-                     y1 = le16(d + pos + 2) + le16(d + pos + 6);
-            f->w = (int)(sw > x1 ? sw : x1);
-            f->h = (int)(sh > y1 ? sh : y1);
-            int lflags = d[pos + 8];
-            pos += 9;
-            const unsigned char *pal = global;
-            size_t pal_n = global_n;
-            if (lflags & 0x80) {
-                pal_n = (size_t)2 << (lflags & 7);
-                pal = d + pos;
-                pos += 3 * pal_n;
-                if (pos > n) break;
-            }
-            f->palette = pal && !gif_palette_is_gray_ramp(pal, pal_n);
-            /* A gray-ramp GIF is mode "L" in Pillow: one channel, bicubic. */
-            f->req_comp = f->palette ? 4 : 1;
-            if (pos >= n || !gif_skip_blocks(d, n, pos + 1)) break; /* LZW size, data */
-            return 0;
-        } else if (b == 0x3b) {
-            return cs_fail(e, CLIPSCORE_EFORMAT, "%s: corrupt GIF (no image)", label);
-        } else {
-            return 0; /* unknown block: stb_image reports it */
-        }
-    }
-    return cs_fail(e, CLIPSCORE_EFORMAT, "%s: truncated GIF (first image incomplete)", label);
+/* A GIF's canvas (the screen grown to hold the first frame: a
+ * "decompression bomb" claims a huge one), for the pixel limit; the
+ * verdicts on its structure are cs_gif_decode's. */
+static int check_gif(const unsigned char *d, size_t n, file_facts *f) {
+    if (cs_gif_probe(d, n, &f->w, &f->h) != 1) f->w = f->h = 0;
+    return 0;
 }
 
 /* TGA: colour-mapped files are mode "P" in Pillow; uncompressed ones must
@@ -1089,8 +1028,8 @@ static void decode_cost(img_format fmt, const unsigned char *d, size_t n, int w,
         mf = 16 * px;
         break;
     }
-    case FMT_GIF: /* stb_image: 4-channel frame, background, history, conversion */
-        *peak = 13 * px;
+    case FMT_GIF: /* image_gif.c: the canvas's indices, then RGB */
+        *peak = 4 * px;
         mf = 4 * px;
         break;
     case FMT_HDR: /* floats (12 bytes a pixel), then the 8-bit conversion */
@@ -1313,7 +1252,7 @@ static int decode_memory(const unsigned char *d, size_t len, const char *label, 
         break;
     }
     case FMT_GIF:
-        rc = check_gif(d, len, label, &f, e);
+        rc = check_gif(d, len, &f);
         break;
     case FMT_BMP: /* cs_bmp_decode checks its own structure */
         if (cs_bmp_probe(d, len, &f.w, &f.h) != 1)

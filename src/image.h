@@ -1,7 +1,7 @@
 /* image.h - image decoding and CLIP preprocessing.
  *
- * Covers: reading JPEG/PNG/GIF(first frame)/TGA/HDR files (libjpeg,
- * stb_image), BMP/PSD/PNM (readers of its own, as Pillow reads them) and WebP, TIFF, JPEG 2000,
+ * Covers: reading JPEG/PNG/TGA/HDR files (libjpeg, stb_image), BMP/PSD/PNM/GIF (first frame)
+ * (readers of its own, as Pillow reads them) and WebP, TIFF, JPEG 2000,
  * ICO, HEIF/AVIF (image_formats.h), with a pixel limit checked from the header before the image is
  * decoded (and, but for TIFF and HEIF, read) whole, an optional decode memory budget shared by
  * decode threads, clear errors for formats not read (JPEG XL, BigTIFF, SVG, ...), Pillow-compatible
@@ -81,9 +81,10 @@ int cs_image_load(const char *path, int64_t max_pixels, cs_image *img, cs_error 
  *        (6000x4000: 72 MB of pixels, peak 83 MB baseline, 154 MB
  *        progressive, file included), + a plane per component when
  *        stb_image decodes it (CMYK, or builds without libjpeg);
- *   GIF 13, HDR 16, BMP/TGA/PSD 8 bytes a pixel (stb_image's buffers,
+ *   HDR 16, BMP/TGA/PSD 8 bytes a pixel (stb_image's buffers,
  *        from its source; a bound for clipscore's own BMP and PSD readers
- *        too), PNM 3 (its own reader: the pixels);
+ *        too), PNM 3 (its own reader: the pixels), GIF 4 (its own reader:
+ *        the canvas's indices, then RGB);
  *   WebP 12, HEIF 12, ICO 16, TIFF 4 + 2 a sample, JPEG 2000 4 + 8 a
  *        component bytes a pixel (the libraries' buffers as documented,
  *        not measured);

@@ -2,7 +2,7 @@
  * live in their own files: WebP (image_webp.c, libwebp), TIFF (image_tiff.c,
  * libtiff), JPEG 2000 (image_jp2.c, libopenjp2), ICO (image_ico.c),
  * HEIF/AVIF (image_heif.c, libheif), PSD (image_psd.c), BMP
- * (image_bmp.c), PNM (image_pnm.c) and GIF (image_gif.c, giflib).
+ * (image_bmp.c), PNM (image_pnm.c) and GIF (image_gif.c).
  * Covers: each format's header probe (size before decoding, for the pixel
  * limit and the decode budget) and its decoder into a cs_image with Pillow
  * 9.4's mode (channels, palette flag).
@@ -55,7 +55,11 @@ int cs_bmp_decode(const unsigned char *d, size_t n, const char *label, int64_t m
 int cs_pnm_probe(const unsigned char *d, size_t n, int *w, int *h);
 int cs_pnm_decode(const unsigned char *d, size_t n, const char *label, int64_t max_pixels,
                   cs_image *img, cs_error *e);
-/* The first frame of a GIF (image_gif.c, giflib), as Pillow opens it. */
+/* The first frame of a GIF (image_gif.c, clipscore's own reader), as Pillow
+ * opens it. The probe: 1 with the canvas size (the logical screen grown to
+ * hold the first frame) when the bytes reach that frame's data, else 0
+ * (cs_gif_decode says why). */
+int cs_gif_probe(const unsigned char *d, size_t n, int *w, int *h);
 int cs_gif_decode(const unsigned char *d, size_t n, const char *label, int64_t max_pixels,
                   cs_image *img, cs_error *e);
 /* PSD (image_psd.c) as Pillow reads it; returns 1, with nothing decoded,

@@ -1,8 +1,9 @@
 /* test_decoders.c - regression cases for the decoders' agreement with
  * Pillow 9.4 (issue 15, and the PSD finding of issue 11's fuzzing), on files
  * written here byte by byte: PSD channels and layer records, BMP palettes,
- * 16-bit BMP colours and RLE, GIF palettes and transparency (GIFs written
- * with giflib's encoder), TGA pixel order
+ * 16-bit BMP colours and RLE, GIFs (palettes, transparency, LZW code sizes,
+ * interlace, bad and missing codes; written with the test's own LZW
+ * encoder), TGA pixel order
  * and truncation, ASCII and 1-bit PNM, and the wording of some refusals.
  * The expected pixels are what Pillow 9.4 gives for the same bytes (as
  * noted at each case). Every decoded pixel is also written to /dev/null,
@@ -19,8 +20,6 @@
 #include <stdint.h>
 #include <unistd.h>
 #include <zlib.h>
-
-#include <gif_lib.h>
 
 #include "stb_image_write_impl.h"
 
@@ -312,77 +311,383 @@ static void test_bmp(void) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* GIF (written with giflib's encoder)                                        */
+/* GIF (written by the LZW encoder below)                                     */
 
-static int gif_out(GifFileType *g, const GifByteType *data, int len) {
-    buf *b = g->UserData;
-    put(b, data, (size_t)len);
-    return len;
-}
+/* A GIF being written: larger than `buf`, for the full code table and the
+ * data past Pillow's first 64 KiB read. */
+typedef struct gif_buf {
+    unsigned char d[100000];
+    size_t n;
+} gif_buf;
 
-/* A GIF of one frame (fw x fh at left, top; pixels given) on a sw x sh
- * screen; global palette of `colors` entries (NULL: none); a graphic
- * control block with transparent index `trns` when >= 0. */
-static void gif_make(buf *b, int sw, int sh, const unsigned char *pal, int colors, int trns,
-                     int left, int top, int fw, int fh, const unsigned char *px) {
-    b->n = 0;
-    int err = 0;
-    GifFileType *g = EGifOpen(b, gif_out, &err);
-    ColorMapObject *map = NULL;
-    if (pal) {
-        map = GifMakeMapObject(colors, NULL);
-        for (int i = 0; i < colors; i++) {
-            map->Colors[i].Red = pal[3 * i];
-            map->Colors[i].Green = pal[3 * i + 1];
-            map->Colors[i].Blue = pal[3 * i + 2];
-        }
-    }
-    EGifSetGifVersion(g, true);
-    if (!g || EGifPutScreenDesc(g, sw, sh, 8, 0, map) == GIF_ERROR) {
-        fprintf(stderr, "giflib: cannot write a GIF (%d)\n", err);
+static void gif_put(gif_buf *b, const void *p, size_t k) {
+    if (b->n + k > sizeof b->d) {
+        fprintf(stderr, "GIF test buffer overflow\n");
         exit(2);
     }
-    if (trns >= 0) {
-        GifByteType gce[4] = {1, 0, 0, (GifByteType)trns};
-        EGifPutExtension(g, GRAPHICS_EXT_FUNC_CODE, 4, gce);
+    memcpy(b->d + b->n, p, k);
+    b->n += k;
+}
+static void gif_put8(gif_buf *b, unsigned v) {
+    unsigned char c = (unsigned char)v;
+    gif_put(b, &c, 1);
+}
+static void gif_put16(gif_buf *b, unsigned v) {
+    gif_put8(b, v & 0xff);
+    gif_put8(b, v >> 8);
+}
+
+/* LZW codes packed from the low bit up into sub-blocks of `block` bytes
+ * (255 unless set), with a zero-size block between them when `split`. */
+typedef struct code_writer {
+    gif_buf *b;
+    int block, split;
+    unsigned char pending[255];
+    int npending;
+    uint32_t acc;
+    int nacc;
+} code_writer;
+
+static void cw_block(code_writer *w) {
+    if (w->npending == 0) return;
+    gif_put8(w->b, (unsigned)w->npending);
+    gif_put(w->b, w->pending, (size_t)w->npending);
+    if (w->split) gif_put8(w->b, 0);
+    w->npending = 0;
+}
+static void cw_code(code_writer *w, int code, int size) {
+    w->acc |= (uint32_t)code << w->nacc;
+    w->nacc += size;
+    while (w->nacc >= 8) {
+        w->pending[w->npending++] = (unsigned char)(w->acc & 0xff);
+        if (w->npending == w->block) cw_block(w);
+        w->acc >>= 8;
+        w->nacc -= 8;
     }
-    EGifPutImageDesc(g, left, top, fw, fh, false, NULL);
-    for (int y = 0; y < fh; y++) EGifPutLine(g, (GifPixelType *)(px + y * fw), fw);
-    EGifCloseFile(g, &err);
-    GifFreeMapObject(map);
+}
+static void cw_flush(code_writer *w) {
+    if (w->nacc > 0) w->pending[w->npending++] = (unsigned char)(w->acc & 0xff);
+    w->acc = 0;
+    w->nacc = 0;
+    cw_block(w);
+}
+
+/* Pixels (each below 2^bits) as LZW codes. Code sizes follow the decoder's
+ * table, which grows one code behind the encoder's; a full table is
+ * cleared, or kept as it is when keep_full (what iss634.gif does). */
+static void lzw_encode(code_writer *w, int bits, const uint16_t *px, size_t n, int keep_full,
+                       int end_code) {
+    static uint16_t prefix[4096], suffix[4096];
+    const int clear = 1 << bits;
+    int size = bits + 1, enc_next = clear + 2, dec_next = clear + 2, first = 1;
+    cw_code(w, clear, size);
+    int cur = px[0];
+    for (size_t i = 1; i <= n; i++) {
+        if (i < n) {
+            int found = -1;
+            for (int c = clear + 2; c < enc_next && found < 0; c++)
+                if (prefix[c] == cur && suffix[c] == px[i]) found = c;
+            if (found >= 0) {
+                cur = found;
+                continue;
+            }
+        }
+        cw_code(w, cur, size);
+        if (!first && dec_next < 4096) {
+            if (dec_next == (1 << size) - 1 && size < 12) size++;
+            dec_next++;
+        }
+        first = 0;
+        if (i == n) break;
+        if (enc_next < 4096) {
+            prefix[enc_next] = (uint16_t)cur;
+            suffix[enc_next] = px[i];
+            enc_next++;
+        } else if (!keep_full) {
+            cw_code(w, clear, size);
+            size = bits + 1;
+            enc_next = dec_next = clear + 2;
+            first = 1;
+        }
+        cur = px[i];
+    }
+    if (end_code) cw_code(w, clear + 1, size);
+}
+
+/* One frame's GIF. */
+typedef struct gif_spec {
+    int sw, sh;               /* logical screen */
+    const unsigned char *pal; /* global palette, RGB (NULL: none) */
+    int colors;               /* its entries, a power of two from 2 to 256 */
+    int trns;                 /* transparent index (-1: no graphic control) */
+    int trns_kept;            /* a second graphic control, without the flag */
+    int junk;                 /* a byte that starts no block, before the image */
+    int left, top, fw, fh, interlace;
+    int bits;         /* LZW minimum code size (0: 8) */
+    int pixels;       /* pixels encoded (0: fw x fh; more: px as it is) */
+    int no_end;       /* no end code, terminator or trailer */
+    int keep_full;    /* a full code table kept */
+    int block, split; /* sub-blocks (see code_writer) */
+    const int *codes; /* code, size pairs written instead of pixels */
+    int ncodes;
+} gif_spec;
+
+/* Writes the GIF; px: fw x fh indices in display order. */
+static void gif_write(gif_buf *b, const gif_spec *s, const uint16_t *px) {
+    b->n = 0;
+    gif_put(b, "GIF89a", 6);
+    gif_put16(b, (unsigned)s->sw);
+    gif_put16(b, (unsigned)s->sh);
+    int k = 0;
+    while (s->pal && (2 << k) < s->colors) k++;
+    gif_put8(b, s->pal ? 0x80u | (unsigned)k : 0);
+    gif_put8(b, 0);
+    gif_put8(b, 0);
+    if (s->pal) gif_put(b, s->pal, (size_t)3 * s->colors);
+    if (s->trns >= 0) {
+        const unsigned char gce[] = {'!', 0xf9, 4, 1, 0, 0, (unsigned char)s->trns, 0};
+        gif_put(b, gce, sizeof gce);
+    }
+    if (s->trns_kept) {
+        const unsigned char gce[] = {'!', 0xf9, 4, 0, 0, 0, 0, 0};
+        gif_put(b, gce, sizeof gce);
+    }
+    if (s->junk) gif_put8(b, 'x');
+    gif_put8(b, ',');
+    gif_put16(b, (unsigned)s->left);
+    gif_put16(b, (unsigned)s->top);
+    gif_put16(b, (unsigned)s->fw);
+    gif_put16(b, (unsigned)s->fh);
+    gif_put8(b, s->interlace ? 0x40 : 0);
+    int bits = s->bits ? s->bits : 8;
+    gif_put8(b, (unsigned)bits);
+    code_writer w = {b, s->block ? s->block : 255, s->split, {0}, 0, 0, 0};
+    if (s->codes) {
+        for (int i = 0; i < s->ncodes; i++) cw_code(&w, s->codes[2 * i], s->codes[2 * i + 1]);
+    } else {
+        /* Interlaced rows go in four passes: every 8th from 0, from 4,
+         * every 4th from 2, every 2nd from 1. */
+        static uint16_t order[8192];
+        size_t n = 0;
+        if ((size_t)s->fw * (size_t)s->fh > sizeof order / sizeof order[0]) {
+            fprintf(stderr, "GIF test frame too large\n");
+            exit(2);
+        }
+        static const int start[4] = {0, 4, 2, 1}, step[4] = {8, 8, 4, 2};
+        for (int pass = 0; pass < (s->interlace ? 4 : 1); pass++)
+            for (int y = s->interlace ? start[pass] : 0; y < s->fh;
+                 y += s->interlace ? step[pass] : 1)
+                for (int x = 0; x < s->fw; x++) order[n++] = px[(size_t)y * s->fw + x];
+        /* More pixels than the frame has come from px as they are. */
+        size_t count = s->pixels ? (size_t)s->pixels : n;
+        lzw_encode(&w, bits, count > n ? px : order, count, s->keep_full, !s->no_end);
+    }
+    cw_flush(&w);
+    if (!s->no_end) {
+        gif_put8(b, 0);
+        gif_put8(b, ';');
+    }
+}
+
+/* CLIPSCORE_GIF_DUMP=DIR writes each case's file (NAME.gif) and the bytes
+ * expected of it (NAME.want: w, h, channels, then the pixels; empty for a
+ * refusal), to check them against Pillow by hand. */
+static void gif_dump(const char *name, const gif_buf *b, int w, int h, int ch,
+                     const unsigned char *want) {
+    const char *dir = getenv("CLIPSCORE_GIF_DUMP");
+    if (!dir) return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.gif", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (f) fwrite(b->d, 1, b->n, f), fclose(f);
+    snprintf(path, sizeof path, "%s/%s.want", dir, name);
+    if ((f = fopen(path, "wb"))) {
+        if (want) fprintf(f, "%d %d %d\n", w, h, ch), fwrite(want, 1, (size_t)w * h * ch, f);
+        fclose(f);
+    }
+}
+static void gif_expect(const char *name, const gif_buf *b, int w, int h, int ch,
+                       const unsigned char *want) {
+    gif_dump(name, b, w, h, ch, want);
+    expect_pixels(name, b->d, b->n, w, h, ch, ch == 3, want);
+}
+static void gif_refused(const char *name, const gif_buf *b, const char *needle) {
+    gif_dump(name, b, 0, 0, 0, NULL);
+    expect_error(name, b->d, b->n, CLIPSCORE_EFORMAT, needle);
 }
 
 static void test_gif(void) {
-    buf b;
+    static gif_buf b;
+    static unsigned char want[72 * 72 * 3];
+    const unsigned char pal[] = {255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255};
+    /* Most cases: 2x2, the palette above, minimum code size 2. */
+    const gif_spec small = {
+        .sw = 2, .sh = 2, .pal = pal, .colors = 4, .trns = -1, .fw = 2, .fh = 2, .bits = 2};
+
     /* Transparent index 1 (green): Pillow keeps its colour, in the frame
      * and in the canvas around it (filled with that index). */
-    const unsigned char pal[] = {255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255};
-    const unsigned char px[] = {1, 2};
-    gif_make(&b, 3, 1, pal, 4, 1, 0, 0, 2, 1, px);
-    const unsigned char want[] = {0, 255, 0, 0, 0, 255, 0, 255, 0};
-    expect_pixels("GIF transparent index", b.d, b.n, 3, 1, 3, 1, want);
+    const uint16_t px[] = {1, 2};
+    gif_spec s = {.sw = 3, .sh = 1, .pal = pal, .colors = 4, .trns = 1, .fw = 2, .fh = 1};
+    gif_write(&b, &s, px);
+    const unsigned char trns[] = {0, 255, 0, 0, 0, 255, 0, 255, 0};
+    gif_expect("transparent-index", &b, 3, 1, 3, trns);
+    /* A second graphic control block without the flag keeps the index. */
+    s.trns_kept = 1;
+    gif_write(&b, &s, px);
+    gif_expect("transparent-index-kept", &b, 3, 1, 3, trns);
     /* No transparency: the canvas outside the frame is index 0 (red); a
      * frame past the screen grows the canvas (3x1 screen, frame at x=2). */
-    gif_make(&b, 3, 1, pal, 4, -1, 2, 0, 2, 1, px);
+    s = (gif_spec){
+        .sw = 3, .sh = 1, .pal = pal, .colors = 4, .trns = -1, .left = 2, .fw = 2, .fh = 1};
+    gif_write(&b, &s, px);
     const unsigned char grown[] = {255, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255};
-    expect_pixels("GIF frame past the screen", b.d, b.n, 4, 1, 3, 1, grown);
+    gif_expect("frame-past-screen", &b, 4, 1, 3, grown);
+    /* A byte that starts no block is skipped, as Pillow skips it. */
+    s.junk = 1;
+    gif_write(&b, &s, px);
+    gif_expect("junk-before-image", &b, 4, 1, 3, grown);
+
     /* A gray-ramp palette is mode "L": one channel, the indices. */
     const unsigned char ramp[] = {0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3};
-    const unsigned char idx[] = {3, 0, 2, 1};
-    gif_make(&b, 2, 2, ramp, 4, -1, 0, 0, 2, 2, idx);
-    expect_pixels("GIF gray ramp", b.d, b.n, 2, 2, 1, 0, idx);
-    /* No palette at all (stb_image refused it): "L" too. giflib writes
-     * none such, so the global palette is cut out of the last file. */
-    b.d[10] &= 0x7f;
-    memmove(b.d + 13, b.d + 13 + 12, b.n - 13 - 12);
-    b.n -= 12;
-    expect_pixels("GIF without a palette", b.d, b.n, 2, 2, 1, 0, idx);
-    /* Cut inside the image data. */
-    gif_make(&b, 2, 2, pal, 4, -1, 0, 0, 2, 2, idx);
+    const uint16_t idx[] = {3, 0, 2, 1};
+    const unsigned char idx8[] = {3, 0, 2, 1};
+    s = small;
+    s.pal = ramp;
+    gif_write(&b, &s, idx);
+    gif_expect("gray-ramp", &b, 2, 2, 1, idx8);
+    /* No palette at all (stb_image refused it): "L" too. */
+    s.pal = NULL;
+    gif_write(&b, &s, idx);
+    gif_expect("no-palette", &b, 2, 2, 1, idx8);
+    /* A frame at x 0 of width 0: Pillow's decoder takes it for the whole
+     * canvas (its "no extent"), whatever the frame's y. */
+    s.top = 1, s.fw = 0, s.fh = 1, s.pixels = 4;
+    gif_write(&b, &s, idx);
+    gif_expect("zero-width-at-x0", &b, 2, 2, 1, idx8);
+    s.left = 1; /* elsewhere an empty frame is refused */
+    gif_write(&b, &s, idx);
+    gif_refused("zero-width-at-x1", &b, "corrupt GIF (frame 0x1)");
+
+    /* Sub-blocks split by zero-size blocks: Pillow's decoder reads on
+     * through them (a terminator is no boundary while the frame is not
+     * full). */
+    s = small;
+    s.block = 1;
+    s.split = 1;
+    gif_write(&b, &s, idx);
+    const unsigned char idx_rgb[] = {255, 255, 255, 255, 0, 0, 0, 0, 255, 0, 255, 0};
+    gif_expect("terminators-inside-data", &b, 2, 2, 3, idx_rgb);
+    /* The frame is complete at its last pixel: no end code, terminator or
+     * trailer needed. */
+    s = small;
+    s.no_end = 1;
+    gif_write(&b, &s, idx);
+    gif_expect("no-end-code", &b, 2, 2, 3, idx_rgb);
+    /* Cut inside the image data: truncated (Pillow: "image file is
+     * truncated"). */
+    s.no_end = 0;
+    gif_write(&b, &s, idx);
+    size_t whole = b.n;
     b.n -= 4;
-    expect_error("GIF cut", b.d, b.n, CLIPSCORE_EFORMAT, "truncated GIF");
+    gif_refused("cut-in-data", &b, "truncated GIF");
+    /* An end code before the frame is full: truncated too. */
+    b.n = whole;
+    s.pixels = 3;
+    gif_write(&b, &s, idx);
+    gif_refused("early-end-code", &b, "truncated GIF (end code");
+
+    /* Minimum code size 11 (issue_2811.gif; giflib refused it) and 12:
+     * indices past 255 keep their low byte, as Pillow stores them (past
+     * the 4 entries of the palette: Pillow's gray ramp). */
+    const uint16_t wide[] = {0x101, 0x2ff, 5, 0x7fe};
+    s = (gif_spec){
+        .sw = 4, .sh = 1, .pal = pal, .colors = 4, .trns = -1, .fw = 4, .fh = 1, .bits = 11};
+    gif_write(&b, &s, wide);
+    const unsigned char wide_rgb[] = {0, 255, 0, 255, 255, 255, 5, 5, 5, 254, 254, 254};
+    gif_expect("code-size-11", &b, 4, 1, 3, wide_rgb);
+    const uint16_t wider[] = {0xfff, 0x100, 2, 3};
+    s.bits = 12;
+    gif_write(&b, &s, wider);
+    const unsigned char wider_rgb[] = {255, 255, 255, 255, 0, 0, 0, 0, 255, 255, 255, 255};
+    gif_expect("code-size-12", &b, 4, 1, 3, wider_rgb);
+    /* 13 is past Pillow's 12-bit codes. */
+    b.d[13 + 12 + 10] = 13;
+    gif_refused("code-size-13", &b, "LZW minimum code size 13");
+
+    /* Interlaced: rows come in four passes (10 rows: all four used). */
+    uint16_t rows[2 * 10];
+    unsigned char rows8[2 * 10];
+    for (int i = 0; i < 20; i++) rows[i] = (uint16_t)(i * 12), rows8[i] = (unsigned char)(i * 12);
+    s = (gif_spec){.sw = 2, .sh = 10, .trns = -1, .fw = 2, .fh = 10, .interlace = 1};
+    gif_write(&b, &s, rows);
+    gif_expect("interlaced", &b, 2, 10, 1, rows8);
+
+    /* Bad codes (minimum code size 2: clear 4, end 5, first free 6): a
+     * first code after a clear that is no pixel, a code past the next
+     * free one. Pillow: "broken data stream". */
+    const int not_pixel[] = {4, 3, 6, 3};
+    s = small;
+    s.codes = not_pixel;
+    s.ncodes = 2;
+    gif_write(&b, &s, NULL);
+    gif_refused("first-code-not-a-pixel", &b, "corrupt GIF (LZW code 6");
+    const int past_next[] = {4, 3, 1, 3, 7, 3};
+    s.codes = past_next, s.ncodes = 3;
+    gif_write(&b, &s, NULL);
+    gif_refused("code-past-next", &b, "past the next free code 6");
+    /* An end code, then more codes: Pillow reads its data in 64 KiB pieces
+     * and stops at an end code only when the file has no more, so with
+     * 70000 bytes after the frame it decodes on (and completes the frame)
+     * (the last code is 4 bits: the table reached 7 before it). */
+    const int end_then_more[] = {4, 3, 3, 3, 5, 3, 0, 3, 2, 3, 1, 4};
+    s.codes = end_then_more, s.ncodes = 6;
+    gif_write(&b, &s, NULL);
+    gif_refused("end-code-then-codes", &b, "truncated GIF (end code");
+    for (int i = 0; i < 70000; i++) gif_put8(&b, 0); /* after the trailer, never read */
+    gif_expect("end-code-then-codes-64k", &b, 2, 2, 3, idx_rgb);
+
+    /* A full code table without a clear code (iss634.gif, "too many codes"
+     * to giflib): the table stays as it is and decoding goes on; and the
+     * same with the usual clear. 72x72 noise fills the table. */
+    static uint16_t noise[72 * 72];
+    static unsigned char pal256[256 * 3];
+    uint32_t r = 12345;
+    for (int i = 0; i < 256; i++)
+        pal256[3 * i] = (unsigned char)i, pal256[3 * i + 1] = (unsigned char)(255 - i),
+                   pal256[3 * i + 2] = (unsigned char)(i ^ 0x55);
+    for (int i = 0; i < 72 * 72; i++) {
+        r = r * 1103515245u + 12345u;
+        noise[i] = (uint16_t)((r >> 16) & 0xff);
+        memcpy(want + 3 * i, pal256 + 3 * noise[i], 3);
+    }
+    s = (gif_spec){.sw = 72, .sh = 72, .pal = pal256, .colors = 256, .trns = -1, .fw = 72};
+    s.fh = 72, s.keep_full = 1;
+    gif_write(&b, &s, noise);
+    gif_expect("full-table-kept", &b, 72, 72, 3, want);
+    s.keep_full = 0;
+    gif_write(&b, &s, noise);
+    gif_expect("full-table-cleared", &b, 72, 72, 3, want);
+
+    /* Blocks Pillow's parser refuses: an empty graphic control block, a
+     * NETSCAPE2.0 block without its data. */
+    s = small;
+    s.trns = 1;
+    gif_write(&b, &s, idx);
+    b.d[13 + 12 + 2] = 0; /* the graphic control's block size */
+    gif_refused("empty-graphic-control", &b, "graphic control");
+    s.trns = -1;
+    gif_write(&b, &s, idx);
+    whole = b.n;
+    memmove(b.d + 25 + 15, b.d + 25, whole - 25);
+    memcpy(b.d + 25, "!\xff\x0bNETSCAPE2.0\x00", 15);
+    b.n = whole + 15;
+    gif_refused("netscape-without-data", &b, "NETSCAPE2.0");
+
     /* A decompression bomb: a 2x2 screen, a first frame claiming
      * 60000x60000, cut short: over the pixel limit, not "truncated". */
+    s = small;
+    gif_write(&b, &s, idx);
+    b.n -= 4;
     b.d[13 + 12 + 5] = 0x60, b.d[13 + 12 + 6] = 0xea; /* frame width 60000 */
     b.d[13 + 12 + 7] = 0x60, b.d[13 + 12 + 8] = 0xea; /* frame height */
     cs_image img;
@@ -391,7 +696,6 @@ static void test_gif(void) {
     CHECK_MSG(rc == CLIPSCORE_ELIMIT && strstr(e.msg, "60000x60000"), "GIF bomb: %d %s", rc, e.msg);
     if (rc == 0) cs_image_free(&img);
 }
-
 /* ------------------------------------------------------------------------ */
 /* TGA                                                                        */
 

@@ -246,9 +246,10 @@ def bmp(w, h, bpp, pixels_rows, palette=b""):
     return b"BM" + struct.pack("<IHHI", off + len(data), 0, 0, off) + info + palette + data
 
 
-def gif(w, h, indices, palette):
-    """Uncompressed-style LZW: a clear code every two pixels keeps the code width fixed."""
-    bits_per, clear, end = 2, 4, 5
+def gif(w, h, indices, palette, bits_per=2, interlace=False):
+    """Uncompressed-style LZW: a clear code every two pixels keeps the code width
+    (bits_per + 1, the LZW minimum code size plus one) fixed."""
+    clear, end = 1 << bits_per, (1 << bits_per) + 1
     codes = []
     for i in range(0, len(indices), 2):
         codes.append(clear)
@@ -257,7 +258,7 @@ def gif(w, h, indices, palette):
     acc, nbits, out = 0, 0, bytearray()
     for code in codes:
         acc |= code << nbits
-        nbits += 3
+        nbits += bits_per + 1
         while nbits >= 8:
             out.append(acc & 0xFF)
             acc >>= 8
@@ -267,7 +268,8 @@ def gif(w, h, indices, palette):
     blocks = b"".join(bytes([len(out[i:i + 255])]) + bytes(out[i:i + 255]) for i in range(0, len(out), 255))
     return (b"GIF89a" + struct.pack("<HHBBB", w, h, 0x80 | 0x01, 0, 0) + palette.ljust(12, b"\x00")
             + b"!\xf9\x04\x01\x00\x00\x02\x00"  # graphic control: transparent index 2
-            + b"," + struct.pack("<HHHHB", 0, 0, w, h, 0) + bytes([bits_per]) + blocks + b"\x00;")
+            + b"," + struct.pack("<HHHHB", 0, 0, w, h, 0x40 if interlace else 0) + bytes([bits_per])
+            + blocks + b"\x00;")
 
 
 def tga(w, h, image_type, bpp, data):
@@ -340,6 +342,9 @@ def image_seeds(c, conformance, max_bytes):
                                    palette=b"\x00\x00\xff\x00\x00\xff\x00\x00\xff\x00\x00\x00"))
     c.add("image", "rgb32.bmp", bmp(2, 2, 32, [b"\x01\x02\x03\x04" * 2] * 2))
     c.add("image", "four.gif", gif(2, 2, [0, 1, 2, 3], b"\x00\x00\x00\xff\xff\xff\xff\x00\x00\x00\xff\x00"))
+    # LZW minimum code size 11 (indices past 255, as issue_2811.gif) and interlace.
+    c.add("image", "wide-codes.gif", gif(2, 2, [0x101, 0x7FE, 3, 2], b"\x00\x00\x00\xff\xff\xff", 11))
+    c.add("image", "interlaced.gif", gif(2, 5, list(range(10)), b"\x10\x20\x30", 4, True))
     c.add("image", "rgb.tga", tga(2, 2, 2, 24, b"\x01\x02\x03" * 4))
     c.add("image", "rle.tga", tga(4, 1, 10, 24, b"\x83\x10\x20\x30"))
     c.add("image", "gray.tga", tga(2, 2, 3, 8, b"\x00\x40\x80\xff"))
