@@ -73,7 +73,7 @@ static void expect_error(const char *what, const void *d, size_t n, int code, co
 /* Little byte writers                                                        */
 
 typedef struct buf {
-    unsigned char d[8192];
+    unsigned char d[100000]; /* room for a GIF's full code table and data past 64 KiB */
     size_t n;
 } buf;
 
@@ -313,34 +313,10 @@ static void test_bmp(void) {
 /* ------------------------------------------------------------------------ */
 /* GIF (written by the LZW encoder below)                                     */
 
-/* A GIF being written: larger than `buf`, for the full code table and the
- * data past Pillow's first 64 KiB read. */
-typedef struct gif_buf {
-    unsigned char d[100000];
-    size_t n;
-} gif_buf;
-
-static void gif_put(gif_buf *b, const void *p, size_t k) {
-    if (b->n + k > sizeof b->d) {
-        fprintf(stderr, "GIF test buffer overflow\n");
-        exit(2);
-    }
-    memcpy(b->d + b->n, p, k);
-    b->n += k;
-}
-static void gif_put8(gif_buf *b, unsigned v) {
-    unsigned char c = (unsigned char)v;
-    gif_put(b, &c, 1);
-}
-static void gif_put16(gif_buf *b, unsigned v) {
-    gif_put8(b, v & 0xff);
-    gif_put8(b, v >> 8);
-}
-
 /* LZW codes packed from the low bit up into sub-blocks of `block` bytes
  * (255 unless set), with a zero-size block between them when `split`. */
 typedef struct code_writer {
-    gif_buf *b;
+    buf *b;
     int block, split;
     unsigned char pending[255];
     int npending;
@@ -350,9 +326,9 @@ typedef struct code_writer {
 
 static void cw_block(code_writer *w) {
     if (w->npending == 0) return;
-    gif_put8(w->b, (unsigned)w->npending);
-    gif_put(w->b, w->pending, (size_t)w->npending);
-    if (w->split) gif_put8(w->b, 0);
+    put8(w->b, (unsigned)w->npending);
+    put(w->b, w->pending, (size_t)w->npending);
+    if (w->split) put8(w->b, 0);
     w->npending = 0;
 }
 static void cw_code(code_writer *w, int code, int size) {
@@ -433,34 +409,34 @@ typedef struct gif_spec {
 } gif_spec;
 
 /* Writes the GIF; px: fw x fh indices in display order. */
-static void gif_write(gif_buf *b, const gif_spec *s, const uint16_t *px) {
+static void gif_write(buf *b, const gif_spec *s, const uint16_t *px) {
     b->n = 0;
-    gif_put(b, "GIF89a", 6);
-    gif_put16(b, (unsigned)s->sw);
-    gif_put16(b, (unsigned)s->sh);
+    put(b, "GIF89a", 6);
+    le16(b, (unsigned)s->sw);
+    le16(b, (unsigned)s->sh);
     int k = 0;
     while (s->pal && (2 << k) < s->colors) k++;
-    gif_put8(b, s->pal ? 0x80u | (unsigned)k : 0);
-    gif_put8(b, 0);
-    gif_put8(b, 0);
-    if (s->pal) gif_put(b, s->pal, (size_t)3 * s->colors);
+    put8(b, s->pal ? 0x80u | (unsigned)k : 0);
+    put8(b, 0);
+    put8(b, 0);
+    if (s->pal) put(b, s->pal, (size_t)3 * s->colors);
     if (s->trns >= 0) {
         const unsigned char gce[] = {'!', 0xf9, 4, 1, 0, 0, (unsigned char)s->trns, 0};
-        gif_put(b, gce, sizeof gce);
+        put(b, gce, sizeof gce);
     }
     if (s->trns_kept) {
         const unsigned char gce[] = {'!', 0xf9, 4, 0, 0, 0, 0, 0};
-        gif_put(b, gce, sizeof gce);
+        put(b, gce, sizeof gce);
     }
-    if (s->junk) gif_put8(b, 'x');
-    gif_put8(b, ',');
-    gif_put16(b, (unsigned)s->left);
-    gif_put16(b, (unsigned)s->top);
-    gif_put16(b, (unsigned)s->fw);
-    gif_put16(b, (unsigned)s->fh);
-    gif_put8(b, s->interlace ? 0x40 : 0);
+    if (s->junk) put8(b, 'x');
+    put8(b, ',');
+    le16(b, (unsigned)s->left);
+    le16(b, (unsigned)s->top);
+    le16(b, (unsigned)s->fw);
+    le16(b, (unsigned)s->fh);
+    put8(b, s->interlace ? 0x40 : 0);
     int bits = s->bits ? s->bits : 8;
-    gif_put8(b, (unsigned)bits);
+    put8(b, (unsigned)bits);
     code_writer w = {b, s->block ? s->block : 255, s->split, {0}, 0, 0, 0};
     if (s->codes) {
         for (int i = 0; i < s->ncodes; i++) cw_code(&w, s->codes[2 * i], s->codes[2 * i + 1]);
@@ -484,15 +460,15 @@ static void gif_write(gif_buf *b, const gif_spec *s, const uint16_t *px) {
     }
     cw_flush(&w);
     if (!s->no_end) {
-        gif_put8(b, 0);
-        gif_put8(b, ';');
+        put8(b, 0);
+        put8(b, ';');
     }
 }
 
 /* CLIPSCORE_GIF_DUMP=DIR writes each case's file (NAME.gif) and the bytes
  * expected of it (NAME.want: w, h, channels, then the pixels; empty for a
  * refusal), to check them against Pillow by hand. */
-static void gif_dump(const char *name, const gif_buf *b, int w, int h, int ch,
+static void gif_dump(const char *name, const buf *b, int w, int h, int ch,
                      const unsigned char *want) {
     const char *dir = getenv("CLIPSCORE_GIF_DUMP");
     if (!dir) return;
@@ -506,18 +482,18 @@ static void gif_dump(const char *name, const gif_buf *b, int w, int h, int ch,
         fclose(f);
     }
 }
-static void gif_expect(const char *name, const gif_buf *b, int w, int h, int ch,
+static void gif_expect(const char *name, const buf *b, int w, int h, int ch,
                        const unsigned char *want) {
     gif_dump(name, b, w, h, ch, want);
     expect_pixels(name, b->d, b->n, w, h, ch, ch == 3, want);
 }
-static void gif_refused(const char *name, const gif_buf *b, const char *needle) {
+static void gif_refused(const char *name, const buf *b, const char *needle) {
     gif_dump(name, b, 0, 0, 0, NULL);
     expect_error(name, b->d, b->n, CLIPSCORE_EFORMAT, needle);
 }
 
 static void test_gif(void) {
-    static gif_buf b;
+    static buf b;
     static unsigned char want[72 * 72 * 3];
     const unsigned char pal[] = {255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255};
     /* Most cases: 2x2, the palette above, minimum code size 2. */
@@ -643,7 +619,7 @@ static void test_gif(void) {
     s.codes = end_then_more, s.ncodes = 6;
     gif_write(&b, &s, NULL);
     gif_refused("end-code-then-codes", &b, "truncated GIF (end code");
-    for (int i = 0; i < 70000; i++) gif_put8(&b, 0); /* after the trailer, never read */
+    for (int i = 0; i < 70000; i++) put8(&b, 0); /* after the trailer, never read */
     gif_expect("end-code-then-codes-64k", &b, 2, 2, 3, idx_rgb);
 
     /* A full code table without a clear code (iss634.gif, "too many codes"

@@ -590,6 +590,29 @@ static void test_tiff(void) {
 /* ------------------------------------------------------------------------ */
 /* JPEG 2000                                                                 */
 
+/* Encodes im losslessly (reversible 5/3, one layer) to path: a codestream
+ * when j2k, else a JP2 file; numres resolutions, tiles of tile x tile (0:
+ * one). Frees im. */
+static void opj_encode_file(opj_image_t *im, const char *path, int j2k, int numres, int tile) {
+    opj_cparameters_t p;
+    opj_set_default_encoder_parameters(&p);
+    p.tcp_numlayers = 1;
+    p.tcp_rates[0] = 0; /* lossless */
+    p.cp_disto_alloc = 1;
+    p.numresolution = numres;
+    if (tile) {
+        p.tile_size_on = OPJ_TRUE;
+        p.cp_tdx = p.cp_tdy = tile;
+    }
+    opj_codec_t *codec = opj_create_compress(j2k ? OPJ_CODEC_J2K : OPJ_CODEC_JP2);
+    opj_stream_t *s = opj_stream_create_default_file_stream(path, OPJ_FALSE);
+    CHECK(codec && s && opj_setup_encoder(codec, &p, im));
+    CHECK(opj_start_compress(codec, im, s) && opj_encode(codec, s) && opj_end_compress(codec, s));
+    opj_stream_destroy(s);
+    opj_destroy_codec(codec);
+    opj_image_destroy(im);
+}
+
 /* Writes a lossless (reversible 5/3) file with nc components of prec bits. */
 static void write_jp2(const char *path, int j2k, int w, int h, int nc, int prec,
                       const uint16_t *samples) {
@@ -609,19 +632,7 @@ static void write_jp2(const char *path, int j2k, int w, int h, int nc, int prec,
     im->y1 = (OPJ_UINT32)h;
     for (int c = 0; c < nc; c++)
         for (int i = 0; i < w * h; i++) im->comps[c].data[i] = samples[(size_t)i * nc + c];
-    opj_cparameters_t p;
-    opj_set_default_encoder_parameters(&p);
-    p.tcp_numlayers = 1;
-    p.tcp_rates[0] = 0; /* lossless */
-    p.cp_disto_alloc = 1;
-    p.numresolution = w >= 8 && h >= 8 ? 3 : 1; /* tiny images allow one */
-    opj_codec_t *codec = opj_create_compress(j2k ? OPJ_CODEC_J2K : OPJ_CODEC_JP2);
-    opj_stream_t *s = opj_stream_create_default_file_stream(path, OPJ_FALSE);
-    CHECK(codec && s && opj_setup_encoder(codec, &p, im));
-    CHECK(opj_start_compress(codec, im, s) && opj_encode(codec, s) && opj_end_compress(codec, s));
-    opj_stream_destroy(s);
-    opj_destroy_codec(codec);
-    opj_image_destroy(im);
+    opj_encode_file(im, path, j2k, w >= 8 && h >= 8 ? 3 : 1 /* tiny images allow one */, 0);
 }
 
 static void test_jp2(void) {
@@ -703,25 +714,8 @@ static unsigned char *jp2_encode(const char *name, int w, int h, int nc, int pre
     im->x1 = (OPJ_UINT32)w;
     im->y1 = (OPJ_UINT32)h;
     for (int c = 0; c < nc; c++) memcpy(im->comps[c].data, v[c], sizeof(int) * cp[c].w * cp[c].h);
-    opj_cparameters_t p;
-    opj_set_default_encoder_parameters(&p);
-    p.tcp_numlayers = 1;
-    p.tcp_rates[0] = 0;
-    p.cp_disto_alloc = 1;
-    p.numresolution = 1;
-    if (tile) {
-        p.tile_size_on = OPJ_TRUE;
-        p.cp_tdx = p.cp_tdy = tile;
-    }
     const char *path = tmp_path(name);
-    int j2k = strstr(name, ".j2k") != NULL;
-    opj_codec_t *codec = opj_create_compress(j2k ? OPJ_CODEC_J2K : OPJ_CODEC_JP2);
-    opj_stream_t *s = opj_stream_create_default_file_stream(path, OPJ_FALSE);
-    CHECK(codec && s && opj_setup_encoder(codec, &p, im));
-    CHECK(opj_start_compress(codec, im, s) && opj_encode(codec, s) && opj_end_compress(codec, s));
-    opj_stream_destroy(s);
-    opj_destroy_codec(codec);
-    opj_image_destroy(im);
+    opj_encode_file(im, path, strstr(name, ".j2k") != NULL, 1, tile);
     return read_bytes(path, len);
 }
 
