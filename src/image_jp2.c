@@ -275,20 +275,20 @@ typedef enum {
 
 /* Pillow's table of unpackers, by mode, colour space and component count;
  * only RGB(A) and YCbCr ones take subsampled components. The colour space
- * is the one openjp2's header gives (unspecified in openjp2 2.5 for both
- * JP2 and J2K, whatever the colr box says), unspecified guessed as Pillow
- * guesses: 1-2 components gray; 3-4 sRGB unless the first subsampled
- * component is the second or third (YCbCr, converted to RGB after the
- * shift to 8 bits). */
+ * is the one the reference's openjp2 (2.5.0, Debian 12) gives after the
+ * header: unspecified for both JP2 and J2K, whatever the colr box says.
+ * Later openjp2 versions (2.5.3 in Debian 13) set it from the colr box
+ * there, which would make Pillow's choice depend on the library, so it is
+ * not read: unspecified, guessed as Pillow guesses: 1-2 components gray;
+ * 3-4 sRGB unless the first subsampled component is the second or third
+ * (YCbCr, converted to RGB after the shift to 8 bits). */
 static unpacker pick_unpacker(pil_mode mode, const opj_image_t *im, int *ycc, const char **why) {
     int sub = -1;
     for (uint32_t c = 0; c < im->numcomps && sub < 0; c++)
         if (im->comps[c].dx != 1 || im->comps[c].dy != 1) sub = (int)c;
-    OPJ_COLOR_SPACE cs = im->color_space;
-    if (cs == OPJ_CLRSPC_UNSPECIFIED)
-        cs = im->numcomps <= 2      ? OPJ_CLRSPC_GRAY
-             : sub == 1 || sub == 2 ? OPJ_CLRSPC_SYCC
-                                    : OPJ_CLRSPC_SRGB;
+    OPJ_COLOR_SPACE cs = im->numcomps <= 2      ? OPJ_CLRSPC_GRAY
+                         : sub == 1 || sub == 2 ? OPJ_CLRSPC_SYCC
+                                                : OPJ_CLRSPC_SRGB;
     uint32_t nc = im->numcomps;
     *why = "a colour space Pillow does not unpack";
     if (cs == OPJ_CLRSPC_GRAY) {
@@ -546,12 +546,10 @@ int cs_jp2_decode(const unsigned char *d, size_t n, const char *label, int64_t m
              label, (int)((im->x1 - im->x0) > INT_MAX ? INT_MAX : im->x1 - im->x0),
              (int)((im->y1 - im->y0) > INT_MAX ? INT_MAX : im->y1 - im->y0), max_pixels, e)))
         goto done;
-    if (im->numcomps < 1 || im->numcomps > 4 || im->color_space == OPJ_CLRSPC_UNKNOWN) {
+    if (im->numcomps < 1 || im->numcomps > 4) {
         rc = cs_fail(e, CLIPSCORE_EFORMAT,
-                     "%s: JPEG 2000 with %u components%s, which Pillow refuses (broken data "
-                     "stream)",
-                     label, im->numcomps,
-                     im->color_space == OPJ_CLRSPC_UNKNOWN ? " in an unknown colour space" : "");
+                     "%s: JPEG 2000 with %u components, which Pillow refuses (broken data stream)",
+                     label, im->numcomps);
         goto done;
     }
     for (uint32_t c = 0; c < im->numcomps; c++) {
