@@ -286,28 +286,22 @@ static unpacker pick_unpacker(pil_mode mode, const opj_image_t *im, int *ycc, co
     int sub = -1;
     for (uint32_t c = 0; c < im->numcomps && sub < 0; c++)
         if (im->comps[c].dx != 1 || im->comps[c].dy != 1) sub = (int)c;
-    OPJ_COLOR_SPACE cs = im->numcomps <= 2      ? OPJ_CLRSPC_GRAY
-                         : sub == 1 || sub == 2 ? OPJ_CLRSPC_SYCC
-                                                : OPJ_CLRSPC_SRGB;
     uint32_t nc = im->numcomps;
-    *why = "a colour space Pillow does not unpack";
-    if (cs == OPJ_CLRSPC_GRAY) {
+    if (nc <= 2) { /* gray */
         *why = "gray with a subsampled component";
         if (sub >= 0) return UNPACK_NONE;
         *why = "components that do not fit that mode";
         if (mode == MODE_L || mode == MODE_I16) return nc == 1 ? UNPACK_GRAY : UNPACK_NONE;
         if (mode == MODE_LA) return nc == 2 ? UNPACK_GRAYA : UNPACK_NONE;
-        if (mode == MODE_RGB) return nc <= 2 ? UNPACK_GRAY : UNPACK_NONE;
-        if (mode == MODE_RGBA) return nc == 1 ? UNPACK_GRAY : nc == 2 ? UNPACK_GRAYA : UNPACK_NONE;
+        if (mode == MODE_RGB) return UNPACK_GRAY;
+        if (mode == MODE_RGBA) return nc == 1 ? UNPACK_GRAY : UNPACK_GRAYA;
         return UNPACK_NONE;
     }
-    if (cs == OPJ_CLRSPC_SRGB || cs == OPJ_CLRSPC_SYCC) {
-        *why = "components that do not fit that mode";
-        if ((mode != MODE_RGB && mode != MODE_RGBA) || nc < 3 || nc > 4) return UNPACK_NONE;
-        *ycc = cs == OPJ_CLRSPC_SYCC;
-        return mode == MODE_RGBA && nc == 4 ? UNPACK_RGBA : UNPACK_RGB;
-    }
-    return UNPACK_NONE;
+    /* sRGB, or YCbCr when the second or third component is subsampled */
+    *why = "components that do not fit that mode";
+    if ((mode != MODE_RGB && mode != MODE_RGBA) || nc > 4) return UNPACK_NONE;
+    *ycc = sub == 1 || sub == 2;
+    return mode == MODE_RGBA && nc == 4 ? UNPACK_RGBA : UNPACK_RGB;
 }
 
 /* Bytes a sample of prec bits takes in openjp2's tile buffer. */

@@ -14,6 +14,7 @@
  * (test_formats.c). */
 #include "test.h"
 #include "image.h"
+#include "test_pixels.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -45,16 +46,7 @@ static void expect_pixels(const char *what, const void *d, size_t n, int w, int 
     int rc = decode(what, d, n, &img, &e);
     CHECK_MSG(rc == 0, "%s: %s", what, e.msg);
     if (rc) return;
-    CHECK_MSG(img.w == w && img.h == h && img.channels == ch,
-              "%s: %dx%d with %d channels, want %dx%d with %d", what, img.w, img.h, img.channels, w,
-              h, ch);
-    CHECK_MSG(img.palette == palette, "%s: palette flag %d, want %d", what, img.palette, palette);
-    if (img.w == w && img.h == h && img.channels == ch) {
-        size_t total = (size_t)w * h * ch, i = 0;
-        while (i < total && img.px[i] == want[i]) i++;
-        CHECK_MSG(i == total, "%s: byte %zu is %d, want %d", what, i, i < total ? img.px[i] : 0,
-                  i < total ? want[i] : 0);
-    }
+    check_image_pixels(what, &img, w, h, ch, palette, want);
     cs_image_free(&img);
 }
 

@@ -16,6 +16,7 @@
 #include "test.h"
 #include "image.h"
 #include "image_formats.h"
+#include "test_pixels.h"
 
 #include <stdint.h>
 #include <unistd.h>
@@ -58,15 +59,7 @@ static void expect_pixels(const char *what, const char *path, int w, int h, int 
     int rc = load(path, 0, &img);
     CHECK_MSG(rc == 0, "%s: load failed (%d)", what, rc);
     if (rc) return;
-    CHECK_MSG(img.w == w && img.h == h && img.channels == ch && img.palette == palette,
-              "%s: %dx%d, %d channels, palette %d; expected %dx%d, %d, %d", what, img.w, img.h,
-              img.channels, img.palette, w, h, ch, palette);
-    if (img.w == w && img.h == h && img.channels == ch) {
-        size_t n = (size_t)w * h * ch, i = 0;
-        while (i < n && img.px[i] == want[i]) i++;
-        CHECK_MSG(i == n, "%s: byte %zu is %d, expected %d", what, i, i < n ? img.px[i] : 0,
-                  i < n ? want[i] : 0);
-    }
+    check_image_pixels(what, &img, w, h, ch, palette, want);
     cs_image_free(&img);
 }
 
